@@ -1,0 +1,104 @@
+"""The ``sapphire`` command: one entry point for every role the single image plays.
+
+Commands import their implementation lazily, so ``sapphire --version`` and
+``sapphire config show`` stay fast and need no cluster, database or Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated, NoReturn, TypeVar
+
+import pydantic
+import typer
+
+import sapphire
+from sapphire import config, logs
+
+SettingsT = TypeVar("SettingsT", bound=config.ServiceSettings)
+
+app = typer.Typer(
+    name="sapphire",
+    help="Sapphire: a Kubernetes-native, multi-agent AI trading platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+class Service(StrEnum):
+    TRADER_API = "trader-api"
+    AGENT = "agent"
+    OPERATOR = "operator"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error (never a traceback) and exit."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def settings_class_for(service: Service) -> type[config.ServiceSettings]:
+    """The settings class of one deployable, imported lazily."""
+    if service is Service.TRADER_API:
+        from sapphire.trader_api import settings as trader_api_settings
+
+        return trader_api_settings.TraderApiSettings
+    if service is Service.AGENT:
+        from sapphire.agents import settings as agent_settings
+
+        return agent_settings.AgentSettings
+    from sapphire.operator import settings as operator_settings
+
+    return operator_settings.OperatorSettings
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Build one deployable's settings, turning validation errors into a clear message."""
+    try:
+        settings = settings_class()
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or settings_class.__name__}: {issue['msg']}"
+            for issue in error.errors(include_url=False)
+        )
+        fail(f"invalid {settings_class.__name__}: {config.redact_url(problems)}")
+    except config.PlaceholderSecretError as error:
+        fail(f"{settings_class.__name__}: {error}")
+    logs.configure_logging(level=settings.log_level, log_format=settings.log_format)
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sapphire {sapphire.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Sapphire: a Kubernetes-native, multi-agent AI trading platform."""
+
+
+@config_app.command("show")
+def config_show(
+    service: Annotated[
+        Service, typer.Argument(help="Which deployable's settings to show.")
+    ] = Service.TRADER_API,
+) -> None:
+    """Print the effective settings as JSON, with secrets redacted."""
+    settings = load_settings(settings_class_for(service))
+    typer.echo(json.dumps(settings.redacted(), indent=2, sort_keys=True))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,55 @@
+"""Session-wide fixtures: real PostgreSQL 15 and Redis 7, isolated per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import services
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[services.PostgresServer]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    server = services.PostgresServer.existing(url) if url else services.PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[services.RedisServer]:
+    url = os.environ.get("TEST_REDIS_URL")
+    server = services.RedisServer.existing(url) if url else services.RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: services.PostgresServer) -> Iterator[str]:
+    """A fresh, empty Postgres database for this test only (``postgresql://`` URL)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def redis_url(redis_server: services.RedisServer) -> str:
+    """A flushed Redis database index for this test only."""
+    return redis_server.fresh_database()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key and channel prefix unique to this test (pub/sub channels are server-wide)."""
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[services.RedisServer]:
+    """A Redis server of this test's own, which the test may stop and restart (outage tests)."""
+    server = services.RedisServer.start()
+    yield server
+    server.stop()

@@ -1,0 +1,277 @@
+"""The executor (role ``executor``): the one agent that trades.
+
+It keeps the latest signal from every analyst, the latest quote and the account, and on
+each event decides per symbol: aggregate (:mod:`~sapphire.agents.aggregation`), size within
+``spec.risk`` (:mod:`~sapphire.agents.sizing`), and produce one order with a deterministic
+``client_order_id``. This module is the decision state; the I/O (bus, HTTP) lives in
+:mod:`sapphire.agents.runtime`.
+
+Determinism of order ids: the id hashes (agent, epoch, symbol, decision sequence). A retry
+of the same decision after a network error resends the same id and body, so the trader
+API returns the order it already has rather than trading twice. A restarted executor has a
+new epoch (its start time), so its first decisions never collide with a previous run's.
+
+LLM arbitration is advisory and off the fast path: when the votes on a symbol conflict,
+the runtime may run :meth:`Executor.arbitrate` in the background under a strict timeout.
+Its answer only scales future decisions for a while; :meth:`Executor.decide` never waits
+for it. ``HALTED`` makes :meth:`decide` return nothing from the moment it is observed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import pydantic
+
+from sapphire.agents import aggregation, market, sizing
+from sapphire.agents.llm import base as llm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    agent: str
+    limits: sizing.RiskLimits
+    epoch: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f"))
+    half_life_seconds: float = 120.0
+    collar_bps: Decimal = Decimal(10)
+    min_order_fraction: Decimal = Decimal("0.02")
+    conflict_threshold: Decimal = Decimal("0.25")
+    arbitration_timeout_seconds: float = 2.0
+    arbitration_ttl: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One ``POST /v1/orders`` body and the decision behind it."""
+
+    client_order_id: str
+    plan: sizing.OrderPlan
+    score: Decimal
+    agent: str
+
+    def to_request(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "symbol": self.plan.symbol,
+            "side": self.plan.side,
+            "type": "limit",
+            "quantity": str(self.plan.quantity),
+            "limit_price": str(self.plan.limit_price),
+            "time_in_force": "ioc",
+            "agent": self.agent,
+        }
+
+
+class Arbitration(pydantic.BaseModel):
+    """What the arbitration model must answer."""
+
+    stance: Literal["follow", "reduce", "stand_aside"]
+    scale: float = pydantic.Field(ge=0, le=1)
+    rationale: str = pydantic.Field(min_length=1, max_length=1000)
+
+
+ARBITRATION_PROMPT = (
+    "You arbitrate conflicting signals for an execution desk. Given the votes on one symbol, "
+    "answer one JSON object: stance (follow, reduce or stand_aside), scale (0..1, how much of the "
+    "aggregated position to keep) and a one-sentence rationale."
+)
+
+
+@dataclass
+class _Override:
+    scale: Decimal
+    until: datetime
+    rationale: str
+
+
+def client_order_id(*, agent: str, epoch: str, symbol: str, sequence: int) -> str:
+    """Deterministic and unique per decision; short enough for any venue's id field."""
+    digest = hashlib.sha256(f"{agent}|{epoch}|{symbol}|{sequence}".encode()).hexdigest()[:24]
+    return f"sx-{digest}"
+
+
+class Executor:
+    """Decision state of the execution agent. Synchronous and free of I/O."""
+
+    def __init__(self, config: ExecutorConfig, *, arbiter: llm.StructuredModel | None = None) -> None:
+        self.config = config
+        self.arbiter = arbiter
+        self.risk_state = market.RiskState.ACTIVE
+        self.instruments: dict[str, sizing.Instrument] = {}
+        self.quotes: dict[str, market.Tick] = {}
+        self.positions: dict[str, Decimal] = {}
+        self.marks: dict[str, Decimal] = {}
+        self.equity: Decimal | None = None
+        self.day: date | None = None
+        self.day_start_equity: Decimal | None = None
+        self._signals: dict[str, dict[str, market.Signal]] = {}
+        self._overrides: dict[str, _Override] = {}
+        self._sequence = 0
+
+    # --- events -------------------------------------------------------------------------
+
+    def on_signal(self, signal: market.Signal) -> None:
+        if signal.agent == self.config.agent:
+            return
+        by_agent = self._signals.setdefault(signal.symbol, {})
+        seen = by_agent.get(signal.agent)
+        if seen is None or signal.ts >= seen.ts:
+            by_agent[signal.agent] = signal
+
+    def on_tick(self, tick: market.Tick) -> None:
+        self.quotes[tick.symbol] = tick
+
+    def on_risk_state(self, state: market.RiskState) -> None:
+        if state is not self.risk_state:
+            logger.warning("risk state changed", extra={"from": self.risk_state.value, "to": state.value})
+        self.risk_state = state
+
+    def on_instruments(self, instruments: Iterable[sizing.Instrument]) -> None:
+        self.instruments = {i.symbol: i for i in instruments}
+
+    def on_portfolio(
+        self, *, equity: Decimal, positions: dict[str, Decimal], marks: dict[str, Decimal], now: datetime
+    ) -> None:
+        """The account as the trader API reports it; the first report of a UTC day sets the loss baseline."""
+        self.equity = equity
+        self.positions = dict(positions)
+        self.marks.update(marks)
+        if self.day != now.date():
+            self.day = now.date()
+            self.day_start_equity = equity
+
+    # --- decisions ----------------------------------------------------------------------
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        if self.equity is None or self.day_start_equity is None:
+            return Decimal(0)
+        return self.equity - self.day_start_equity
+
+    def consensus(self, symbol: str, now: datetime) -> aggregation.Consensus:
+        return aggregation.aggregate(
+            self._signals.get(symbol, {}).values(),
+            symbol=symbol,
+            now=now,
+            half_life_seconds=self.config.half_life_seconds,
+            exclude_agent=self.config.agent,
+        )
+
+    def _conservative_price(self, symbol: str) -> Decimal:
+        quote = self.quotes.get(symbol)
+        prices = [self.marks.get(symbol, Decimal(0))]
+        if quote is not None:
+            prices += [quote.ask, quote.last]
+        return max(prices)
+
+    def other_exposure(self, symbol: str) -> Decimal:
+        return sum(
+            (abs(qty) * self._conservative_price(s) for s, qty in self.positions.items() if s != symbol),
+            Decimal(0),
+        )
+
+    def decide(self, symbol: str, now: datetime) -> OrderRequest | None:
+        """The order to send for ``symbol`` now, or None. Never waits, never raises on missing data."""
+        if self.risk_state is market.RiskState.HALTED or self.equity is None:
+            return None
+        instrument, quote = self.instruments.get(symbol), self.quotes.get(symbol)
+        if instrument is None or quote is None:
+            return None
+        consensus = self.consensus(symbol, now)
+        score = consensus.score
+        override = self._overrides.get(symbol)
+        if override is not None:
+            if override.until > now:
+                score *= override.scale
+            else:
+                del self._overrides[symbol]
+        plan = sizing.plan_order(
+            instrument=instrument,
+            score=score,
+            bid=quote.bid,
+            ask=quote.ask,
+            position=self.positions.get(symbol, Decimal(0)),
+            other_exposure=self.other_exposure(symbol),
+            limits=self.config.limits,
+            daily_pnl=self.daily_pnl,
+            risk_state=self.risk_state,
+            collar_bps=self.config.collar_bps,
+            min_order_fraction=self.config.min_order_fraction,
+        )
+        if plan is None:
+            return None
+        self._sequence += 1
+        order_id = client_order_id(
+            agent=self.config.agent, epoch=self.config.epoch, symbol=symbol, sequence=self._sequence
+        )
+        return OrderRequest(client_order_id=order_id, plan=plan, score=score, agent=self.config.agent)
+
+    def assume_filled(self, order: OrderRequest, filled: Decimal) -> None:
+        """Book a fill locally until the next portfolio refresh, so the next decision sees it."""
+        sign = Decimal(1) if order.plan.side == "buy" else Decimal(-1)
+        symbol = order.plan.symbol
+        self.positions[symbol] = self.positions.get(symbol, Decimal(0)) + sign * filled
+
+    # --- arbitration (off the fast path) ------------------------------------------------
+
+    def needs_arbitration(self, symbol: str, now: datetime) -> aggregation.Consensus | None:
+        """The conflicted consensus worth asking the model about, or None."""
+        if self.arbiter is None or self.risk_state is market.RiskState.HALTED:
+            return None
+        override = self._overrides.get(symbol)
+        if override is not None and override.until > now:
+            return None
+        consensus = self.consensus(symbol, now)
+        return consensus if consensus.conflict >= self.config.conflict_threshold else None
+
+    async def arbitrate(self, consensus: aggregation.Consensus, now: datetime) -> Decimal | None:
+        """Ask the model how much of a conflicted consensus to keep; remembered for ``arbitration_ttl``.
+
+        The caller runs this as a background task; the model's own guard bounds it by
+        ``timeout_seconds`` and it returns None (no override) on any failure.
+        """
+        if self.arbiter is None:
+            return None
+        votes = "\n".join(
+            f"- {v.role}/{v.agent}: {v.direction.value} strength {v.strength} weight {v.weight}"
+            for v in consensus.votes
+        )
+        answer = await self.arbiter.ask(
+            system=ARBITRATION_PROMPT,
+            prompt=(
+                f"Symbol {consensus.symbol}: aggregated score {consensus.score}, "
+                f"conflict {consensus.conflict}.\n"
+                f"Votes:\n{votes}"
+            ),
+            schema=Arbitration,
+        )
+        if answer is None:
+            return None
+        scale = (
+            Decimal(0)
+            if answer.stance == "stand_aside"
+            else Decimal(repr(answer.scale)).quantize(Decimal("0.01"))
+        )
+        if answer.stance == "follow":
+            scale = Decimal(1)
+        self._overrides[consensus.symbol] = _Override(
+            scale, now + self.config.arbitration_ttl, answer.rationale
+        )
+        logger.info(
+            "arbitration",
+            extra={
+                "symbol": consensus.symbol,
+                "stance": answer.stance,
+                "scale": str(scale),
+                "why": answer.rationale,
+            },
+        )
+        return scale

@@ -7,6 +7,7 @@ Commands import their implementation lazily, so ``sapphire --version`` and
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 from enum import StrEnum
 from typing import Annotated, NoReturn, TypeVar
@@ -27,6 +28,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+crds_app = typer.Typer(help="CustomResourceDefinitions generated from the spec models.", no_args_is_help=True)
+app.add_typer(crds_app, name="crds")
 
 
 class Service(StrEnum):
@@ -97,6 +100,19 @@ def config_show(
     """Print the effective settings as JSON, with secrets redacted."""
     settings = load_settings(settings_class_for(service))
     typer.echo(json.dumps(settings.redacted(), indent=2, sort_keys=True))
+
+
+@crds_app.command("generate")
+def crds_generate(
+    out: Annotated[
+        pathlib.Path, typer.Option("--out", help="Directory to write the CRD YAML files into.")
+    ] = pathlib.Path("crds"),
+) -> None:
+    """Write crds/*.yaml from the TradingAgent and MigrationRun models."""
+    from sapphire.resources import crdgen
+
+    for path in crdgen.write_crds(out):
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:

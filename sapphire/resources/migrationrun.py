@@ -1,0 +1,272 @@
+"""MigrationRun: one alembic migration of one database, declared as a Kubernetes resource.
+
+The operator runs it as a bare Pod (not a Job) and decides the result from the migration
+container's own termination, so a sidecar that never exits (the Cloud SQL Auth Proxy) can
+no longer hang the run. The object stays afterwards as the record of what ran; its spec is
+therefore immutable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Annotated, Literal, Self
+
+import pydantic
+
+import sapphire
+from sapphire.resources import common
+
+KIND = "MigrationRun"
+PLURAL = "migrationruns"
+SINGULAR = "migrationrun"
+SHORT_NAMES = ("mr",)
+API_VERSION = f"{sapphire.GROUP}/{common.VERSION}"
+
+HEAD = "head"
+"""The newest revision the migration image knows."""
+
+BASE = "base"
+"""Before the first revision: an empty schema (downgrade only)."""
+
+MIGRATION_CONTAINER = "migrate"
+"""Name of the container that runs alembic; sidecars must not take it."""
+
+TARGET_REVISION_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+"""``head``, ``base`` or an alembic revision id. Relative targets such as ``+1`` are refused:
+a record of a migration must say where it went."""
+
+
+class Direction(enum.StrEnum):
+    """Whether the run moves the schema forwards or backwards."""
+
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+
+
+class DatabaseRef(common.SpecModel):
+    """The database to migrate."""
+
+    name: Annotated[str, pydantic.Field(min_length=1, max_length=63, pattern=common.DNS_LABEL_PATTERN)]
+    """Logical identity of the database, for example trading. At most one MigrationRun runs per
+    name in a namespace; the others wait in phase Queued."""
+
+    url_secret_ref: common.SecretKeyRef
+    """Secret key holding the SQLAlchemy database URL. Never copied into status, events or logs."""
+
+
+class Sidecar(pydantic.BaseModel):
+    """A native sidecar container (an initContainer with restartPolicy Always) started before the
+    migration and stopped after it, for example the Cloud SQL Auth Proxy. Any Container field
+    may be given; name and image are required."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=pydantic.alias_generators.to_camel,
+        populate_by_name=True,
+        extra="allow",
+        use_attribute_docstrings=True,
+        frozen=True,
+        json_schema_extra=common.cel_rules(
+            common.cel_rule(
+                f"self.name != '{MIGRATION_CONTAINER}'",
+                f"name {MIGRATION_CONTAINER} is reserved for the migration container",
+                field_path=".name",
+                reason="FieldValueInvalid",
+            )
+        ),
+    )
+
+    name: Annotated[str, pydantic.Field(min_length=1, max_length=63, pattern=common.DNS_LABEL_PATTERN)]
+    """Container name, unique in the pod; not migrate."""
+
+    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")]
+    """Container image of the sidecar."""
+
+    restart_policy: Literal["Always"] = "Always"
+    """Always: what makes an initContainer a native sidecar that runs beside the migration."""
+
+    @pydantic.model_validator(mode="after")
+    def _not_migrate(self) -> Self:
+        if self.name == MIGRATION_CONTAINER:
+            raise ValueError(f"name {MIGRATION_CONTAINER} is reserved for the migration container")
+        return self
+
+    def to_wire(self) -> dict[str, object]:
+        """The container as the Pod's initContainers entry expects it, unknown fields included."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class MigrationRunSpec(common.SpecModel):
+    """Desired migration: which database, to which revision, in which direction. Immutable."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=common.cel_rules(
+            common.cel_rule(
+                "self.direction != 'downgrade' || (has(self.allowDowngrade) && self.allowDowngrade)",
+                "direction downgrade requires allowDowngrade: true",
+                field_path=".allowDowngrade",
+                reason="FieldValueRequired",
+            ),
+            common.cel_rule(
+                f"self.direction != 'upgrade' || self.revision != '{BASE}'",
+                f"revision {BASE} is only a downgrade target",
+                field_path=".revision",
+                reason="FieldValueInvalid",
+            ),
+            common.cel_rule(
+                f"self.direction != 'downgrade' || self.revision != '{HEAD}'",
+                f"a downgrade needs a revision id or {BASE}, not {HEAD}",
+                field_path=".revision",
+                reason="FieldValueInvalid",
+            ),
+            common.cel_rule(
+                "self == oldSelf",
+                "spec is immutable: a MigrationRun records one migration; create a new MigrationRun",
+                reason="FieldValueForbidden",
+            ),
+        )
+    )
+
+    revision: Annotated[str, pydantic.Field(pattern=TARGET_REVISION_PATTERN)]
+    """Alembic target: head, an alembic revision id, or base (downgrade only)."""
+
+    direction: Direction = Direction.UPGRADE
+    """upgrade or downgrade. A downgrade needs allowDowngrade: true."""
+
+    allow_downgrade: pydantic.StrictBool = False
+    """Explicit consent to a downgrade, which may drop columns and their data."""
+
+    database: DatabaseRef
+    """The database to migrate and the Secret holding its URL."""
+
+    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")] | None = None
+    """Image holding the migrations; defaults to the operator's Sapphire image."""
+
+    sidecars: Annotated[
+        list[Sidecar],
+        pydantic.Field(
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ] = pydantic.Field(default_factory=list)
+    """Native sidecars started before the migration, such as the Cloud SQL Auth Proxy. The result
+    comes from the migration container alone, so a sidecar that never exits cannot hang the run."""
+
+    backoff_limit: Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=10)] = 2
+    """Retries after a failed attempt; each attempt is a new pod."""
+
+    active_deadline_seconds: Annotated[pydantic.StrictInt, pydantic.Field(ge=30, le=86400)] = 900
+    """Deadline of one attempt, in seconds; the pod is stopped and the attempt fails after it."""
+
+    ttl_seconds_after_finished: Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=604800)] = 300
+    """Seconds the finished pod is kept so its logs can be read; the MigrationRun stays as the record."""
+
+    @pydantic.field_validator("sidecars")
+    @classmethod
+    def _unique_sidecars(cls, sidecars: list[Sidecar]) -> list[Sidecar]:
+        names = [sidecar.name for sidecar in sidecars]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate sidecar names: {', '.join(duplicates)}")
+        return sidecars
+
+    @pydantic.model_validator(mode="after")
+    def _direction(self) -> Self:
+        # Mirrors the CEL rules above (immutability needs the old object: API server only).
+        if self.direction is Direction.DOWNGRADE:
+            if not self.allow_downgrade:
+                raise ValueError("direction downgrade requires allowDowngrade: true")
+            if self.revision == HEAD:
+                raise ValueError(f"a downgrade needs a revision id or {BASE}, not {HEAD}")
+        elif self.revision == BASE:
+            raise ValueError(f"revision {BASE} is only a downgrade target")
+        return self
+
+    @property
+    def is_downgrade(self) -> bool:
+        """True when the run moves the schema backwards."""
+        return self.direction is Direction.DOWNGRADE
+
+    @property
+    def targets_head(self) -> bool:
+        """True when the target is whatever the newest revision of the image is."""
+        return self.revision == HEAD
+
+    @property
+    def lock_key(self) -> str:
+        """What serializes runs: at most one MigrationRun per database name runs at a time."""
+        return self.database.name
+
+
+class MigrationRunPhase(enum.StrEnum):
+    """Where the run is in its life cycle. Succeeded and Failed are final."""
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the run has a result and will never run again."""
+        return self in (MigrationRunPhase.SUCCEEDED, MigrationRunPhase.FAILED)
+
+
+class MigrationRunConditionType(enum.StrEnum):
+    """The condition types the operator maintains on a MigrationRun."""
+
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    PROGRESSING = "Progressing"
+
+
+class MigrationRunStatus(common.StatusModel):
+    """Observed state of the run, written by the operator."""
+
+    phase: MigrationRunPhase | None = None
+    """Pending, Queued (another run holds the database), Running, Succeeded or Failed."""
+
+    observed_generation: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    """The metadata.generation the operator last acted on."""
+
+    conditions: Annotated[
+        list[common.Condition],
+        pydantic.Field(
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+        ),
+    ] = pydantic.Field(default_factory=list)
+    """Progressing, Complete and Failed, in metav1.Condition shape."""
+
+    from_revision: Annotated[str, pydantic.Field(max_length=64)] | None = None
+    """Revision the database was at when the migration started, as the migration reported it."""
+
+    to_revision: Annotated[str, pydantic.Field(max_length=64)] | None = None
+    """Revision the database was at when the migration ended, as the migration reported it."""
+
+    attempts: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    """Migration pods started so far, at most backoffLimit + 1."""
+
+    started_at: datetime.datetime | None = None
+    """When the first attempt started."""
+
+    finished_at: datetime.datetime | None = None
+    """When the run reached Succeeded or Failed."""
+
+    pod_name: str | None = None
+    """Name of the current or last migration pod."""
+
+    message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
+    """Tail of the migration's output or the reason it failed; never contains the database URL."""
+
+
+class MigrationRun(pydantic.BaseModel):
+    """A whole MigrationRun document, as read from a YAML file."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
+    kind: Literal["MigrationRun"]
+    metadata: common.ObjectMeta
+    spec: MigrationRunSpec
+    status: MigrationRunStatus | None = None

@@ -1,4 +1,4 @@
-"""Session-wide fixtures: real PostgreSQL 15 and Redis 7, isolated per test."""
+"""Session-wide fixtures: real PostgreSQL 15, Redis 7 and Kubernetes control plane, isolated per test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import services
+from tests.support import kube, services
+from tests.support import node as process_node
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,24 @@ def own_redis_server() -> Iterator[services.RedisServer]:
     server = services.RedisServer.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[kube.ControlPlane]:
+    """A real kube-apiserver + controller-manager + etcd, with a process node when we own it."""
+    plane = kube.start_control_plane()
+    node = process_node.ProcessNode(plane) if plane.owns_nodes else None
+    if node is not None:
+        node.start()
+    plane.node = node
+    yield plane
+    if node is not None:
+        node.stop()
+    plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: kube.ControlPlane) -> Iterator[str]:
+    """A fresh namespace for this test."""
+    with kube.fresh_namespace(control_plane) as name:
+        yield name

@@ -6,7 +6,7 @@ module sapphire.dev/testenv
 
 go 1.26.0
 
-require k8s.io/kubernetes v1.36.3 // indirect
+require k8s.io/kubernetes v1.36.3
 
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver

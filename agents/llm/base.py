@@ -120,6 +120,9 @@ class GuardedModel:
     def label(self) -> str:
         return f"{self.provider.name}/{self.provider.model}"
 
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
     def _count(self, outcome: str) -> None:
         CALLS.labels(self.provider.name, self.provider.model, outcome).inc()
 

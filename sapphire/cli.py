@@ -115,6 +115,15 @@ def crds_generate(
         typer.echo(f"wrote {path}")
 
 
+@app.command("api")
+def api() -> None:
+    """Serve the trader API (uvicorn) with the settings from the environment."""
+    from sapphire.trader_api.server import serve
+    from sapphire.trader_api.settings import TraderApiSettings
+
+    serve(load_settings(TraderApiSettings))
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())

@@ -150,7 +150,8 @@ def build_openapi_schema(resource: Resource) -> dict[str, Any]:
                 "description": "Versioned schema of this representation of an object.",
             },
             "kind": {"type": "string", "description": "REST resource this object represents."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server refuses anything but the type here; kubectl explain documents ObjectMeta.
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

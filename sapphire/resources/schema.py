@@ -144,11 +144,12 @@ def _convert(node: Mapping[str, Any], definitions: Mapping[str, Any], *, where: 
 
 def missing_descriptions(schema: Mapping[str, Any], path: str = "") -> list[str]:
     """Paths of properties (and array items of objects) that ``kubectl explain`` would leave
-    undocumented. Empty means every field is described."""
+    undocumented. Empty means every field is described. The root ``metadata`` is exempt: the
+    API server forbids a description there and documents ObjectMeta itself."""
     missing: list[str] = []
     for name, child in schema.get("properties", {}).items():
         child_path = f"{path}.{name}"
-        if not child.get("description"):
+        if not child.get("description") and child_path != ".metadata":
             missing.append(child_path)
         missing.extend(missing_descriptions(child, child_path))
     if "items" in schema:

@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+agent_app = typer.Typer(help="Run one trading agent (analyst or executor).", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
 crds_app = typer.Typer(help="CustomResourceDefinitions generated from the spec models.", no_args_is_help=True)
 app.add_typer(crds_app, name="crds")
 
@@ -122,6 +124,17 @@ def api() -> None:
     from sapphire.trader_api.settings import TraderApiSettings
 
     serve(load_settings(TraderApiSettings))
+
+
+@agent_app.command("run")
+def agent_run() -> None:
+    """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
+    import asyncio
+
+    from sapphire.agents import runtime
+    from sapphire.agents.settings import AgentSettings
+
+    asyncio.run(runtime.run_agent(load_settings(AgentSettings)))
 
 
 def main() -> None:

@@ -1,0 +1,193 @@
+"""Orders on the paper venue: fills, resting limits, idempotency, cancels, portfolio."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from sapphire.trader_api.app import create_app
+from sapphire.trader_api.settings import TraderApiSettings
+from tests.trader_api.support import (
+    ADMIN,
+    AGENT,
+    READ,
+    ManualClock,
+    dec,
+    make_settings,
+    order,
+    running_client,
+    send_ticks,
+    tick,
+)
+
+
+@pytest.fixture
+async def market(client: httpx.AsyncClient, clock: ManualClock) -> httpx.AsyncClient:
+    await send_ticks(
+        client,
+        tick("BTC-USD", "100.00", "100.10", ts=clock.now),
+        tick("AAPL", "190.00", "190.02", ts=clock.now),
+    )
+    return client
+
+
+async def test_market_buy_fills_at_the_ask_and_pays_the_fee(market: httpx.AsyncClient) -> None:
+    response = await market.post("/v1/orders", json=order("b1", quantity="2", agent="exec-1"), headers=AGENT)
+    assert response.status_code == 201, response.text
+    placed = response.json()
+    assert placed["status"] == "filled"
+    assert placed["filled_quantity"] == "2"
+    assert dec(placed["average_price"]) == Decimal("100.10")
+    assert dec(placed["fees"]) == Decimal("0.2002")  # 10 bps of 200.20
+    portfolio = (await market.get("/v1/portfolio", headers=READ)).json()
+    assert dec(portfolio["cash"]) == Decimal("1000000") - Decimal("200.20") - Decimal("0.2002")
+    [position] = portfolio["positions"]
+    assert position["symbol"] == "BTC-USD"
+    assert dec(position["quantity"]) == 2
+    assert dec(position["average_price"]) == Decimal("100.10")
+    assert dec(position["mark"]) == Decimal("100.10")
+
+
+async def test_market_sell_fills_at_the_bid_minus_slippage(
+    trader_database_url: str, redis_url: str, redis_prefix: str, clock: ManualClock
+) -> None:
+    settings = make_settings(trader_database_url, redis_url, redis_prefix, slippage_bps="10")
+    async with running_client(settings, clock) as client:
+        await send_ticks(client, tick("BTC-USD", "100.00", "100.10", ts=clock.now))
+        sold = (await client.post("/v1/orders", json=order("s1", side="sell"), headers=AGENT)).json()
+    # 100.00 x (1 - 0.001) = 99.90, rounded down to the tick.
+    assert dec(sold["average_price"]) == Decimal("99.90")
+
+
+async def test_resting_limit_fills_partially_then_fully_when_the_market_crosses(
+    market: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    placed = (
+        await market.post("/v1/orders", json=order("l1", quantity="3", limit_price="99.50"), headers=AGENT)
+    ).json()
+    assert placed["status"] == "new"
+    await send_ticks(market, tick("BTC-USD", "99.40", "99.50", ts=clock.now, size="1.25"))
+    partial = (await market.get(f"/v1/orders/{placed['id']}", headers=READ)).json()
+    assert partial["status"] == "partially_filled"
+    assert dec(partial["filled_quantity"]) == Decimal("1.25")
+    await send_ticks(market, tick("BTC-USD", "99.30", "99.40", ts=clock.now, size="5"))
+    done = (await market.get(f"/v1/orders/{placed['id']}", headers=READ)).json()
+    assert done["status"] == "filled"
+    assert dec(done["average_price"]) == Decimal("99.50")  # resting orders fill at their limit
+    fills = (await market.get("/v1/fills", params={"order_id": placed["id"]}, headers=READ)).json()
+    assert sorted(dec(f["quantity"]) for f in fills) == [Decimal("1.25"), Decimal("1.75")]
+    assert {f["liquidity"] for f in fills} == {"maker"}
+
+
+async def test_marketable_limit_fills_at_the_touch_and_ioc_cancels_otherwise(
+    market: httpx.AsyncClient,
+) -> None:
+    marketable = (
+        await market.post("/v1/orders", json=order("m1", limit_price="100.50"), headers=AGENT)
+    ).json()
+    assert marketable["status"] == "filled"
+    assert dec(marketable["average_price"]) == Decimal("100.10")
+    ioc = (
+        await market.post(
+            "/v1/orders", json=order("i1", limit_price="99.00", time_in_force="ioc"), headers=AGENT
+        )
+    ).json()
+    assert ioc["status"] == "canceled"
+    assert "ioc" in ioc["reason"]
+
+
+async def test_same_client_order_id_and_body_returns_the_same_order(market: httpx.AsyncClient) -> None:
+    first = await market.post("/v1/orders", json=order("same", quantity="1.0"), headers=AGENT)
+    again = await market.post("/v1/orders", json=order("same", quantity="1"), headers=AGENT)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert len((await market.get("/v1/fills", headers=READ)).json()) == 1
+
+
+async def test_same_client_order_id_with_another_body_is_a_conflict(market: httpx.AsyncClient) -> None:
+    await market.post("/v1/orders", json=order("dup", quantity="1"), headers=AGENT)
+    response = await market.post("/v1/orders", json=order("dup", quantity="2"), headers=AGENT)
+    assert response.status_code == 409
+    assert "client_order_id" in response.json()["detail"]
+
+
+async def test_concurrent_duplicates_on_two_api_replicas_make_exactly_one_order(
+    settings: TraderApiSettings, clock: ManualClock, market: httpx.AsyncClient, trader_database_url: str
+) -> None:
+    # A second app on the same database and Redis: a second replica with its own pool.
+    other = create_app(settings, clock=clock)
+    async with other.router.lifespan_context(other), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=other), base_url="http://t2"
+    ) as replica:
+        clients = [market, replica] * 10
+        responses = await asyncio.gather(
+            *(c.post("/v1/orders", json=order("race", quantity="0.5"), headers=AGENT) for c in clients)
+        )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201]
+    assert len({r.json()["id"] for r in responses}) == 1
+    with psycopg.connect(trader_database_url.replace("+psycopg", "")) as connection:
+        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+        assert connection.execute("SELECT count(*) FROM fills").fetchone() == (1,)
+
+
+async def test_cancel_an_open_order_then_cancel_again_is_a_conflict(market: httpx.AsyncClient) -> None:
+    placed = (await market.post("/v1/orders", json=order("c1", limit_price="99.00"), headers=AGENT)).json()
+    canceled = await market.post(f"/v1/orders/{placed['id']}/cancel", headers=AGENT)
+    assert canceled.status_code == 200
+    assert canceled.json()["status"] == "canceled"
+    again = await market.post(f"/v1/orders/{placed['id']}/cancel", headers=AGENT)
+    assert again.status_code == 409
+    missing = await market.post("/v1/orders/00000000-0000-0000-0000-000000000000/cancel", headers=AGENT)
+    assert missing.status_code == 404
+
+
+async def test_orders_are_listed_newest_first_and_filtered(
+    market: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    for number in range(3):
+        await market.post(
+            "/v1/orders", json=order(f"f{number}", limit_price="99.00", agent="a1"), headers=AGENT
+        )
+        clock.advance(0.5)
+    await market.post("/v1/orders", json=order("g1", agent="a2"), headers=AGENT)
+    listed = (await market.get("/v1/orders", params={"agent": "a1"}, headers=READ)).json()
+    assert [o["client_order_id"] for o in listed] == ["f2", "f1", "f0"]
+    filled = (await market.get("/v1/orders", params={"status": "filled"}, headers=READ)).json()
+    assert [o["client_order_id"] for o in filled] == ["g1"]
+
+
+async def test_round_trip_realizes_pnl_and_books_balance(
+    market: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    await market.post("/v1/orders", json=order("rt1", quantity="4", agent="x"), headers=AGENT)
+    await send_ticks(market, tick("BTC-USD", "110.00", "110.10", ts=clock.now))
+    await market.post("/v1/orders", json=order("rt2", side="sell", quantity="1.5", agent="x"), headers=AGENT)
+    portfolio = (await market.get("/v1/portfolio", headers=READ)).json()
+    [position] = portfolio["positions"]
+    assert dec(position["realized_pnl"]) == Decimal("1.5") * (Decimal("110.00") - Decimal("100.10"))
+    assert dec(position["quantity"]) == Decimal("2.5")
+    assert dec(portfolio["equity"]) == dec(portfolio["cash"]) + dec(position["quantity"]) * dec(
+        position["mark"]
+    )
+    change = dec(portfolio["equity"]) - Decimal("1000000")
+    pnl = dec(portfolio["realized_pnl"]) + dec(portfolio["unrealized_pnl"]) - dec(portfolio["fees"])
+    assert pnl == change
+    stats = (await market.get("/v1/agents/x/stats", headers=READ)).json()
+    assert dec(stats["realized_pnl"]) == dec(position["realized_pnl"])
+    assert stats["orders"] == 2
+
+
+async def test_admin_scope_reaches_orders_too(market: httpx.AsyncClient) -> None:
+    assert (await market.post("/v1/orders", json=order("adm"), headers=ADMIN)).status_code == 201
+
+
+async def test_app_factory_builds_nothing_at_import(settings: TraderApiSettings) -> None:
+    app = create_app(settings)
+    assert isinstance(app, FastAPI)
+    assert not hasattr(app.state, "runtime")  # the lifespan opens the database, not the factory

@@ -1,0 +1,165 @@
+"""The FastAPI application factory. Nothing is built at import time: ``create_app`` gets
+settings (and, in tests or ``sapphire up``, an existing bus or clock) and the lifespan
+opens the database and the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import sapphire
+from sapphire.trader_api import bus, errors, metrics
+from sapphire.trader_api.routes import (
+    agents,
+    bars,
+    events,
+    fills,
+    headlines,
+    health,
+    instruments,
+    orders,
+    portfolio,
+    quotes,
+    risk,
+    signals,
+    ticks,
+)
+from sapphire.trader_api.services import runtime as runtime_module
+from sapphire.trader_api.settings import TraderApiSettings
+from sapphire.trader_api.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+V1_ROUTERS = (
+    instruments.router,
+    ticks.router,
+    quotes.router,
+    bars.router,
+    orders.router,
+    fills.router,
+    portfolio.router,
+    risk.router,
+    signals.router,
+    agents.router,
+    headlines.router,
+    events.router,
+)
+
+
+class _MetricsMiddleware:
+    """Counts requests and their latency by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, registry: metrics.Metrics) -> None:
+        self.app, self.metrics = app, registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.FieldError)
+    async def field_error(_: Request, error: errors.FieldError) -> JSONResponse:
+        # The same shape as FastAPI's own validation errors, so clients parse one format.
+        detail = [{"loc": error.loc, "msg": error.field_message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(errors.RiskRefusedError)
+    async def risk_refused(_: Request, error: errors.RiskRefusedError) -> JSONResponse:
+        return JSONResponse({"detail": error.message, "rule": error.rule}, status_code=422)
+
+    @app.exception_handler(errors.UnavailableError)
+    async def unavailable(_: Request, error: errors.UnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": error.message}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(errors.TraderApiError)
+    async def trader_api_error(_: Request, error: errors.TraderApiError) -> JSONResponse:
+        return JSONResponse({"detail": error.message}, status_code=error.status_code)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", error)
+        return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "1"})
+
+
+def create_app(
+    settings: TraderApiSettings,
+    *,
+    message_bus: bus.Bus | None = None,
+    clock: runtime_module.Clock | None = None,
+) -> FastAPI:
+    """The trader API for ``settings``. A given ``message_bus`` is used and left open."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.sqlalchemy_url)
+        own_bus = message_bus is None
+        chosen_bus = message_bus or bus.open_bus(
+            str(settings.redis_url), timeout=settings.redis_timeout_seconds
+        )
+        runtime = runtime_module.Runtime(
+            settings=settings,
+            database=database,
+            bus=chosen_bus,
+            metrics=app.state.metrics,
+            clock=clock or runtime_module.utcnow,
+        )
+        app.state.runtime = runtime
+        try:
+            await runtime.prepare()
+        except Exception as error:  # readiness reports it; the API still serves /healthz
+            log.warning("database not ready at start-up: %s", error)
+        feed_task: asyncio.Task[None] | None = None
+        if settings.feed != "none":
+            from sapphire.trader_api.feeds import publisher
+
+            feed_task = asyncio.create_task(publisher.run_configured_feed(runtime), name="market-feed")
+        try:
+            yield
+        finally:
+            if feed_task is not None:
+                feed_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed_task
+            if own_bus:
+                await chosen_bus.close()
+            await database.close()
+
+    app = FastAPI(
+        title="Sapphire trader API",
+        version=sapphire.__version__,
+        description="Market data, orders, a paper venue, portfolio, risk, signals and agents.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics.Metrics()
+    app.add_middleware(_MetricsMiddleware, registry=app.state.metrics)
+    _install_error_handlers(app)
+    app.include_router(health.router)
+    for router in V1_ROUTERS:
+        app.include_router(router, prefix="/v1")
+    return app

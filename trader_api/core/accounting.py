@@ -1,0 +1,157 @@
+"""Exact portfolio accounting: cash, positions, average price, realized and unrealized PnL.
+
+A position keeps its signed **cost basis** (quantity x average entry price) rather than
+the average price itself, so adding to a position never divides. Only a partial close
+divides (the share of the cost basis that leaves); that share is rounded to
+:data:`COST_QUANTUM` and the realized PnL is computed from the *rounded* share, so the
+books always balance exactly:
+
+    equity = cash + sum(quantity x mark)
+    realized + unrealized - fees = equity - initial equity
+
+Every operation runs in :data:`CONTEXT` (80 significant digits): wire decimals have at
+most 28 digits, so products and sums are exact and never silently rounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+from collections.abc import Mapping
+from decimal import Decimal
+
+from sapphire.trader_api.core import domain
+
+CONTEXT = decimal.Context(
+    prec=80,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+COST_QUANTUM = Decimal("1e-12")
+"""Rounding step of the cost basis left after a partial close."""
+FEE_QUANTUM = Decimal("1e-8")
+"""Rounding step of fees (rounded up: the venue never undercharges)."""
+ZERO = Decimal(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fill:
+    """One execution, as accounting sees it."""
+
+    symbol: str
+    side: domain.Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    symbol: str
+    quantity: Decimal = ZERO
+    """Signed: positive long, negative short."""
+    cost_basis: Decimal = ZERO
+    """Signed quantity x average entry price of the open quantity."""
+    realized_pnl: Decimal = ZERO
+    """Gross of fees (fees are booked on the account)."""
+    mark: Decimal = ZERO
+    """Last price the position was valued at: the quote mid, or the last fill price."""
+
+    @property
+    def average_price(self) -> Decimal:
+        if self.quantity == 0:
+            return ZERO
+        with decimal.localcontext(CONTEXT):
+            return (self.cost_basis / self.quantity).quantize(COST_QUANTUM).normalize()
+
+    @property
+    def market_value(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return self.quantity * self.mark
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return self.quantity * self.mark - self.cost_basis
+
+
+@dataclasses.dataclass(frozen=True)
+class Portfolio:
+    cash: Decimal
+    fees: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    positions: Mapping[str, Position] = dataclasses.field(default_factory=dict)
+
+    def position(self, symbol: str) -> Position:
+        return self.positions.get(symbol) or Position(symbol=symbol)
+
+    @property
+    def equity(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return self.cash + sum((p.market_value for p in self.positions.values()), ZERO)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+
+    @property
+    def gross_exposure(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
+
+
+def fee_for(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
+    """The venue's fee on one execution: ``fee_bps`` of its notional, rounded up to FEE_QUANTUM."""
+    with decimal.localcontext(CONTEXT):
+        return (quantity * price * fee_bps / 10_000).quantize(FEE_QUANTUM, rounding=decimal.ROUND_CEILING)
+
+
+def apply_to_position(position: Position, side: domain.Side, quantity: Decimal, price: Decimal) -> Position:
+    """The position after buying or selling ``quantity`` at ``price``; realized PnL accrues on closes."""
+    with decimal.localcontext(CONTEXT):
+        signed = quantity * side.sign
+        held = position.quantity
+        if held == 0 or (held > 0) == (signed > 0):
+            return dataclasses.replace(
+                position, quantity=held + signed, cost_basis=position.cost_basis + signed * price, mark=price
+            )
+        closing = min(quantity, abs(held))
+        if closing == abs(held):
+            removed = position.cost_basis
+        else:
+            removed = (position.cost_basis * closing / abs(held)).quantize(COST_QUANTUM).normalize()
+        direction = 1 if held > 0 else -1
+        realized = direction * closing * price - removed
+        opening = quantity - closing  # a close larger than the position flips it
+        return Position(
+            symbol=position.symbol,
+            quantity=held + signed,
+            cost_basis=position.cost_basis - removed + side.sign * opening * price,
+            realized_pnl=position.realized_pnl + realized,
+            mark=price,
+        )
+
+
+def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
+    """The portfolio after one execution: cash moves by the notional and the fee."""
+    with decimal.localcontext(CONTEXT):
+        before = portfolio.position(fill.symbol)
+        after = apply_to_position(before, fill.side, fill.quantity, fill.price)
+        positions = dict(portfolio.positions)
+        positions[fill.symbol] = after
+        return Portfolio(
+            cash=portfolio.cash - fill.side.sign * fill.quantity * fill.price - fill.fee,
+            fees=portfolio.fees + fill.fee,
+            realized_pnl=portfolio.realized_pnl + (after.realized_pnl - before.realized_pnl),
+            positions=positions,
+        )
+
+
+def mark_to_market(portfolio: Portfolio, symbol: str, mark: Decimal) -> Portfolio:
+    """Value ``symbol`` at ``mark`` from now on; a symbol without a position is left alone."""
+    if symbol not in portfolio.positions:
+        return portfolio
+    positions = dict(portfolio.positions)
+    positions[symbol] = dataclasses.replace(positions[symbol], mark=mark)
+    return dataclasses.replace(portfolio, positions=positions)

@@ -1,0 +1,51 @@
+"""FastAPI dependencies, as ``Annotated`` aliases the routes declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sapphire.trader_api import auth
+from sapphire.trader_api.services.market import MarketService
+from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.services.trading import TradingService
+
+_bearer = HTTPBearer(auto_error=False, description="Token with scope read, agent or admin.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_trading(runtime: RuntimeDep) -> TradingService:
+    return TradingService(runtime)
+
+
+def get_market(runtime: RuntimeDep) -> MarketService:
+    return MarketService(runtime)
+
+
+TradingDep = Annotated[TradingService, Depends(get_trading)]
+MarketDep = Annotated[MarketService, Depends(get_market)]
+
+
+def _require(scope: auth.Scope) -> object:
+    def dependency(runtime: RuntimeDep, credentials: Credentials) -> auth.Scope:
+        return auth.authorize(runtime.settings, credentials, scope)
+
+    return Depends(dependency)
+
+
+ReadScope = Annotated[auth.Scope, _require(auth.Scope.READ)]
+"""Any valid token."""
+AgentScope = Annotated[auth.Scope, _require(auth.Scope.AGENT)]
+"""Agent or admin tokens: everything that writes."""
+AdminScope = Annotated[auth.Scope, _require(auth.Scope.ADMIN)]
+"""Admin tokens only: risk control."""

@@ -1,0 +1,1 @@
+"""One router per resource; ``ROUTERS`` is everything mounted under ``/v1``."""

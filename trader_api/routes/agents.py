@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep
+from sapphire.trader_api.schemas.common import Name
+from sapphire.trader_api.schemas.signals import AgentPublic, AgentStatsPublic, HeartbeatCreate
+from sapphire.trader_api.services import signals
+from sapphire.trader_api.storage import tables
+
+router = APIRouter(tags=["agents"])
+
+AgentName = Annotated[Name, Path(description="The TradingAgent's name.")]
+
+
+def _public(agent: tables.Agent, now: datetime) -> AgentPublic:
+    return AgentPublic(
+        name=agent.name,
+        role=agent.role,
+        symbols=agent.symbols,
+        registered_at=agent.registered_at,
+        last_heartbeat_at=agent.last_heartbeat_at,
+        alive=signals.is_alive(agent, now),
+    )
+
+
+@router.post("/agents/{name}/heartbeat", response_model=AgentPublic)
+async def heartbeat(
+    name: AgentName, request: HeartbeatCreate, _: AgentScope, runtime: RuntimeDep
+) -> AgentPublic:
+    """Register the agent on its first heartbeat; later ones refresh it."""
+    return _public(await signals.heartbeat(runtime, name, request), runtime.clock())
+
+
+@router.get("/agents", response_model=list[AgentPublic])
+async def list_agents(_: ReadScope, runtime: RuntimeDep) -> list[AgentPublic]:
+    now = runtime.clock()
+    return [_public(agent, now) for agent in await signals.list_agents(runtime)]
+
+
+@router.get("/agents/{name}/stats", response_model=AgentStatsPublic)
+async def agent_stats(name: AgentName, _: ReadScope, runtime: RuntimeDep) -> AgentStatsPublic:
+    """Signals and trading figures of one agent (the operator shows them in TradingAgent status).
+
+    An agent that never sent anything gets zeros, not 404: its pod may just be starting."""
+    return AgentStatsPublic.model_validate(await signals.agent_stats(runtime, name))

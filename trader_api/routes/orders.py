@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from sapphire.trader_api.core.domain import OrderStatus
+from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, TradingDep
+from sapphire.trader_api.errors import NotFoundError
+from sapphire.trader_api.schemas.common import Name, Symbol
+from sapphire.trader_api.schemas.orders import OrderCreate, OrderPublic
+from sapphire.trader_api.services import trading
+from sapphire.trader_api.storage import books
+
+router = APIRouter(tags=["orders"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    200: {"description": "The same client_order_id and body were sent before: the original order"},
+    409: {"description": "The client_order_id was used for a different order"},
+    422: {"description": "Invalid field, or a risk rule refused the order (the rule is in `rule`)"},
+    503: {"description": "Redis or the database is unavailable; nothing was written"},
+}
+
+
+@router.post("/orders", response_model=OrderPublic, status_code=status.HTTP_201_CREATED, responses=_ERRORS)
+async def submit_order(
+    request: OrderCreate, _: AgentScope, service: TradingDep, response: Response
+) -> OrderPublic:
+    """Submit an order to the paper venue: 201 when new, 200 when a retry of the same order."""
+    order, created = await service.submit(request)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return OrderPublic.model_validate(order)
+
+
+@router.get("/orders", response_model=list[OrderPublic])
+async def list_orders(
+    _: ReadScope,
+    runtime: RuntimeDep,
+    status: OrderStatus | None = None,
+    symbol: Annotated[Symbol | None, Query()] = None,
+    agent: Annotated[Name | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OrderPublic]:
+    """Orders, newest first."""
+    async with runtime.database.read() as session:
+        rows = await trading.list_orders(
+            session, status=status.value if status else None, symbol=symbol, agent=agent, limit=limit
+        )
+    return [OrderPublic.model_validate(row) for row in rows]
+
+
+@router.get(
+    "/orders/{order_id}", response_model=OrderPublic, responses={404: {"description": "No such order"}}
+)
+async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> OrderPublic:
+    async with runtime.database.read() as session:
+        order = await books.order_by_id(session, order_id)
+    if order is None:
+        raise NotFoundError(f"order {order_id} not found")
+    return OrderPublic.model_validate(order)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderPublic,
+    responses={404: {"description": "No such order"}, 409: {"description": "The order is no longer open"}},
+)
+async def cancel_order(order_id: uuid.UUID, _: AgentScope, service: TradingDep) -> OrderPublic:
+    return OrderPublic.model_validate(await service.cancel(order_id))

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep
+from sapphire.trader_api.schemas.common import Name, Symbol, Timestamp
+from sapphire.trader_api.schemas.signals import SignalCreate, SignalPublic
+from sapphire.trader_api.services import signals
+
+router = APIRouter(tags=["signals"])
+
+
+@router.post("/signals", response_model=SignalPublic, status_code=status.HTTP_201_CREATED)
+async def post_signal(request: SignalCreate, _: AgentScope, runtime: RuntimeDep) -> SignalPublic:
+    """Store a signal and publish it on ``{prefix}signals``."""
+    return SignalPublic.model_validate(await signals.store_signal(runtime, request))
+
+
+@router.get("/signals", response_model=list[SignalPublic])
+async def list_signals(
+    _: ReadScope,
+    runtime: RuntimeDep,
+    agent: Annotated[Name | None, Query()] = None,
+    symbol: Annotated[Symbol | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[SignalPublic]:
+    """Signals, newest first."""
+    rows = await signals.list_signals(runtime, agent=agent, symbol=symbol, since=since, limit=limit)
+    return [SignalPublic.model_validate(row) for row in rows]

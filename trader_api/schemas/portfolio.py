@@ -1,0 +1,69 @@
+"""Portfolio and risk on the wire."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+
+from sapphire.trader_api.core.domain import RiskState
+from sapphire.trader_api.schemas.common import Amount, PublicModel, ShortText, WireModel
+
+
+class PositionPublic(PublicModel):
+    symbol: str
+    quantity: Amount
+    average_price: Amount
+    mark: Amount
+    market_value: Amount
+    unrealized_pnl: Amount
+    realized_pnl: Amount
+
+
+class PortfolioPublic(PublicModel):
+    cash: Amount
+    equity: Amount
+    realized_pnl: Amount = Field(description="Gross of fees.")
+    unrealized_pnl: Amount
+    fees: Amount
+    gross_exposure: Amount
+    positions: list[PositionPublic]
+
+
+class RiskLimitsPublic(PublicModel):
+    max_order_notional: Amount
+    max_position_notional: Amount
+    max_gross_exposure: Amount
+    max_daily_loss: Amount
+    max_drawdown: Amount
+    price_collar_bps: Amount
+    stale_quote_seconds: Amount
+
+
+_Limit = Field(default=None, gt=0, max_digits=24, decimal_places=12)
+
+
+class RiskLimitsUpdate(WireModel):
+    """Only the limits given change."""
+
+    max_order_notional: Decimal | None = _Limit
+    max_position_notional: Decimal | None = _Limit
+    max_gross_exposure: Decimal | None = _Limit
+    max_daily_loss: Decimal | None = _Limit
+    max_drawdown: Decimal | None = Field(default=None, gt=0, le=1, max_digits=24, decimal_places=12)
+    price_collar_bps: Decimal | None = _Limit
+    stale_quote_seconds: Decimal | None = _Limit
+
+
+class RiskPublic(PublicModel):
+    state: RiskState
+    reason: str
+    limits: RiskLimitsPublic
+    equity: Amount
+    peak_equity: Amount
+    day_start_equity: Amount
+
+
+class RiskStateUpdate(WireModel):
+    state: RiskState
+    reason: ShortText

@@ -1,0 +1,102 @@
+"""Signals, agents and headlines on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from sapphire.trader_api.schemas.common import (
+    Amount,
+    DecimalString,
+    Name,
+    PublicModel,
+    Role,
+    ShortText,
+    Symbol,
+    Text,
+    Timestamp,
+    WireModel,
+)
+
+
+class Direction(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+    FLAT = "flat"
+
+
+class SignalCreate(WireModel):
+    agent: Name
+    role: Role
+    symbol: Symbol
+    direction: Direction
+    strength: Annotated[Decimal, Field(ge=-1, le=1, max_digits=24, decimal_places=12), DecimalString]
+    confidence: Annotated[Decimal, Field(ge=0, le=1, max_digits=24, decimal_places=12), DecimalString]
+    horizon_seconds: int = Field(ge=1, le=31_536_000)
+    rationale: Text = ""
+    model: ShortText | None = None
+
+
+class SignalPublic(PublicModel):
+    id: uuid.UUID
+    agent: str
+    role: str
+    symbol: str
+    direction: Direction
+    strength: Amount
+    confidence: Amount
+    horizon_seconds: int
+    rationale: str
+    model: str | None
+    created_at: datetime
+
+
+class HeartbeatCreate(WireModel):
+    role: Role
+    symbols: list[Symbol] = Field(
+        default_factory=list, max_length=1000, description="Empty: all-market mode."
+    )
+
+
+class AgentPublic(PublicModel):
+    name: str
+    role: str
+    symbols: list[str]
+    registered_at: datetime
+    last_heartbeat_at: datetime
+    alive: bool = Field(description="A heartbeat arrived within the last 60 seconds.")
+
+
+class AgentStatsPublic(PublicModel):
+    name: str
+    last_signal_at: datetime | None
+    signals_last_hour: int
+    signal_count: int
+    orders: int
+    open_orders: int
+    filled_orders: int
+    fills: int
+    realized_pnl: Amount = Field(description="Realized PnL of fills on orders tagged with this agent.")
+    fees: Amount
+    last_heartbeat_at: datetime | None
+
+
+class HeadlineCreate(WireModel):
+    symbol: Symbol | None = None
+    text: Annotated[Text, Field(min_length=1, max_length=5000)]
+    source: ShortText
+    ts: Timestamp
+
+
+class HeadlinePublic(PublicModel):
+    id: uuid.UUID
+    symbol: str | None
+    text: str
+    source: str
+    ts: datetime
+    created_at: datetime

@@ -1,0 +1,143 @@
+"""Signals, agent heartbeats and statistics, and headlines."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from sapphire.trader_api.core import domain
+from sapphire.trader_api.schemas.signals import HeadlineCreate, HeartbeatCreate, SignalCreate, SignalPublic
+from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.storage import tables
+
+ALIVE_WITHIN = timedelta(seconds=60)
+
+
+async def store_signal(runtime: Runtime, request: SignalCreate) -> tables.Signal:
+    """Persist and publish one signal: both happen, or (bus down: 503) neither."""
+    outbox = runtime.outbox()
+    async with runtime.database.write() as session:
+        row = tables.Signal(id=uuid.uuid4(), created_at=runtime.clock(), **request.model_dump())
+        session.add(row)
+        await session.flush()
+        outbox.event(
+            "signal", SignalPublic.model_validate(row).model_dump(mode="json"), channel=runtime.names.signals
+        )
+        await runtime.flush(outbox)
+    runtime.metrics.signals.labels(request.role).inc()
+    return row
+
+
+async def list_signals(
+    runtime: Runtime, *, agent: str | None, symbol: str | None, since: datetime | None, limit: int
+) -> list[tables.Signal]:
+    statement = sa.select(tables.Signal)
+    if agent is not None:
+        statement = statement.where(tables.Signal.agent == agent)
+    if symbol is not None:
+        statement = statement.where(tables.Signal.symbol == symbol)
+    if since is not None:
+        statement = statement.where(tables.Signal.created_at >= since)
+    statement = statement.order_by(tables.Signal.created_at.desc(), tables.Signal.id).limit(limit)
+    async with runtime.database.read() as session:
+        return list((await session.execute(statement)).scalars().all())
+
+
+async def heartbeat(runtime: Runtime, name: str, request: HeartbeatCreate) -> tables.Agent:
+    now = runtime.clock()
+    for attempt in range(2):
+        try:
+            async with runtime.database.write() as session:
+                statement = sa.select(tables.Agent).where(tables.Agent.name == name).with_for_update()
+                row = (await session.execute(statement)).scalar_one_or_none()
+                if row is None:
+                    row = tables.Agent(name=name, registered_at=now)
+                    session.add(row)
+                row.role, row.symbols, row.last_heartbeat_at = request.role, list(request.symbols), now
+            return row
+        except sa.exc.IntegrityError:
+            # Two first heartbeats of one agent raced to insert; the second now finds the row.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def is_alive(agent: tables.Agent, now: datetime) -> bool:
+    return now - agent.last_heartbeat_at <= ALIVE_WITHIN
+
+
+async def list_agents(runtime: Runtime) -> list[tables.Agent]:
+    async with runtime.database.read() as session:
+        return list(
+            (await session.execute(sa.select(tables.Agent).order_by(tables.Agent.name))).scalars().all()
+        )
+
+
+async def agent_stats(runtime: Runtime, name: str) -> dict[str, object]:
+    now = runtime.clock()
+    async with runtime.database.read() as session:
+        agent = await session.get(tables.Agent, name)
+        signal_count, last_signal_at = (
+            await session.execute(
+                sa.select(sa.func.count(), sa.func.max(tables.Signal.created_at)).where(
+                    tables.Signal.agent == name
+                )
+            )
+        ).one()
+        recent = await session.scalar(
+            sa.select(sa.func.count()).where(
+                tables.Signal.agent == name, tables.Signal.created_at >= now - timedelta(hours=1)
+            )
+        )
+        statuses = (
+            await session.execute(
+                sa.select(tables.Order.status, sa.func.count())
+                .where(tables.Order.agent == name)
+                .group_by(tables.Order.status)
+            )
+        ).all()
+        # Decimals are summed in Python: SQLite keeps them as strings.
+        fills = (
+            await session.execute(
+                sa.select(tables.Fill.realized_pnl, tables.Fill.fee).where(tables.Fill.agent == name)
+            )
+        ).all()
+    by_status = {status: count for status, count in statuses}
+    return {
+        "name": name,
+        "last_signal_at": last_signal_at,
+        "signals_last_hour": int(recent or 0),
+        "signal_count": int(signal_count),
+        "orders": sum(by_status.values()),
+        "open_orders": sum(
+            count for status, count in by_status.items() if domain.OrderStatus(status).is_open
+        ),
+        "filled_orders": by_status.get(domain.OrderStatus.FILLED.value, 0),
+        "fills": len(fills),
+        "realized_pnl": sum((pnl for pnl, _ in fills), Decimal(0)),
+        "fees": sum((fee for _, fee in fills), Decimal(0)),
+        "last_heartbeat_at": agent.last_heartbeat_at if agent is not None else None,
+    }
+
+
+async def store_headline(runtime: Runtime, request: HeadlineCreate) -> tables.Headline:
+    async with runtime.database.write() as session:
+        row = tables.Headline(id=uuid.uuid4(), created_at=runtime.clock(), **request.model_dump())
+        session.add(row)
+    return row
+
+
+async def list_headlines(
+    runtime: Runtime, *, symbol: str | None, since: datetime | None, limit: int
+) -> list[tables.Headline]:
+    statement = sa.select(tables.Headline)
+    if symbol is not None:
+        statement = statement.where(tables.Headline.symbol == symbol)
+    if since is not None:
+        statement = statement.where(tables.Headline.ts >= since)
+    statement = statement.order_by(tables.Headline.ts.desc(), tables.Headline.id).limit(limit)
+    async with runtime.database.read() as session:
+        return list((await session.execute(statement)).scalars().all())

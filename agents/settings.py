@@ -1,8 +1,23 @@
-"""Settings of one agent process (``sapphire agent run``), set by the operator's env wiring."""
+"""Settings of one agent process (``sapphire agent run``), set by the operator's env wiring.
+
+Every field is read from ``SAPPHIRE_<FIELD>`` (upper case), for example:
+
+* ``SAPPHIRE_AGENT_NAME``, ``SAPPHIRE_ROLE`` (momentum, mean-reversion, volatility,
+  microstructure, sentiment, strategist, executor), ``SAPPHIRE_SYMBOLS`` (a JSON list;
+  ``[]`` is all-market mode), ``SAPPHIRE_INTERVAL_SECONDS``;
+* ``SAPPHIRE_TRADER_API_URL``, ``SAPPHIRE_AGENT_TOKEN``, ``SAPPHIRE_REDIS_URL`` (or
+  ``REDIS_URL``), ``SAPPHIRE_REDIS_KEY_PREFIX``;
+* ``SAPPHIRE_MODEL_PROVIDER`` / ``_NAME`` / ``_ENDPOINT`` / ``_API_KEY`` / ``_PROJECT`` /
+  ``_LOCATION`` / ``_TIMEOUT_SECONDS`` / ``_MAX_CALLS_PER_MINUTE`` (``spec.model``);
+* ``SAPPHIRE_RISK_MAX_ORDER_NOTIONAL`` / ``_MAX_POSITION_NOTIONAL`` / ``_MAX_GROSS_EXPOSURE`` /
+  ``_MAX_DAILY_LOSS`` (``spec.risk``, executor only).
+"""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr
+from decimal import Decimal
+
+from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 
 from sapphire import config
 
@@ -10,19 +25,65 @@ from sapphire import config
 class AgentSettings(config.ServiceSettings):
     """One agent: its role, instruments, and how it reaches the trader API and Redis."""
 
-    agent_name: str = Field(default="local-agent", min_length=1)
-    role: str = Field(default="momentum")
-    symbols: list[str] = Field(default_factory=list, description="Empty means all-market mode.")
+    agent_name: str = Field(default="local-agent", min_length=1, description="SAPPHIRE_AGENT_NAME.")
+    role: str = Field(default="momentum", description="SAPPHIRE_ROLE: an analyst role or executor.")
+    symbols: list[str] = Field(
+        default_factory=list, description="SAPPHIRE_SYMBOLS; empty means all-market mode."
+    )
     trader_api_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     redis_url: config.RedisUrl = Field(
         default=config.RedisUrl("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("SAPPHIRE_REDIS_URL", "REDIS_URL"),
     )
+    redis_key_prefix: str = Field(default="sapphire:", description="SAPPHIRE_REDIS_KEY_PREFIX of channels.")
     agent_token: SecretStr = Field(default=SecretStr(""), description="Bearer token with scope agent.")
-    interval_seconds: float = Field(default=5.0, gt=0)
+    interval_seconds: float = Field(default=5.0, gt=0, description="Analysis cadence (analysts).")
+    heartbeat_seconds: float = Field(default=10.0, gt=0, description="SAPPHIRE_HEARTBEAT_SECONDS.")
+    instruments_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often all-market mode re-reads /v1/instruments."
+    )
+    backoff_max_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the reconnect backoff.")
+
     model_provider: str = Field(default="", description="vertex, openai-compatible, or empty for none.")
     model_name: str = ""
-    model_endpoint: str = ""
+    model_endpoint: str = Field(default="", description="Base URL override (OpenAI-compatible: .../v1).")
     model_api_key: SecretStr = Field(default=SecretStr("unused"))
+    model_project: str = Field(default="", description="Vertex project (else GOOGLE_CLOUD_PROJECT / ADC).")
+    model_location: str = Field(default="", description="Vertex location (else GOOGLE_CLOUD_LOCATION).")
     model_timeout_seconds: float = Field(default=10.0, gt=0)
     model_max_calls_per_minute: int = Field(default=30, ge=1)
+
+    risk_max_order_notional: Decimal | None = Field(default=None, gt=0, description="Executor: spec.risk.")
+    risk_max_position_notional: Decimal | None = Field(default=None, gt=0)
+    risk_max_gross_exposure: Decimal | None = Field(default=None, gt=0)
+    risk_max_daily_loss: Decimal | None = Field(default=None, gt=0)
+    executor_half_life_seconds: float = Field(default=120.0, gt=0, description="Signal decay half-life.")
+    executor_collar_bps: Decimal = Field(default=Decimal(10), ge=0, description="Marketable-limit collar.")
+    executor_decide_seconds: float = Field(default=1.0, gt=0, description="Re-decision cadence (decay).")
+    arbitration_timeout_seconds: float = Field(default=2.0, gt=0, description="LLM arbitration deadline.")
+
+    @model_validator(mode="after")
+    def _executor_needs_limits(self) -> AgentSettings:
+        if self.role == "executor":
+            missing = [
+                name
+                for name in (
+                    "risk_max_order_notional",
+                    "risk_max_position_notional",
+                    "risk_max_gross_exposure",
+                    "risk_max_daily_loss",
+                )
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    "the executor needs every risk limit; missing "
+                    + ", ".join(f"SAPPHIRE_{m.upper()}" for m in missing)
+                )
+        return self
+
+    @property
+    def model_api_key_value(self) -> str:
+        """The key, or empty when it holds the ``unused`` placeholder of keyless providers."""
+        key = self.model_api_key.get_secret_value()
+        return "" if key == "unused" else key

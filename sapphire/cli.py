@@ -6,10 +6,12 @@ Commands import their implementation lazily, so ``sapphire --version`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import pydantic
@@ -28,6 +30,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+operator_app = typer.Typer(
+    help="The kopf operator for TradingAgents and MigrationRuns.", no_args_is_help=True
+)
+app.add_typer(operator_app, name="operator")
 agent_app = typer.Typer(help="Run one trading agent (analyst or executor).", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 crds_app = typer.Typer(help="CustomResourceDefinitions generated from the spec models.", no_args_is_help=True)
@@ -135,6 +141,67 @@ def agent_run() -> None:
     from sapphire.agents.settings import AgentSettings
 
     asyncio.run(runtime.run_agent(load_settings(AgentSettings)))
+
+
+@operator_app.command("run")
+def operator_run() -> None:
+    """Run the kopf operator (namespaced unless SAPPHIRE_CLUSTER_WIDE=true)."""
+    from sapphire.operator.main import run_operator
+    from sapphire.operator.settings import OperatorSettings
+
+    run_operator(load_settings(OperatorSettings))
+
+
+class MigrationDirection(StrEnum):
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+
+
+@app.command("migrate")
+def migrate(
+    revision: Annotated[
+        str, typer.Option("--revision", help="Target: head, a revision id, or base.")
+    ] = "head",
+    direction: Annotated[MigrationDirection, typer.Option("--direction")] = MigrationDirection.UPGRADE,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it (dry run).")
+    ] = False,
+    termination_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--termination-log", help="Where to write the JSON report (a pod's terminationMessagePath)."
+        ),
+    ] = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", min=0.1, help="Seconds to wait for another migration's lock.")
+    ] = 60.0,
+) -> None:
+    """Migrate the database in DATABASE_URL with alembic, under the migration lock."""
+    import os
+
+    from sapphire.migrations import runner
+
+    database_url = os.environ.get("SAPPHIRE_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
+    if not database_url:
+        fail("DATABASE_URL is not set")
+    logs.configure_logging(level="INFO", log_format="auto")
+    if sql:
+        runner.offline_sql(database_url, revision=revision, direction=direction.value)
+        return
+    try:
+        report = runner.migrate(
+            database_url, revision=revision, direction=direction.value, lock_timeout_seconds=lock_timeout
+        )
+    except Exception as error:  # any failure is reported, redacted, as exit code 1
+        message = runner.redacted_error(error, database_url)
+        with contextlib.suppress(OSError):  # the error is on stderr either way
+            runner.write_report(termination_log, runner.MigrationReport(error=message))
+        fail(f"migration failed: {message}", code=1)
+    try:
+        runner.write_report(termination_log, report)
+    except OSError as error:
+        fail(f"migrated, but could not write the report to {termination_log}: {error}", code=1)
+    typer.echo(report.to_json())
 
 
 def main() -> None:

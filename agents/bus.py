@@ -1,0 +1,124 @@
+"""The agent side of the message bus: subscribe to channels, publish to them.
+
+The runtime depends only on the small :class:`Bus` protocol below, which the trader API's
+buses (``sapphire.trader_api.bus``: Redis and the in-process ``MemoryBus`` of ``sapphire up``)
+satisfy structurally, so ``sapphire up`` can hand the very same bus object to the API and to
+every agent. :class:`RedisBus` is the agent pod's own implementation, so an agent image path
+never imports the API.
+
+Every Redis failure surfaces as :class:`BusUnavailableError`; the runtime answers it with
+backoff and a fresh subscription, never with a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio
+import redis.exceptions
+
+_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class BusUnavailableError(RuntimeError):
+    """The bus cannot be reached right now."""
+
+
+class Message(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def data(self) -> str: ...
+
+
+class Subscription(Protocol):
+    async def get(self, timeout: float) -> Message | None:  # noqa: ASYNC109 - the API bus signature
+        """The next message, or None after ``timeout`` seconds without one."""
+        ...
+
+
+class Bus(Protocol):
+    def subscribe(self, channels: Sequence[str]) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+    async def publish(self, channel: str, data: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Names:
+    """Channel names under the deployment's prefix (``sapphire:`` by default)."""
+
+    prefix: str
+
+    def ticks(self, symbol: str) -> str:
+        return f"{self.prefix}ticks:{symbol}"
+
+    @property
+    def signals(self) -> str:
+        return f"{self.prefix}signals"
+
+    @property
+    def risk(self) -> str:
+        return f"{self.prefix}risk"
+
+
+@dataclass(frozen=True)
+class _Message:
+    channel: str
+    data: str
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub: redis.asyncio.client.PubSub) -> None:
+        self.pubsub = pubsub
+
+    async def get(self, timeout: float) -> Message | None:  # noqa: ASYNC109 - the API bus signature
+        try:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        except _REDIS_ERRORS as error:
+            raise BusUnavailableError(f"redis: {error}") from error
+        if message is None or message.get("type") != "message":
+            return None
+        return _Message(channel=_text(message["channel"]), data=_text(message["data"]))
+
+
+class RedisBus:
+    """Redis pub/sub. Fails fast (no client-side retries): the runtime owns the backoff."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=None, socket_connect_timeout=timeout, health_check_interval=15
+        )
+
+    @contextlib.asynccontextmanager
+    async def _subscribe(self, channels: Sequence[str]) -> AsyncIterator[Subscription]:
+        pubsub = self.client.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(*channels)
+            except _REDIS_ERRORS as error:
+                raise BusUnavailableError(f"redis: {error}") from error
+            yield _RedisSubscription(pubsub)
+        finally:
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await pubsub.unsubscribe()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def subscribe(self, channels: Sequence[str]) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return self._subscribe(channels)
+
+    async def publish(self, channel: str, data: str) -> None:
+        try:
+            await self.client.publish(channel, data)
+        except _REDIS_ERRORS as error:
+            raise BusUnavailableError(f"redis: {error}") from error
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,180 @@
+"""The trader API client the agents use (``/v1`` contract, bearer-token auth).
+
+Errors are part of the interface::
+
+    ApiError
+    ├── ApiUnavailableError   network failure, timeout, 5xx: retry later with backoff
+    └── ApiRejectedError      4xx: the request itself is wrong; retrying it changes nothing
+
+The transport is injectable (httpx's pattern): ``sapphire up`` and the end-to-end tests pass
+``httpx.ASGITransport(app)`` to talk to the API in process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from sapphire.agents import market, sizing
+
+
+class ApiError(Exception):
+    """The trader API call did not succeed."""
+
+
+class ApiUnavailableError(ApiError):
+    """The API could not be reached or failed on its side (5xx); try again later."""
+
+
+class ApiRejectedError(ApiError):
+    """The API refused the request (4xx)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    quantity: Decimal
+    mark: Decimal | None
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    cash: Decimal
+    equity: Decimal
+    positions: tuple[Position, ...]
+
+
+_MARK_KEYS = ("mark", "mark_price", "market_price", "last_price", "price")
+
+
+def _parse_portfolio(payload: dict[str, Any]) -> Portfolio:
+    positions = []
+    for row in payload.get("positions", []):
+        mark = next((row[k] for k in _MARK_KEYS if row.get(k) is not None), None)
+        positions.append(
+            Position(
+                symbol=row["symbol"],
+                quantity=Decimal(str(row["quantity"])),
+                mark=None if mark is None else Decimal(str(mark)),
+            )
+        )
+    return Portfolio(
+        cash=Decimal(str(payload["cash"])), equity=Decimal(str(payload["equity"])), positions=tuple(positions)
+    )
+
+
+class TraderApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        timeout_seconds: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_seconds,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as error:
+            raise ApiUnavailableError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        if response.status_code >= 500:
+            raise ApiUnavailableError(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise ApiRejectedError(response.status_code, response.text[:500])
+        return response.json() if response.content else None
+
+    async def instruments(self) -> list[sizing.Instrument]:
+        rows = await self._request("GET", "/v1/instruments")
+        return [
+            sizing.Instrument(
+                symbol=row["symbol"],
+                tick_size=Decimal(str(row["tick_size"])),
+                lot_size=Decimal(str(row["lot_size"])),
+            )
+            for row in rows
+        ]
+
+    async def quote(self, symbol: str) -> market.Tick | None:
+        try:
+            payload = await self._request("GET", f"/v1/quotes/{symbol}")
+        except ApiRejectedError as error:
+            if error.status == 404:
+                return None
+            raise
+        return market.Tick.model_validate(payload)
+
+    async def post_signal(self, signal: market.Signal) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("POST", "/v1/signals", json=signal.to_request())
+        return result
+
+    async def signals(
+        self,
+        *,
+        agent: str | None = None,
+        symbol: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[market.Signal]:
+        params = {
+            "agent": agent,
+            "symbol": symbol,
+            "since": since.isoformat() if since else None,
+            "limit": limit,
+        }
+        rows = await self._request(
+            "GET", "/v1/signals", params={k: v for k, v in params.items() if v is not None}
+        )
+        return [market.Signal.model_validate(row) for row in rows]
+
+    async def post_order(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("POST", "/v1/orders", json=body)
+        return result
+
+    async def portfolio(self) -> Portfolio:
+        return _parse_portfolio(await self._request("GET", "/v1/portfolio"))
+
+    async def risk(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/v1/risk")
+        return result
+
+    async def heartbeat(self, name: str, *, role: str, symbols: list[str]) -> None:
+        await self._request("POST", f"/v1/agents/{name}/heartbeat", json={"role": role, "symbols": symbols})
+
+    async def post_headline(
+        self, *, text: str, symbol: str | None = None, source: str | None = None
+    ) -> dict[str, Any]:
+        body = {
+            k: v for k, v in {"headline": text, "text": text, "symbol": symbol, "source": source}.items() if v
+        }
+        result: dict[str, Any] = await self._request("POST", "/v1/headlines", json=body)
+        return result
+
+    async def headlines(
+        self, *, symbol: str | None = None, since: datetime | None = None
+    ) -> list[market.Headline]:
+        params = {"symbol": symbol, "since": since.isoformat() if since else None}
+        rows = await self._request(
+            "GET", "/v1/headlines", params={k: v for k, v in params.items() if v is not None}
+        )
+        return [market.Headline.model_validate(row) for row in rows]

@@ -1,0 +1,339 @@
+"""``sapphire agent run``: one agent process, wired to the trader API and the bus.
+
+The process runs a handful of supervised loops (:mod:`sapphire.agents.supervision`), each
+restarted with backoff when Redis or the API is down, none able to crash the process:
+
+* ``universe``   the symbols to follow: fixed ones, or (all-market mode) every instrument
+  ``/v1/instruments`` lists, re-read periodically so listings and delistings are followed;
+* ``market``     ticks from ``{prefix}ticks:{SYMBOL}`` into the analyst's O(1) indicators,
+  resubscribing whenever the universe changes;
+* ``assess``     every ``interval_seconds``, each symbol's opinion, POSTed to ``/v1/signals``;
+* ``heartbeat``  ``POST /v1/agents/{name}/heartbeat``;
+* ``headlines``  (sentiment) polls ``/v1/headlines``; ``signals`` (strategist) listens to
+  ``{prefix}signals``.
+
+The executor role runs :class:`sapphire.agents.trading.ExecutorAgent` instead. SIGTERM and
+SIGINT set the stop event; every loop finishes its current step and the process exits 0.
+
+For ``sapphire up`` (one process), pass ``bus`` (the trader API's in-process bus, or any
+object with ``subscribe(channels)``/``publish``), an ``api`` client built on
+``httpx.ASGITransport``, and a ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pydantic
+
+from sapphire.agents import analysts, client, market, sizing, supervision
+from sapphire.agents import bus as agent_bus
+from sapphire.agents.llm import base as llm
+from sapphire.agents.llm import factory
+from sapphire.agents.settings import AgentSettings
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Universe:
+    """The symbols an agent follows; ``version`` moves whenever the set changes."""
+
+    def __init__(self, fixed: list[str]) -> None:
+        self.fixed = list(dict.fromkeys(fixed))
+        self.symbols: list[str] = list(self.fixed)
+        self.version = 0
+        self.changed = asyncio.Event()
+        self.removed: list[str] = []
+
+    @property
+    def all_market(self) -> bool:
+        return not self.fixed
+
+    def update(self, symbols: list[str]) -> bool:
+        fresh = sorted(set(symbols))
+        if fresh == sorted(self.symbols):
+            return False
+        self.removed = sorted(set(self.symbols) - set(fresh))
+        self.symbols = fresh
+        self.version += 1
+        self.changed.set()
+        return True
+
+
+class AgentContext:
+    """What every loop shares: settings, the API, the bus, the clock and the stop event."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        api: client.TraderApiClient,
+        bus: agent_bus.Bus,
+        stop: asyncio.Event,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.bus = bus
+        self.stop = stop
+        self.clock = clock
+        self.names = agent_bus.Names(settings.redis_key_prefix)
+        self.universe = Universe(settings.symbols)
+
+    def supervised(
+        self, name: str, body: Callable[[supervision.Backoff], Awaitable[None]]
+    ) -> Awaitable[None]:
+        return supervision.supervise(
+            name, body, stop=self.stop, backoff_max_seconds=self.settings.backoff_max_seconds
+        )
+
+    async def universe_loop(
+        self,
+        backoff: supervision.Backoff,
+        *,
+        on_instruments: Callable[[list[sizing.Instrument]], None] | None = None,
+    ) -> None:
+        """Follow ``/v1/instruments``: the all-market universe, and lot/tick sizes for the executor."""
+        while not self.stop.is_set():
+            instruments = await self.api.instruments()
+            backoff.reset()
+            listed = [i.symbol for i in instruments]
+            if on_instruments is not None:
+                on_instruments(instruments)
+            if self.universe.all_market and self.universe.update(listed):
+                logger.info(
+                    "universe changed",
+                    extra={"symbols": self.universe.symbols, "removed": self.universe.removed},
+                )
+            if await supervision.sleep_or_stop(self.stop, self.settings.instruments_refresh_seconds):
+                return
+
+    async def heartbeat_loop(self, backoff: supervision.Backoff) -> None:
+        while not self.stop.is_set():
+            await self.api.heartbeat(
+                self.settings.agent_name, role=self.settings.role, symbols=self.universe.symbols
+            )
+            backoff.reset()
+            if await supervision.sleep_or_stop(self.stop, self.settings.heartbeat_seconds):
+                return
+
+    async def listen(
+        self,
+        backoff: supervision.Backoff,
+        channels: Callable[[], list[str]],
+        handle: Callable[[agent_bus.Message], Awaitable[None] | None],
+        *,
+        resubscribe_on_universe_change: bool = False,
+    ) -> None:
+        """Subscribe to ``channels()`` and hand every message to ``handle`` until stop.
+
+        With ``resubscribe_on_universe_change`` the subscription is renewed whenever the
+        universe moves, so new symbols' ticks arrive and delisted ones stop.
+        """
+        while not self.stop.is_set():
+            wanted = channels()
+            if not wanted:
+                self.universe.changed.clear()
+                waiter = asyncio.ensure_future(self.universe.changed.wait())
+                stopper = asyncio.ensure_future(self.stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            version = self.universe.version
+            async with self.bus.subscribe(wanted) as subscription:
+                backoff.reset()
+                while not self.stop.is_set():
+                    if resubscribe_on_universe_change and self.universe.version != version:
+                        break
+                    message = await subscription.get(timeout=0.25)
+                    if message is None:
+                        continue
+                    try:
+                        result = handle(message)
+                        if result is not None:
+                            await result
+                    except (pydantic.ValidationError, ValueError) as error:
+                        logger.warning(
+                            "bad message ignored",
+                            extra={"channel": message.channel, "error": str(error)[:300]},
+                        )
+
+
+class AnalystAgent:
+    """An analyst role: ticks in, signals out."""
+
+    def __init__(self, context: AgentContext, analyst: analysts.Analyst) -> None:
+        self.context = context
+        self.analyst = analyst
+        self.posted = 0
+
+    def _tick_channels(self) -> list[str]:
+        return [self.context.names.ticks(s) for s in self.context.universe.symbols]
+
+    def _on_tick(self, message: agent_bus.Message) -> None:
+        tick = market.Tick.model_validate_json(message.data)
+        if tick.symbol in self.context.universe.symbols:
+            self.analyst.observe(tick)
+
+    def _on_signal(self, message: agent_bus.Message) -> None:
+        self.analyst.observe_signal(market.Signal.model_validate_json(message.data))
+
+    async def assess_loop(self, backoff: supervision.Backoff) -> None:
+        ctx = self.context
+        while not ctx.stop.is_set():
+            for symbol in ctx.universe.removed:
+                self.analyst.forget(symbol)
+            ctx.universe.removed = []
+            for symbol in list(ctx.universe.symbols):
+                opinion = await self.analyst.assess(symbol, ctx.clock())
+                if opinion is None:
+                    continue
+                try:
+                    await ctx.api.post_signal(opinion)
+                except client.ApiRejectedError as error:
+                    logger.warning("signal rejected", extra={"symbol": symbol, "error": str(error)})
+                    continue
+                self.posted += 1
+                backoff.reset()
+                logger.info(
+                    "signal",
+                    extra={
+                        "symbol": symbol,
+                        "direction": opinion.direction.value,
+                        "strength": str(opinion.strength),
+                        "confidence": str(opinion.confidence),
+                        "rationale": opinion.rationale,
+                    },
+                )
+            if await supervision.sleep_or_stop(ctx.stop, ctx.settings.interval_seconds):
+                return
+
+    async def headlines_loop(self, backoff: supervision.Backoff) -> None:
+        ctx = self.context
+        since = ctx.clock() - timedelta(hours=6)
+        while not ctx.stop.is_set():
+            for headline in await ctx.api.headlines(since=since):
+                self.analyst.observe_headline(headline)
+                since = max(since, headline.ts)
+            backoff.reset()
+            if await supervision.sleep_or_stop(ctx.stop, ctx.settings.interval_seconds):
+                return
+
+    async def run(self) -> None:
+        ctx = self.context
+        loops = [
+            ctx.supervised("universe", ctx.universe_loop),
+            ctx.supervised("heartbeat", ctx.heartbeat_loop),
+            ctx.supervised(
+                "market",
+                lambda b: ctx.listen(
+                    b, self._tick_channels, self._on_tick, resubscribe_on_universe_change=True
+                ),
+            ),
+            ctx.supervised("assess", self.assess_loop),
+        ]
+        if self.analyst.role == "sentiment":
+            loops.append(ctx.supervised("headlines", self.headlines_loop))
+        if self.analyst.role == "strategist":
+            loops.append(
+                ctx.supervised(
+                    "signals", lambda b: ctx.listen(b, lambda: [ctx.names.signals], self._on_signal)
+                )
+            )
+        await asyncio.gather(*loops)
+
+
+def build_model(settings: AgentSettings) -> llm.GuardedModel | None:
+    return factory.build_model(
+        provider=settings.model_provider,
+        name=settings.model_name,
+        endpoint=settings.model_endpoint,
+        api_key=settings.model_api_key_value,
+        project=settings.model_project,
+        location=settings.model_location,
+        timeout_seconds=settings.model_timeout_seconds,
+        max_calls_per_minute=settings.model_max_calls_per_minute,
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests, sapphire up): the caller owns ``stop``
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def run_agent(
+    settings: AgentSettings,
+    *,
+    bus: agent_bus.Bus | None = None,
+    api: client.TraderApiClient | None = None,
+    model: llm.StructuredModel | None = None,
+    stop: asyncio.Event | None = None,
+    clock: Clock = utcnow,
+) -> None:
+    """Run one agent until ``stop`` is set or SIGTERM arrives. Never raises on outages."""
+    stop = stop or asyncio.Event()
+    own_api = api is None
+    api = api or client.TraderApiClient(
+        str(settings.trader_api_url), token=settings.agent_token.get_secret_value()
+    )
+    own_bus: agent_bus.RedisBus | None = None
+    if bus is None:
+        if str(settings.redis_url).startswith("memory:"):
+            raise ValueError(
+                "redis_url: memory:// needs the in-process bus passed to run_agent (sapphire up)"
+            )
+        bus = own_bus = agent_bus.RedisBus(str(settings.redis_url))
+    own_model = build_model(settings) if model is None else None
+    model = model or own_model
+    context = AgentContext(settings, api=api, bus=bus, stop=stop, clock=clock)
+    logger.info(
+        "agent starting",
+        extra={
+            "agent": settings.agent_name,
+            "role": settings.role,
+            "symbols": settings.symbols or "ALL",
+            "model": model.label if model else None,
+        },
+    )
+    try:
+        with _stop_on_signals(stop):
+            if settings.role == "executor":
+                from sapphire.agents import trading
+
+                await trading.ExecutorAgent.from_settings(context, arbiter=model).run()
+            else:
+                await AnalystAgent(
+                    context, analysts.build_analyst(settings.role, agent=settings.agent_name, model=model)
+                ).run()
+    finally:
+        if own_model is not None:
+            await own_model.aclose()
+        if own_bus is not None:
+            await own_bus.close()
+        if own_api:
+            await api.aclose()
+        logger.info("agent stopped", extra={"agent": settings.agent_name})

@@ -162,11 +162,11 @@ class TraderApiClient:
         await self._request("POST", f"/v1/agents/{name}/heartbeat", json={"role": role, "symbols": symbols})
 
     async def post_headline(
-        self, *, text: str, symbol: str | None = None, source: str | None = None
+        self, *, text: str, source: str, ts: datetime, symbol: str | None = None
     ) -> dict[str, Any]:
-        body = {
-            k: v for k, v in {"headline": text, "text": text, "symbol": symbol, "source": source}.items() if v
-        }
+        body: dict[str, Any] = {"text": text, "source": source, "ts": ts.isoformat()}
+        if symbol:
+            body["symbol"] = symbol
         result: dict[str, Any] = await self._request("POST", "/v1/headlines", json=body)
         return result
 

@@ -1,0 +1,151 @@
+"""End to end with the real trader API, real Postgres and real Redis: ticks in, then signals from
+several roles, orders from the executor, and fills in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from sapphire.agents import client, runtime
+from sapphire.agents.settings import AgentSettings
+from sapphire.trader_api.app import create_app
+from tests.agents import series
+from tests.trader_api import support
+from tests.trader_api.conftest import migrated_template, trader_database_url
+
+__all__ = ["migrated_template", "trader_database_url"]
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("momentum", "microstructure", "volatility", "sentiment", "strategist")
+LIMITS = {
+    "risk_max_order_notional": "20000",
+    "risk_max_position_notional": "50000",
+    "risk_max_gross_exposure": "100000",
+    "risk_max_daily_loss": "10000",
+}
+
+
+@pytest.fixture
+async def trader_app(trader_database_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[FastAPI]:
+    settings = support.make_settings(
+        trader_database_url, redis_url, redis_prefix, slippage_bps="2", fee_bps="1"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def agent_settings(redis_url: str, prefix: str, name: str, role: str, **extra: Any) -> AgentSettings:
+    return AgentSettings(
+        agent_name=name,
+        role=role,
+        symbols=["BTC-USD"],
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        agent_token=support.AGENT_TOKEN,
+        interval_seconds=0.3,
+        heartbeat_seconds=1.0,
+        instruments_refresh_seconds=5.0,
+        backoff_max_seconds=1.0,
+        executor_decide_seconds=0.3,
+        **extra,
+    )
+
+
+async def test_ticks_signals_orders_and_fills_in_postgres(
+    trader_app: FastAPI, trader_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    transport = httpx.ASGITransport(app=trader_app)
+    feed = httpx.AsyncClient(transport=transport, base_url="http://trader", headers=support.AGENT)
+    stop = asyncio.Event()
+    clients: list[client.TraderApiClient] = []
+    tasks = []
+    for name, role, extra in [
+        *((f"{role}-1", role, {}) for role in ROLES),
+        ("grok", "executor", LIMITS),
+    ]:
+        api = client.TraderApiClient("http://trader", token=support.AGENT_TOKEN, transport=transport)
+        clients.append(api)
+        tasks.append(
+            asyncio.create_task(
+                runtime.run_agent(
+                    agent_settings(redis_url, redis_prefix, name, role, **extra), api=api, stop=stop
+                )
+            )
+        )
+    try:
+        headline_api = clients[0]
+        await headline_api.post_headline(
+            text="Bitcoin rallies to a record as institutional demand surges",
+            source="wire",
+            symbol="BTC-USD",
+            ts=datetime.now(UTC),
+        )
+        await asyncio.sleep(1.5)  # every agent subscribed
+        prices = series.uptrend(n=160, start=60_000.0, drift=0.0004, noise=0.0001, seed=11)
+        for i, price in enumerate(prices):
+            tick = series.tick("BTC-USD", price, at=datetime.now(UTC), size=0.5, side=1 if i % 4 else -1)
+            response = await feed.post("/v1/ticks", json={"ticks": [tick.model_dump(mode="json")]})
+            assert response.status_code == 200, response.text
+            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):
+            while True:
+                fills = (await feed.get("/v1/fills")).json()
+                if fills:
+                    break
+                last = prices[-1] * 1.0002
+                tick = series.tick("BTC-USD", last, at=datetime.now(UTC), size=0.5, side=1)
+                await feed.post("/v1/ticks", json={"ticks": [tick.model_dump(mode="json")]})
+                await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=15)
+        for api in clients:
+            await api.aclose()
+
+    signals = (await feed.get("/v1/signals", params={"limit": 1000})).json()
+    orders = (await feed.get("/v1/orders")).json()
+    portfolio = (await feed.get("/v1/portfolio")).json()
+    await feed.aclose()
+
+    per_role = Counter(s["role"] for s in signals)
+    assert per_role["momentum"] >= 1
+    assert per_role["sentiment"] >= 1
+    assert per_role["strategist"] >= 1
+    assert all(o["agent"] == "grok" for o in orders)
+    assert any(o["status"] == "filled" for o in orders)
+    for order in orders:
+        assert Decimal(order["quantity"]) * Decimal(order["limit_price"]) <= Decimal(
+            LIMITS["risk_max_order_notional"]
+        )
+
+    with psycopg.connect(
+        trader_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    ) as connection:
+        row = connection.execute("SELECT count(*), coalesce(sum(quantity), 0) FROM fills").fetchone()
+    assert row is not None
+    assert row[0] >= 1
+
+    summary = {
+        "signals_per_role": dict(sorted(per_role.items())),
+        "orders": [(o["side"], o["quantity"], o["limit_price"], o["status"]) for o in orders],
+        "fills_in_postgres": row[0],
+        "equity": portfolio["equity"],
+        "realized_pnl": portfolio["realized_pnl"],
+        "unrealized_pnl": portfolio["unrealized_pnl"],
+        "fees": portfolio["fees"],
+    }
+    print(f"\nEND-TO-END RUN: {summary}")
+    logger.info("end-to-end run", extra=summary)

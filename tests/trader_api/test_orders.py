@@ -121,9 +121,10 @@ async def test_concurrent_duplicates_on_two_api_replicas_make_exactly_one_order(
 ) -> None:
     # A second app on the same database and Redis: a second replica with its own pool.
     other = create_app(settings, clock=clock)
-    async with other.router.lifespan_context(other), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=other), base_url="http://t2"
-    ) as replica:
+    async with (
+        other.router.lifespan_context(other),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://t2") as replica,
+    ):
         clients = [market, replica] * 10
         responses = await asyncio.gather(
             *(c.post("/v1/orders", json=order("race", quantity="0.5"), headers=AGENT) for c in clients)

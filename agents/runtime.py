@@ -157,7 +157,7 @@ class AgentContext:
                 while not self.stop.is_set():
                     if resubscribe_on_universe_change and self.universe.version != version:
                         break
-                    message = await subscription.get(timeout=0.25)
+                    message = await subscription.get(0.25)
                     if message is None:
                         continue
                     try:

@@ -123,7 +123,7 @@ class ExecutorAgent:
             for symbol in self.context.universe.symbols:
                 self.pending.put_nowait(symbol)
             while not self.context.stop.is_set():
-                message = await subscription.get(timeout=0.25)
+                message = await subscription.get(0.25)
                 if message is not None:
                     try:
                         self._on_event(message)

@@ -224,3 +224,27 @@ async def test_sigterm_stops_the_agent_gracefully(
 def test_the_executor_refuses_to_start_without_its_limits() -> None:
     with pytest.raises(ValueError, match="SAPPHIRE_RISK_MAX_ORDER_NOTIONAL"):
         AgentSettings(role="executor", dev_mode=True)
+
+
+async def test_the_same_analysts_run_on_the_in_process_bus(
+    redis_url: str, redis_prefix: str, api: fake_api.FakeTraderApi
+) -> None:
+    from sapphire.trader_api.bus import memory
+
+    bus = memory.MemoryBus()
+    stop = asyncio.Event()
+    api_client_ = api_client(api)
+    task = asyncio.create_task(
+        runtime.run_agent(settings(redis_url, redis_prefix), bus=bus, api=api_client_, stop=stop)
+    )
+    try:
+        await eventually(lambda: bool(api.heartbeats))
+        await asyncio.sleep(0.3)
+        for tick in series.prices_to_ticks("BTC-USD", series.uptrend(n=80)):
+            await bus.publish(f"{redis_prefix}ticks:BTC-USD", tick.model_dump_json())
+        await eventually(lambda: bool(api.signals))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await api_client_.aclose()
+    assert api.signals[0]["direction"] == "long"

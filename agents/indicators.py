@@ -45,6 +45,7 @@ class RollingStats:
         self._values: deque[float] = deque()
         self._mean = 0.0
         self._m2 = 0.0
+        self._updates = 0
 
     def update(self, x: float) -> None:
         self._values.append(x)
@@ -60,6 +61,21 @@ class RollingStats:
             self._m2 -= delta_old * (old - self._mean)
             # Rounding can leave a tiny negative residue on a constant series.
             self._m2 = max(self._m2, 0.0)
+        self._updates += 1
+        if self._updates >= self.window:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute exactly from the buffer once per window of updates.
+
+        Removal updates accumulate rounding error when values span orders of magnitude;
+        an exact two-pass recomputation every ``window`` updates bounds that drift and
+        costs O(1) amortized.
+        """
+        self._updates = 0
+        n = len(self._values)
+        self._mean = math.fsum(self._values) / n
+        self._m2 = math.fsum((v - self._mean) ** 2 for v in self._values)
 
     @property
     def count(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 
 from sapphire import config
 
@@ -27,4 +27,24 @@ class OperatorSettings(config.ServiceSettings):
     watch_server_timeout_seconds: int = Field(default=300, ge=10)
     watch_client_timeout_seconds: int = Field(default=330, ge=10)
     post_events: bool = True
-    status_refresh_seconds: float = Field(default=30.0, gt=0)
+    standalone: bool = Field(default=False, description="Skip peering: only when exactly one operator runs.")
+    peering_priority: int = Field(default=0, description="Among peers, the highest priority acts.")
+    agent_service_account: str = Field(default="sapphire-agent", description="ServiceAccount of agent pods.")
+    migration_service_account: str = Field(
+        default="sapphire-migration", description="ServiceAccount of migration pods."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often each TradingAgent is re-converged (drift repair)."
+    )
+    migration_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running MigrationRun's pod is checked."
+    )
+    migration_retry_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="Delay before retry n is backoff * 2^(n-1), capped at 5 minutes."
+    )
+    status_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often trading figures are read from the trader API."
+    )
+    trader_api_token: SecretStr | None = Field(
+        default=None, description="Read-scope token for the trader API figures; none disables them."
+    )

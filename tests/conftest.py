@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+import sapphire
+from sapphire.resources import crdgen
 from tests.support import kube, services
 from tests.support import node as process_node
 
@@ -75,3 +77,22 @@ def namespace(control_plane: kube.ControlPlane) -> Iterator[str]:
     """A fresh namespace for this test."""
     with kube.fresh_namespace(control_plane) as name:
         yield name
+
+
+@pytest.fixture(scope="session")
+def installed_crds(control_plane: kube.ControlPlane) -> list[str]:
+    """Apply ``crds/`` as a new user would, and wait until every CRD is Established.
+
+    Returns the CRD names. The CRDs stay installed for the session: they are cluster-scoped
+    and every test works in its own namespace.
+    """
+    control_plane.kubectl("apply", "-f", str(kube.REPOSITORY / "crds"))
+    names = [resource.crd_name for resource in crdgen.RESOURCES]
+    for name in names:
+        control_plane.kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=90
+        )
+    # Refresh kubectl's discovery cache: it may predate the CRDs, and `kubectl get sapphire`
+    # expands the category from that cache.
+    control_plane.kubectl("api-resources", f"--api-group={sapphire.GROUP}")
+    return names

@@ -259,6 +259,16 @@ class MigrationRunStatus(common.StatusModel):
     message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
     """Tail of the migration's output or the reason it failed; never contains the database URL."""
 
+    revisions: Annotated[
+        list[Annotated[str, pydantic.Field(max_length=64)]],
+        pydantic.Field(max_length=1000, json_schema_extra={"x-kubernetes-list-type": "atomic"}),
+    ] = pydantic.Field(default_factory=list)
+    """Lineage of toRevision as the migration reported it: every revision from base up to it.
+    A TradingAgent's requiresSchema is met when its revision is in this list."""
+
+    cleaned_up: pydantic.StrictBool | None = None
+    """True once the operator has deleted the run's pods, after ttlSecondsAfterFinished."""
+
 
 class MigrationRun(pydantic.BaseModel):
     """A whole MigrationRun document, as read from a YAML file."""

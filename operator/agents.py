@@ -1,0 +1,250 @@
+"""TradingAgent reconciliation: converge the agent's Deployment, then report its status.
+
+The reconcile is level-triggered and idempotent: it computes the desired Deployment from the
+spec alone and server-side-applies it, so a Deployment someone edited or deleted comes back
+the next time any trigger fires (the TradingAgent's own events, a timer, or an event of the
+Deployment or its pods). The status is a pure function of what was observed
+(:func:`agent_status`), which keeps the decision logic testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sapphire.operator import builders, kubeapi
+from sapphire.operator.settings import OperatorSettings
+from sapphire.resources import common, migrationrun, tradingagent
+
+Json = dict[str, Any]
+Phase = tradingagent.TradingAgentPhase
+Condition = tradingagent.TradingAgentConditionType
+
+# Container states that will not fix themselves without a change somewhere else.
+BROKEN_WAITING_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ContainerCannotRun",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SchemaGate:
+    """Whether the agent's ``requiresSchema`` revision is in its database."""
+
+    ready: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AgentObservation:
+    """What the operator saw of one agent's world."""
+
+    deployment: Json | None
+    pods: Sequence[Json]
+    schema: SchemaGate
+
+
+def schema_gate(required: str | None, runs: Sequence[Json]) -> SchemaGate:
+    """Is ``required`` applied, according to the latest Succeeded MigrationRun per database?
+
+    A revision counts when it is the run's ``toRevision`` or in its ``revisions`` (the
+    lineage the migration reported), so a database migrated past the revision still counts,
+    and one downgraded below it no longer does.
+    """
+    if required is None:
+        return SchemaGate(True, "NoSchemaRequired", "the agent requires no schema revision")
+    latest: dict[str, Json] = {}
+    for run in runs:
+        status = run.get("status") or {}
+        if status.get("phase") != migrationrun.MigrationRunPhase.SUCCEEDED:
+            continue
+        database = str(run.get("spec", {}).get("database", {}).get("name", ""))
+        if database not in latest or str(status.get("finishedAt", "")) > str(
+            latest[database]["status"].get("finishedAt", "")
+        ):
+            latest[database] = run
+    for database, run in sorted(latest.items()):
+        status = run["status"]
+        if required == status.get("toRevision") or required in (status.get("revisions") or []):
+            return SchemaGate(
+                True,
+                "SchemaApplied",
+                f"revision {required} is applied to database {database} "
+                f"(MigrationRun {run['metadata']['name']})",
+            )
+    return SchemaGate(
+        False,
+        "WaitingForMigration",
+        f"waiting for a Succeeded MigrationRun that applies revision {required}",
+    )
+
+
+def _waiting_problem(pods: Sequence[Json]) -> tuple[str, str] | None:
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        for container in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = container.get("state", {}).get("waiting") or {}
+            if waiting.get("reason") in BROKEN_WAITING_REASONS:
+                return str(waiting["reason"]), str(waiting.get("message") or waiting["reason"])
+    return None
+
+
+def agent_status(
+    *,
+    name: str,
+    spec: tradingagent.TradingAgentSpec,
+    generation: int,
+    previous: tradingagent.TradingAgentStatus,
+    observation: AgentObservation,
+    now: datetime.datetime,
+) -> tradingagent.TradingAgentStatus:
+    """The status an agent should have, given what was observed. Pure."""
+    deployment = observation.deployment
+    deployment_status = (deployment or {}).get("status", {})
+    ready_replicas = int(deployment_status.get("readyReplicas") or 0)
+    rolled_out = deployment is not None and (
+        int(deployment_status.get("observedGeneration") or 0)
+        >= int(deployment["metadata"].get("generation", 0))
+        and int(deployment_status.get("updatedReplicas") or 0) >= 1
+    )
+    problem = _waiting_problem(observation.pods)
+    phase: Phase
+    ready: tuple[bool, str, str]
+    progressing: tuple[bool, str, str]
+    if not observation.schema.ready:
+        phase = Phase.WAITING_FOR_SCHEMA
+        ready = (False, "WaitingForSchema", observation.schema.message)
+        progressing = (False, "WaitingForSchema", observation.schema.message)
+    elif spec.paused:
+        phase = Phase.PAUSED
+        ready = (False, "Paused", "spec.paused is true: scaled to zero")
+        progressing = (False, "Paused", "spec.paused is true")
+    elif problem is not None:
+        phase = Phase.DEGRADED
+        ready = (False, problem[0], problem[1])
+        progressing = (True, problem[0], "waiting for the agent's container to start")
+    elif deployment is None:
+        phase = Phase.PENDING
+        ready = (
+            False,
+            "DeploymentMissing",
+            f"Deployment {builders.agent_deployment_name(name)} does not exist yet",
+        )
+        progressing = (True, "Creating", "creating the agent's Deployment")
+    elif ready_replicas >= 1 and rolled_out:
+        phase = Phase.RUNNING
+        ready = (True, "AgentReady", "the agent's pod is running and ready")
+        progressing = (False, "RolledOut", "the Deployment has rolled out the current spec")
+    else:
+        phase = Phase.STARTING
+        ready = (False, "AgentStarting", "waiting for the agent's pod to become ready")
+        progressing = (True, "RollingOut", "the Deployment is rolling out the current spec")
+
+    conditions = list(previous.conditions)
+    for kind, (value, reason, message) in (
+        (Condition.READY, ready),
+        (Condition.PROGRESSING, progressing),
+        (
+            Condition.SCHEMA_READY,
+            (observation.schema.ready, observation.schema.reason, observation.schema.message),
+        ),
+    ):
+        conditions = common.set_condition(
+            conditions,
+            type=kind.value,
+            status=common.ConditionStatus.TRUE if value else common.ConditionStatus.FALSE,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    return previous.model_copy(
+        update={
+            "phase": phase,
+            "observed_generation": generation,
+            "conditions": conditions,
+            "ready_replicas": ready_replicas,
+            "deployment": builders.agent_deployment_name(name),
+            "symbols_summary": spec.symbols_summary(),
+        }
+    )
+
+
+def transition_event(
+    previous: Phase | None, current: Phase, status: tradingagent.TradingAgentStatus
+) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event to post when the phase changed, else None."""
+    if previous == current:
+        return None
+    ready = common.find_condition(status.conditions, Condition.READY.value)
+    detail = f": {ready.message}" if ready is not None and ready.message else ""
+    kind = "Warning" if current in (Phase.DEGRADED, Phase.FAILED) else "Normal"
+    return kind, current.value, f"phase {previous.value if previous else 'none'} -> {current.value}{detail}"
+
+
+async def observe(
+    api: kubeapi.KubeApi, *, name: str, namespace: str, required_schema: str | None
+) -> AgentObservation:
+    deployment = await api.get(
+        kubeapi.namespaced("apps/v1", namespace, "deployments", builders.agent_deployment_name(name))
+    )
+    pods = await api.list(kubeapi.namespaced("v1", namespace, "pods"), labels={builders.AGENT_LABEL: name})
+    runs: list[Json] = []
+    if required_schema is not None:
+        runs = await api.list(kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL))
+    return AgentObservation(deployment=deployment, pods=pods, schema=schema_gate(required_schema, runs))
+
+
+async def converge(
+    api: kubeapi.KubeApi,
+    *,
+    body: Json,
+    settings: OperatorSettings,
+    now: datetime.datetime,
+) -> tuple[tradingagent.TradingAgentStatus, tuple[str, str, str] | None]:
+    """Apply the agent's desired Deployment and compute its new status and transition Event."""
+    metadata = body["metadata"]
+    name, namespace = str(metadata["name"]), str(metadata["namespace"])
+    spec = tradingagent.TradingAgentSpec.model_validate(body.get("spec") or {})
+    previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
+    gate_before = await observe(api, name=name, namespace=namespace, required_schema=spec.requires_schema)
+    desired = builders.build_agent_deployment(
+        name=name, namespace=namespace, spec=spec, settings=settings, schema_ready=gate_before.schema.ready
+    )
+    desired["metadata"]["ownerReferences"] = [owner_reference(body)]
+    deployment = await api.apply(
+        kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]), desired
+    )
+    observation = AgentObservation(deployment=deployment, pods=gate_before.pods, schema=gate_before.schema)
+    status = agent_status(
+        name=name,
+        spec=spec,
+        generation=int(metadata.get("generation", 0)),
+        previous=previous,
+        observation=observation,
+        now=now,
+    )
+    return status, transition_event(previous.phase, status.phase or Phase.PENDING, status)
+
+
+def owner_reference(body: Json) -> Json:
+    """Makes the owner's deletion garbage-collect the object; no finalizer needed."""
+    return {
+        "apiVersion": str(body["apiVersion"]),
+        "kind": str(body["kind"]),
+        "name": str(body["metadata"]["name"]),
+        "uid": str(body["metadata"]["uid"]),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -1,0 +1,294 @@
+"""Pure builders: TradingAgent -> Deployment, MigrationRun -> Pod.
+
+Nothing here does I/O. Each builder deep-copies what it takes from the user, so a spec is
+never mutated, and returns a plain manifest the handlers adopt and apply. One label
+vocabulary (:func:`common_labels`) is shared by everything the operator creates.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+
+import sapphire
+from sapphire.operator.settings import OperatorSettings
+from sapphire.resources import migrationrun, tradingagent
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = "sapphire-operator"
+AGENT_LABEL = f"{sapphire.GROUP}/agent"
+ROLE_LABEL = f"{sapphire.GROUP}/role"
+MIGRATION_LABEL = f"{sapphire.GROUP}/migrationrun"
+ATTEMPT_LABEL = f"{sapphire.GROUP}/attempt"
+DATABASE_LABEL = f"{sapphire.GROUP}/database"
+SPEC_HASH_ANNOTATION = f"{sapphire.GROUP}/spec-hash"
+AGENT_CONTAINER = "agent"
+TERMINATION_LOG = "/dev/termination-log"
+
+DEFAULT_AGENT_RESOURCES: Manifest = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+DEFAULT_MIGRATION_RESOURCES: Manifest = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+
+
+def restricted_container_security() -> Manifest:
+    """The Pod Security "restricted" profile for one container."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def common_labels(component: str, instance: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "sapphire",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "sapphire",
+    }
+
+
+def _named_items(value: Any) -> TypeGuard[list[Mapping[str, Any]]]:
+    return isinstance(value, list) and all(isinstance(item, Mapping) and "name" in item for item in value)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``. Neither input is modified.
+
+    Mappings merge recursively. Lists of named items (containers, env, volumes...) merge by
+    ``name``, as a strategic merge patch does, so an override of one container's command
+    keeps the rest of that container. Any other value replaces.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = deep_merge(current, value)
+        elif _named_items(value) and _named_items(current):
+            by_name = {item["name"]: dict(item) for item in current}
+            for item in value:
+                by_name[item["name"]] = deep_merge(by_name.get(item["name"], {}), item)
+            merged[key] = list(by_name.values())
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def spec_hash(manifest: Mapping[str, Any]) -> str:
+    """A short stable digest of a manifest, to see at a glance what a reconcile applied."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def agent_deployment_name(agent: str) -> str:
+    return f"agent-{agent}"[:63].rstrip("-")
+
+
+def _secret_env(name: str, secret: str, key: str) -> Manifest:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def agent_env(
+    *,
+    name: str,
+    spec: tradingagent.TradingAgentSpec,
+    settings: OperatorSettings,
+) -> list[Manifest]:
+    """The environment ``sapphire agent run`` reads (``AgentSettings``, prefix ``SAPPHIRE_``)."""
+    env: list[Manifest] = [
+        {"name": "SAPPHIRE_AGENT_NAME", "value": name},
+        {"name": "SAPPHIRE_ROLE", "value": spec.role.value},
+        {"name": "SAPPHIRE_SYMBOLS", "value": json.dumps(list(spec.symbols))},
+        {"name": "SAPPHIRE_INTERVAL_SECONDS", "value": str(spec.interval_seconds)},
+        {"name": "SAPPHIRE_TRADER_API_URL", "value": str(settings.trader_api_url)},
+        {"name": "SAPPHIRE_REDIS_URL", "value": str(settings.agent_redis_url)},
+        {"name": "SAPPHIRE_LOG_FORMAT", "value": "json"},
+        _secret_env("SAPPHIRE_AGENT_TOKEN", settings.agent_token_secret, "token"),
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    model = spec.model
+    if model is not None:
+        env += [
+            {"name": "SAPPHIRE_MODEL_PROVIDER", "value": model.provider.value},
+            {"name": "SAPPHIRE_MODEL_NAME", "value": model.name},
+            {"name": "SAPPHIRE_MODEL_TIMEOUT_SECONDS", "value": str(model.timeout_seconds)},
+            {"name": "SAPPHIRE_MODEL_MAX_CALLS_PER_MINUTE", "value": str(model.max_calls_per_minute)},
+        ]
+        optional = {
+            "SAPPHIRE_MODEL_ENDPOINT": model.endpoint,
+            "SAPPHIRE_MODEL_PROJECT": model.project,
+            "SAPPHIRE_MODEL_LOCATION": model.location,
+        }
+        env += [{"name": key, "value": value} for key, value in optional.items() if value]
+        if model.api_key_secret_ref is not None:
+            reference = model.api_key_secret_ref
+            env.append(_secret_env("SAPPHIRE_MODEL_API_KEY", reference.name, reference.key))
+    if spec.risk is not None:
+        env += [
+            {"name": "SAPPHIRE_RISK_MAX_ORDER_NOTIONAL", "value": str(spec.risk.max_order_notional)},
+            {"name": "SAPPHIRE_RISK_MAX_POSITION_NOTIONAL", "value": str(spec.risk.max_position_notional)},
+            {"name": "SAPPHIRE_RISK_MAX_GROSS_EXPOSURE", "value": str(spec.risk.max_gross_exposure)},
+            {"name": "SAPPHIRE_RISK_MAX_DAILY_LOSS", "value": str(spec.risk.max_daily_loss)},
+        ]
+    # The user's extra variables come last; the CRD refuses names that start with SAPPHIRE_.
+    env += [variable.to_wire() for variable in spec.env]
+    return env
+
+
+def build_agent_deployment(
+    *,
+    name: str,
+    namespace: str,
+    spec: tradingagent.TradingAgentSpec,
+    settings: OperatorSettings,
+    schema_ready: bool = True,
+) -> Manifest:
+    """The Deployment that runs one TradingAgent: one replica (zero when paused or waiting
+    for its schema), ``Recreate`` for the executor so two never trade one account at once."""
+    labels = {
+        **common_labels("agent", name),
+        AGENT_LABEL: name,
+        ROLE_LABEL: spec.role.value,
+    }
+    selector = {AGENT_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    resources = spec.resources.to_wire() if spec.resources is not None else DEFAULT_AGENT_RESOURCES
+    container: Manifest = {
+        "name": AGENT_CONTAINER,
+        "image": spec.image or settings.agent_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sapphire"],
+        "args": ["agent", "run"],
+        "env": agent_env(name=name, spec=spec, settings=settings),
+        "resources": copy.deepcopy(resources),
+        "securityContext": restricted_container_security(),
+        "ports": [{"name": "health", "containerPort": 8081}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: Manifest = {
+        "serviceAccountName": settings.agent_service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(),
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    template_metadata: Manifest = {"labels": dict(labels), "annotations": {}}
+    template = spec.pod_template
+    if template is not None:
+        if template.metadata is not None:
+            # Our labels win: the selector depends on them.
+            template_metadata["labels"] = {**template.metadata.labels, **labels}
+            template_metadata["annotations"] = dict(template.metadata.annotations)
+        if template.spec:
+            pod_spec = deep_merge(pod_spec, template.spec)
+    replicas = 0 if spec.paused or not schema_ready else 1
+    deployment: Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": agent_deployment_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {},
+        },
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "Recreate"}
+            if spec.is_executor
+            else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": template_metadata, "spec": pod_spec},
+        },
+    }
+    deployment["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(deployment["spec"])
+    return deployment
+
+
+def migration_pod_name(run: str, attempt: int) -> str:
+    """Deterministic per attempt: creating it twice fails with AlreadyExists, never runs twice."""
+    suffix = f"-{attempt}"
+    return f"{run[: 63 - len(suffix)].rstrip('-')}{suffix}"
+
+
+def build_migration_pod(
+    *,
+    name: str,
+    namespace: str,
+    spec: migrationrun.MigrationRunSpec,
+    attempt: int,
+    settings: OperatorSettings,
+) -> Manifest:
+    """The bare Pod of one migration attempt: the migration container plus native sidecars.
+
+    ``restartPolicy: Never``: a retry is a new pod with the next attempt number. The
+    migration reports ``{"from", "to", "applied", "revisions"}`` in its termination message,
+    and on failure the tail of its log (``FallbackToLogsOnError``).
+    """
+    labels = {
+        **common_labels("migration", name),
+        MIGRATION_LABEL: name,
+        ATTEMPT_LABEL: str(attempt),
+        DATABASE_LABEL: spec.database.name,
+    }
+    reference = spec.database.url_secret_ref
+    migrate: Manifest = {
+        "name": migrationrun.MIGRATION_CONTAINER,
+        "image": spec.image or settings.agent_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sapphire"],
+        "args": [
+            "migrate",
+            "--revision",
+            spec.revision,
+            "--direction",
+            spec.direction.value,
+            "--termination-log",
+            TERMINATION_LOG,
+        ],
+        "env": [
+            _secret_env("DATABASE_URL", reference.name, reference.key),
+            {"name": "SAPPHIRE_LOG_FORMAT", "value": "json"},
+        ],
+        "resources": copy.deepcopy(DEFAULT_MIGRATION_RESOURCES),
+        "securityContext": restricted_container_security(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": migration_pod_name(name, attempt), "namespace": namespace, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "serviceAccountName": settings.migration_service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": restricted_pod_security(),
+            "initContainers": [sidecar.to_wire() for sidecar in spec.sidecars],
+            "containers": [migrate],
+        },
+    }

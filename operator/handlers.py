@@ -1,0 +1,229 @@
+"""kopf handlers, registered explicitly on a registry (never as an import side effect).
+
+Handler ids are explicit and persisted in annotations under our group's domain, so renaming a
+function never orphans progress. Each handler delegates to the reconcile modules
+(:mod:`sapphire.operator.agents`, :mod:`sapphire.operator.migrations`); here live only the
+triggers, the per-object serialization, Events and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import httpx
+import kopf
+
+import sapphire
+from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync
+from sapphire.operator.settings import OperatorSettings
+from sapphire.resources import common, migrationrun, tradingagent
+
+Json = dict[str, Any]
+VERSION = common.VERSION
+TA = (sapphire.GROUP, VERSION, tradingagent.PLURAL)
+MR = (sapphire.GROUP, VERSION, migrationrun.PLURAL)
+LOGGER = logging.getLogger(__name__)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+class OperatorState:
+    """What the handlers share: the API client and one lock per object."""
+
+    def __init__(self, settings: OperatorSettings, *, identity: str) -> None:
+        self.settings = settings
+        self._api: kubeapi.KubeApi | None = None
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.resync = resync.Resync(api=lambda: self.api, settings=settings, identity=identity)
+
+    @property
+    def api(self) -> kubeapi.KubeApi:
+        if self._api is None:
+            self._api = kubeapi.KubeApi.from_environment()
+        return self._api
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+
+
+def _as_body(body: Json) -> kopf.Body:
+    return kopf.Body(cast("kopf.RawBody", body))
+
+
+def _post(body: Json, event: tuple[str, str, str] | None) -> None:
+    if event is not None:
+        kind, reason, message = event
+        kopf.event(_as_body(body), type=kind, reason=reason, message=message)
+
+
+def register(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, *, identity: str
+) -> OperatorState:
+    """Register every handler on ``registry``; return the state they share."""
+    state = OperatorState(settings, identity=identity)
+
+    @kopf.on.login(registry=registry, id="operator_login")
+    def operator_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as our own client: in-cluster ServiceAccount or kubeconfig.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.cleanup(registry=registry, id="operator_cleanup")
+    async def operator_cleanup(**_: Any) -> None:
+        await state.resync.stop()
+        await state.close()
+
+    # -- TradingAgent -------------------------------------------------------------------
+
+    async def reconcile_agent(body: Json, trigger: str) -> tradingagent.TradingAgentStatus:
+        key = f"ta/{body['metadata']['namespace']}/{body['metadata']['name']}"
+        async with state.locks[key]:
+            with metrics.reconciling(tradingagent.KIND, trigger):
+                try:
+                    status, event = await agents.converge(state.api, body=body, settings=settings, now=_now())
+                except kubeapi.KubeApiError as error:
+                    kopf.warn(_as_body(body), reason="ReconcileFailed", message=str(error))
+                    raise kopf.TemporaryError(f"reconciling the agent failed: {error}", delay=5) from error
+        _post(body, event)
+        metrics.record_phase(tradingagent.KIND, key, status.phase)
+        return status
+
+    @kopf.on.resume(*TA, registry=registry, id="tradingagent_resume")
+    @kopf.on.create(*TA, registry=registry, id="tradingagent_create")
+    @kopf.on.update(*TA, registry=registry, id="tradingagent_update", field="spec")
+    async def tradingagent_reconcile(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
+        status = await reconcile_agent(dict(body), trigger=str(reason))
+        patch.status.update(status.to_wire())
+
+    async def reconcile_agent_of_child(namespace: str | None, labels: kopf.Labels) -> None:
+        name = labels.get(builders.AGENT_LABEL)
+        if not name or not namespace:
+            return
+        path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
+        body = await state.api.get(path)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # the owner is gone: garbage collection removes the child
+        status = await reconcile_agent(body, trigger="child")
+        await state.api.patch_status(path, status.to_wire())
+
+    agent_children = {
+        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
+        "app.kubernetes.io/component": "agent",
+    }
+
+    @kopf.on.event(
+        "apps", "v1", "deployments", registry=registry, id="agent_deployment_event", labels=agent_children
+    )
+    async def agent_deployment_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        await reconcile_agent_of_child(namespace, labels)
+
+    @kopf.on.event("", "v1", "pods", registry=registry, id="agent_pod_event", labels=agent_children)
+    async def agent_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        await reconcile_agent_of_child(namespace, labels)
+
+    # -- MigrationRun -------------------------------------------------------------------
+
+    async def reconcile_migration(body: Json, trigger: str) -> migrations.Decision:
+        key = f"mr/{body['metadata']['namespace']}/{body['metadata']['name']}"
+        async with state.locks[key]:
+            with metrics.reconciling(migrationrun.KIND, trigger):
+                try:
+                    decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
+                except kubeapi.KubeApiError as error:
+                    kopf.warn(_as_body(body), reason="ReconcileFailed", message=str(error))
+                    raise kopf.TemporaryError(
+                        f"reconciling the migration failed: {error}", delay=5
+                    ) from error
+        _post(body, decision.event)
+        metrics.record_phase(migrationrun.KIND, key, decision.status.get("phase"))
+        return decision
+
+    @kopf.on.resume(*MR, registry=registry, id="migrationrun_resume")
+    @kopf.on.create(*MR, registry=registry, id="migrationrun_create")
+    async def migrationrun_start(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
+        decision = await reconcile_migration(dict(body), trigger=str(reason))
+        patch.status.update(decision.status)
+
+    migration_pods = {
+        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
+        "app.kubernetes.io/component": "migration",
+    }
+
+    @kopf.on.event("", "v1", "pods", registry=registry, id="migration_pod_event", labels=migration_pods)
+    async def migration_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        name = labels.get(builders.MIGRATION_LABEL)
+        if not name or not namespace:
+            return
+        path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
+        body = await state.api.get(path)
+        if (
+            body is None
+            or body["metadata"].get("deletionTimestamp")
+            or (body.get("status") or {}).get("cleanedUp")
+        ):
+            return
+        decision = await reconcile_migration(body, trigger="pod")
+        await state.api.patch_status(path, decision.status)
+
+    # -- periodic resync (see resync.py for why not kopf timers) --------------------------
+
+    async def resync_agent(body: Json) -> None:
+        status = await reconcile_agent(body, trigger="resync")
+        path = kubeapi.namespaced(
+            tradingagent.API_VERSION, body["metadata"]["namespace"], tradingagent.PLURAL
+        )
+        await state.api.patch_status(f"{path}/{body['metadata']['name']}", status.to_wire())
+
+    async def resync_migration(body: Json) -> None:
+        if (body.get("status") or {}).get("cleanedUp"):
+            return
+        decision = await reconcile_migration(body, trigger="resync")
+        path = kubeapi.namespaced(
+            migrationrun.API_VERSION, body["metadata"]["namespace"], migrationrun.PLURAL
+        )
+        await state.api.patch_status(f"{path}/{body['metadata']['name']}", decision.status)
+
+    async def refresh_figures(body: Json) -> None:
+        token = settings.trader_api_token
+        if token is None:
+            return
+        async with httpx.AsyncClient(base_url=str(settings.trader_api_url), timeout=5) as client:
+            update = await figures.read_figures(
+                client,
+                token=token.get_secret_value(),
+                agent=body["metadata"]["name"],
+                status=dict(body.get("status") or {}),
+                now=_now(),
+            )
+        path = kubeapi.namespaced(
+            tradingagent.API_VERSION, body["metadata"]["namespace"], tradingagent.PLURAL
+        )
+        await state.api.patch_status(f"{path}/{body['metadata']['name']}", update)
+
+    @kopf.on.startup(registry=registry, id="operator_resync_start")
+    async def operator_resync_start(**_: Any) -> None:
+        loops = state.resync
+        plan: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
+            ("agents", settings.reconcile_interval_seconds,
+             lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, resync_agent)),
+            ("migrations", settings.migration_poll_seconds,
+             lambda: loops.each(migrationrun.API_VERSION, migrationrun.PLURAL, resync_migration)),
+        ]  # fmt: skip
+        if settings.trader_api_token is not None:
+            plan.append(
+                (
+                    "figures",
+                    settings.status_refresh_seconds,
+                    lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, refresh_figures),
+                )
+            )
+        loops.start(plan)
+
+    return state

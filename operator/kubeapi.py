@@ -1,0 +1,148 @@
+"""A thin async Kubernetes API client for the operator's own requests.
+
+kopf watches and patches the objects it handles; everything else (server-side apply of
+Deployments, bare Pods, status of other objects) goes through this client. Credentials
+come from the kubernetes library's loader (in-cluster ServiceAccount or a kubeconfig,
+exec plugins included), so the operator authenticates exactly as kopf does. Raw JSON
+dicts keep the operator free of the generated model classes.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import kubernetes
+
+Json = dict[str, Any]
+FIELD_MANAGER = "sapphire-operator"
+
+
+class KubeApiError(Exception):
+    """A request the API server refused; ``status`` is its HTTP status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _load_configuration() -> Any:
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+class KubeApi:
+    """Async JSON access to the API server."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_environment(cls, *, timeout: float = 30.0) -> KubeApi:
+        configuration = _load_configuration()
+        headers = {"Accept": "application/json"}
+        token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+        if token:
+            prefix = configuration.api_key_prefix.get("authorization", "")
+            headers["Authorization"] = (
+                token if token.startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
+            )
+        verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
+        if configuration.verify_ssl:
+            context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+            if configuration.cert_file:
+                context.load_cert_chain(configuration.cert_file, configuration.key_file)
+            verify = context
+        client = httpx.AsyncClient(
+            base_url=configuration.host, headers=headers, verify=verify, timeout=timeout
+        )
+        return cls(client)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Json:
+        response = await self._client.request(
+            method,
+            path,
+            content=json.dumps(body) if body is not None else None,
+            params=params,
+            headers={"Content-Type": content_type} if body is not None else None,
+        )
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("message", response.text))
+            except ValueError:
+                message = response.text
+            raise KubeApiError(response.status_code, message)
+        result: Json = response.json() if response.content else {}
+        return result
+
+    async def get(self, path: str) -> Json | None:
+        """The object at ``path``, or None when it does not exist."""
+        try:
+            return await self._request("GET", path)
+        except KubeApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(self, path: str, *, labels: Mapping[str, str] | None = None) -> list[Json]:
+        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        listing = await self._request("GET", path, params=params)
+        return list(listing.get("items", []))
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> Json:
+        return await self._request("POST", path, body=body)
+
+    async def delete(self, path: str, *, grace_seconds: int | None = None, uid: str | None = None) -> None:
+        options: Json = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            options["gracePeriodSeconds"] = grace_seconds
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        try:
+            await self._request("DELETE", path, body=options)
+        except KubeApiError as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def apply(self, path: str, body: Mapping[str, Any]) -> Json:
+        """Server-side apply as the operator's field manager: creates the object when it is
+        missing and takes back any field someone else changed (drift)."""
+        return await self._request(
+            "PATCH",
+            path,
+            body=body,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def patch_status(self, path: str, status: Mapping[str, Any]) -> Json:
+        return await self._request(
+            "PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json"
+        )
+
+
+def namespaced(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
+    """The REST path of a namespaced collection or object (``v1`` or ``apps/v1`` style)."""
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    path = f"{root}/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path

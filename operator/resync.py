@@ -1,0 +1,126 @@
+"""Periodic resync: every object is reconciled again on a fixed period, level-triggered.
+
+Events (the objects' own, their Deployments' and pods') make the operator react at once;
+the resync is what repairs drift nobody announced, releases agents waiting for a schema,
+retries a failed migration after its backoff, enforces deadlines and TTLs, and refreshes
+trading figures. It is one loop per concern for the whole operator, not a kopf timer per
+object: kopf timers put a finalizer on every object, which would block ``kubectl delete``
+whenever the operator is down, for no work of ours (children go by garbage collection).
+
+Peering: the loop acts only while this operator would act under kopf's own peering rule
+(no live peer with a higher or equal priority), read from the same KopfPeering object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from sapphire.operator import kubeapi
+from sapphire.operator.settings import OperatorSettings
+
+Json = dict[str, Any]
+LOGGER = logging.getLogger(__name__)
+
+
+def peering_allows(
+    peers: Mapping[str, Mapping[str, Any]], *, identity: str, priority: int, now: datetime.datetime
+) -> bool:
+    """kopf's rule: pause while another live peer has a higher or the same priority. Pure."""
+    for peer_id, info in peers.items():
+        if peer_id == identity:
+            continue
+        lastseen = datetime.datetime.fromisoformat(str(info.get("lastseen", "1970-01-01T00:00:00+00:00")))
+        if lastseen.tzinfo is None:
+            lastseen = lastseen.replace(tzinfo=datetime.UTC)
+        alive = lastseen + datetime.timedelta(seconds=int(info.get("lifetime", 60))) > now
+        if alive and int(info.get("priority", 0)) >= priority:
+            return False
+    return True
+
+
+class Resync:
+    """The operator's periodic loops; started on kopf startup, cancelled on cleanup."""
+
+    def __init__(
+        self,
+        *,
+        api: Callable[[], kubeapi.KubeApi],
+        settings: OperatorSettings,
+        identity: str,
+    ) -> None:
+        self._api = api
+        self.settings = settings
+        self.identity = identity
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def collection_paths(self, group_version: str, plural: str) -> list[str]:
+        if self.settings.cluster_wide:
+            return [f"/apis/{group_version}/{plural}"]
+        return [
+            kubeapi.namespaced(group_version, ns, plural) for ns in self.settings.namespaces or ["default"]
+        ]
+
+    async def may_act(self) -> bool:
+        if self.settings.standalone:
+            return True
+        if self.settings.cluster_wide:
+            paths = [f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.settings.peering_name}"]
+        else:
+            paths = [
+                kubeapi.namespaced("kopf.dev/v1", ns, "kopfpeerings", self.settings.peering_name)
+                for ns in self.settings.namespaces or ["default"]
+            ]
+        now = datetime.datetime.now(datetime.UTC)
+        for path in paths:
+            peering = await self._api().get(path)
+            peers = (peering or {}).get("status") or {}
+            if not peering_allows(
+                peers, identity=self.identity, priority=self.settings.peering_priority, now=now
+            ):
+                return False
+        return True
+
+    def start(
+        self,
+        loops: Sequence[tuple[str, float, Callable[[], Awaitable[None]]]],
+    ) -> None:
+        for name, interval, body in loops:
+            self._tasks.append(
+                asyncio.create_task(self._forever(name, interval, body), name=f"resync-{name}")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _forever(self, name: str, interval: float, body: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await self.may_act():
+                    await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One bad pass must not end the loop; the next pass retries everything.
+                LOGGER.exception("resync pass failed", extra={"loop": name})
+
+    async def each(self, group_version: str, plural: str, action: Callable[[Json], Awaitable[None]]) -> None:
+        """Run ``action`` on every object of the collection, one failure not stopping the rest."""
+        for path in self.collection_paths(group_version, plural):
+            for body in await self._api().list(path):
+                if body["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    await action(body)
+                except Exception:
+                    LOGGER.exception(
+                        "resync of one object failed",
+                        extra={"object": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}"},
+                    )

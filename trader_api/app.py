@@ -75,10 +75,20 @@ class _MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = _route_template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """``/v1/orders/{order_id}`` for ``/v1/orders/0f3...``: included routers report their
+    path without the prefix, so the prefix is taken from the leading segments of the path."""
+    route_path = getattr(scope.get("route"), "path", None)
+    if route_path is None:
+        return "unmatched"
+    segments = scope["path"].split("/")
+    prefix = segments[: max(1, len(segments) - len(route_path.split("/")) + 1)]
+    return "/".join(prefix) + route_path
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -183,12 +183,12 @@ def test_a_missing_secret_degrades_the_agent_until_it_appears(
     degraded = kube.wait_for(control_plane, agent_path(namespace, "needy"), phase_is("Degraded"), timeout=60)
     ready = condition(degraded, "Ready")
     assert ready["reason"] == "CreateContainerConfigError"
-    assert operator_support_secret_name() in ready["message"]
+    assert AGENT_TOKEN_SECRET in ready["message"]
     control_plane.kubectl(
         "create",
         "secret",
         "generic",
-        operator_support_secret_name(),
+        AGENT_TOKEN_SECRET,
         "--from-literal=token=t",
         "-n",
         namespace,

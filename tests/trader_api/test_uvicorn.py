@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 
 from tests.support import processes, services
 from tests.trader_api import support
@@ -133,6 +134,7 @@ def test_fuzzing_finds_no_server_error(api_url: str) -> None:
     with httpx.Client(timeout=10) as http:
         http.headers.update(support.ADMIN)
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), f"invalid operation in /openapi.json: {result}"
             operation = result.ok()
             if operation.path == "/v1/events":
                 continue

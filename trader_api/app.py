@@ -86,9 +86,9 @@ def _route_template(scope: Scope) -> str:
     route_path = getattr(scope.get("route"), "path", None)
     if route_path is None:
         return "unmatched"
-    segments = scope["path"].split("/")
+    segments = str(scope["path"]).split("/")
     prefix = segments[: max(1, len(segments) - len(route_path.split("/")) + 1)]
-    return "/".join(prefix) + route_path
+    return "/".join(prefix) + str(route_path)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

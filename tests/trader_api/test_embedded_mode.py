@@ -1,0 +1,67 @@
+"""The same code on SQLite and the in-process bus: what ``sapphire up`` runs by default."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sapphire.migrations import config as migrations
+from sapphire.trader_api.app import create_app
+from sapphire.trader_api.bus.memory import MemoryBus
+from sapphire.trader_api.settings import TraderApiSettings
+from tests.trader_api.support import AGENT, READ, ManualClock, dec, make_settings, order, send_ticks, tick
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> TraderApiSettings:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sapphire.db'}"
+    migrations.upgrade(url)
+    return make_settings(url, "memory://", "sapphire:")
+
+
+async def test_orders_fills_and_events_work_on_sqlite_with_the_memory_bus(
+    embedded_settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    bus = MemoryBus()
+    app = create_app(embedded_settings, message_bus=bus, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded") as client,
+        bus.subscribe(["sapphire:events", "sapphire:ticks:BTC-USD"]) as subscription,
+    ):
+        assert (await client.get("/readyz")).status_code == 200
+        await send_ticks(client, tick("BTC-USD", "100.00", "100.10", ts=clock.now))
+        resting = await client.post(
+            "/v1/orders", json=order("e1", quantity="2", limit_price="99.90"), headers=AGENT
+        )
+        assert resting.json()["status"] == "new"
+        await send_ticks(client, tick("BTC-USD", "99.80", "99.90", ts=clock.now, size="5"))
+        filled = (await client.get(f"/v1/orders/{resting.json()['id']}", headers=READ)).json()
+        assert filled["status"] == "filled"
+        portfolio = (await client.get("/v1/portfolio", headers=READ)).json()
+        assert dec(portfolio["positions"][0]["average_price"]) == dec("99.90")
+        assert dec(portfolio["fees"]) == dec("0.1998")
+        kinds = []
+        while (message := await subscription.get(wait_seconds=0.1)) is not None:
+            kinds.append(json.loads(message.data).get("type", message.channel))
+    assert kinds == ["sapphire:ticks:BTC-USD", "order", "sapphire:ticks:BTC-USD", "fill", "order"]
+
+
+async def test_concurrent_duplicates_make_exactly_one_order_on_sqlite(
+    embedded_settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    app = create_app(embedded_settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded") as client,
+    ):
+        await send_ticks(client, tick("BTC-USD", "100.00", "100.10", ts=clock.now))
+        responses = await asyncio.gather(
+            *(client.post("/v1/orders", json=order("same"), headers=AGENT) for _ in range(10))
+        )
+        assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+        assert len((await client.get("/v1/orders", headers=READ)).json()) == 1

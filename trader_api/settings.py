@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -151,6 +151,12 @@ class TraderApiSettings(config.ServiceSettings):
         if duplicates:
             raise ValueError(f"instruments: duplicate symbols {', '.join(duplicates)}")
         return value
+
+    def redacted(self) -> dict[str, Any]:
+        shown = super().redacted()
+        shown["instruments"] = [instrument.model_dump(mode="json") for instrument in self.instruments]
+        shown["risk"] = self.risk.model_dump(mode="json")
+        return shown
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pydantic
+import pytest
 from typer.testing import CliRunner
 
 from sapphire import cli
+from sapphire.trader_api.settings import TraderApiSettings
 from tests.trader_api.support import AGENT, ManualClock, order, send_ticks, tick
 
 
@@ -48,3 +51,31 @@ def test_the_api_command_is_registered() -> None:
     result = CliRunner().invoke(cli.app, ["api", "--help"])
     assert result.exit_code == 0
     assert "trader API" in result.output
+
+
+def test_settings_read_instruments_and_limits_as_json_and_show_them_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "SAPPHIRE_INSTRUMENTS", '[{"symbol": "SOL-USD", "tick_size": "0.001", "lot_size": "0.1"}]'
+    )
+    monkeypatch.setenv("SAPPHIRE_RISK", '{"max_order_notional": "2500.50"}')
+    monkeypatch.setenv("SAPPHIRE_ADMIN_TOKEN", "a-real-admin-token")
+    monkeypatch.setenv("SAPPHIRE_DEV_MODE", "true")
+    shown = TraderApiSettings().redacted()
+    assert shown["instruments"] == [
+        {"symbol": "SOL-USD", "tick_size": "0.001", "lot_size": "0.1", "quote_currency": "USD"}
+    ]
+    assert shown["risk"]["max_order_notional"] == "2500.50"
+    assert shown["admin_token"] == "***"
+
+
+def test_duplicate_instruments_are_refused_naming_the_field() -> None:
+    with pytest.raises(pydantic.ValidationError, match="instruments: duplicate symbols AAPL"):
+        TraderApiSettings(
+            dev_mode=True,
+            instruments=[
+                {"symbol": "AAPL", "tick_size": "0.01", "lot_size": "1"},
+                {"symbol": "AAPL", "tick_size": "0.01", "lot_size": "1"},
+            ],
+        )

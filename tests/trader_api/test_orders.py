@@ -192,3 +192,19 @@ async def test_app_factory_builds_nothing_at_import(settings: TraderApiSettings)
     app = create_app(settings)
     assert isinstance(app, FastAPI)
     assert not hasattr(app.state, "runtime")  # the lifespan opens the database, not the factory
+
+
+async def test_day_orders_expire_when_their_utc_day_ends(
+    market: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    day = (
+        await market.post(
+            "/v1/orders", json=order("d1", limit_price="99.00", time_in_force="day"), headers=AGENT
+        )
+    ).json()
+    gtc = (await market.post("/v1/orders", json=order("g1", limit_price="99.00"), headers=AGENT)).json()
+    clock.advance(10 * 3600)  # 14:30 -> 00:30 the next day
+    await send_ticks(market, tick("BTC-USD", "100.00", "100.10", ts=clock.now))
+    expired = (await market.get(f"/v1/orders/{day['id']}", headers=READ)).json()
+    assert (expired["status"], expired["reason"]) == ("canceled", "day order expired")
+    assert (await market.get(f"/v1/orders/{gtc['id']}", headers=READ)).json()["status"] == "new"

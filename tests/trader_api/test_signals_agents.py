@@ -105,6 +105,12 @@ async def test_agent_stats_count_signals_orders_and_attribute_pnl(
     assert stats["last_signal_at"] is not None
     assert (stats["orders"], stats["filled_orders"], stats["fills"]) == (2, 2, 2)
     assert Decimal(stats["realized_pnl"]) == 10
+    assert Decimal(stats["unrealized_pnl"]) == 0
+    assert Decimal(stats["gross_exposure"]) == 0
+    assert stats["orders_last_hour"] == 2
+    other = (await client.get("/v1/agents/someone-else/stats", headers=READ)).json()
+    assert Decimal(other["gross_exposure"]) == 105
+    assert Decimal(other["unrealized_pnl"]) == 0
     unknown = (await client.get("/v1/agents/nobody/stats", headers=READ)).json()
     assert (unknown["signal_count"], unknown["orders"], unknown["last_signal_at"]) == (0, 0, None)
 

@@ -80,8 +80,13 @@ class AgentStatsPublic(PublicModel):
     orders: int
     open_orders: int
     filled_orders: int
+    orders_last_hour: int
     fills: int
-    realized_pnl: Amount = Field(description="Realized PnL of fills on orders tagged with this agent.")
+    realized_pnl: Amount = Field(
+        description="Realized PnL (gross of fees) of the agent's own fills, booked as a sub-account."
+    )
+    unrealized_pnl: Amount = Field(description="The agent's sub-account marked at the current marks.")
+    gross_exposure: Amount = Field(description="Sum of |quantity| x mark of the agent's sub-account.")
     fees: Amount
     last_heartbeat_at: datetime | None
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from sapphire.trader_api.core import domain
+from sapphire.trader_api.core import accounting, domain
 from sapphire.trader_api.schemas.signals import HeadlineCreate, HeartbeatCreate, SignalCreate, SignalPublic
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.storage import tables
@@ -100,11 +100,23 @@ async def agent_stats(runtime: Runtime, name: str) -> dict[str, object]:
             )
         ).all()
         # Decimals are summed in Python: SQLite keeps them as strings.
-        fills = (
-            await session.execute(
-                sa.select(tables.Fill.realized_pnl, tables.Fill.fee).where(tables.Fill.agent == name)
+        orders_recent = await session.scalar(
+            sa.select(sa.func.count()).where(
+                tables.Order.agent == name, tables.Order.created_at >= now - timedelta(hours=1)
             )
-        ).all()
+        )
+        fills = list(
+            (
+                await session.execute(
+                    sa.select(tables.Fill)
+                    .where(tables.Fill.agent == name)
+                    .order_by(tables.Fill.ts, tables.Fill.id)
+                )
+            ).scalars()
+        )
+        rows = (await session.execute(sa.select(tables.Position.symbol, tables.Position.mark))).all()
+        marks = {symbol: mark for symbol, mark in rows}
+    book = agent_book(fills, marks)
     by_status = {status: count for status, count in statuses}
     return {
         "name": name,
@@ -116,11 +128,27 @@ async def agent_stats(runtime: Runtime, name: str) -> dict[str, object]:
             count for status, count in by_status.items() if domain.OrderStatus(status).is_open
         ),
         "filled_orders": by_status.get(domain.OrderStatus.FILLED.value, 0),
+        "orders_last_hour": int(orders_recent or 0),
         "fills": len(fills),
-        "realized_pnl": sum((pnl for pnl, _ in fills), Decimal(0)),
-        "fees": sum((fee for _, fee in fills), Decimal(0)),
+        "realized_pnl": book.realized_pnl,
+        "unrealized_pnl": book.unrealized_pnl,
+        "gross_exposure": book.gross_exposure,
+        "fees": book.fees,
         "last_heartbeat_at": agent.last_heartbeat_at if agent is not None else None,
     }
+
+
+def agent_book(fills: list[tables.Fill], marks: dict[str, Decimal]) -> accounting.Portfolio:
+    """The agent's own trades as a sub-account: its fills replayed through the accounting
+    core, marked at the account's current marks. This is the PnL attributed to the agent."""
+    book = accounting.Portfolio(cash=Decimal(0))
+    for fill in fills:
+        book = accounting.apply_fill(
+            book, accounting.Fill(fill.symbol, domain.Side(fill.side), fill.quantity, fill.price, fill.fee)
+        )
+    for symbol, mark in marks.items():
+        book = accounting.mark_to_market(book, symbol, mark)
+    return book
 
 
 async def store_headline(runtime: Runtime, request: HeadlineCreate) -> tables.Headline:

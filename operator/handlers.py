@@ -13,7 +13,7 @@ import datetime
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import kopf
@@ -39,6 +39,7 @@ class OperatorState:
 
     def __init__(self, settings: OperatorSettings, *, identity: str) -> None:
         self.settings = settings
+        self.identity = identity
         self._api: kubeapi.KubeApi | None = None
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.resync = resync.Resync(api=lambda: self.api, settings=settings, identity=identity)
@@ -49,24 +50,26 @@ class OperatorState:
             self._api = kubeapi.KubeApi.from_environment()
         return self._api
 
+    async def post(self, body: Json, event: tuple[str, str, str] | None) -> None:
+        """Post a Kubernetes Event about ``body``; a failure to post never fails a reconcile."""
+        if event is None or not self.settings.post_events:
+            return
+        kind, reason, message = event
+        manifest = kubeapi.build_event(
+            body, type=kind, reason=reason, message=message, now=_now().isoformat(), instance=self.identity
+        )
+        path = kubeapi.namespaced("v1", body["metadata"]["namespace"], "events")
+        try:
+            await self.api.create(path, manifest)
+        except (kubeapi.KubeApiError, httpx.HTTPError) as error:
+            LOGGER.warning("could not post an event", extra={"reason": reason, "error": str(error)})
+
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
 
 
-def _as_body(body: Json) -> kopf.Body:
-    return kopf.Body(cast("kopf.RawBody", body))
-
-
-def _post(body: Json, event: tuple[str, str, str] | None) -> None:
-    if event is not None:
-        kind, reason, message = event
-        kopf.event(_as_body(body), type=kind, reason=reason, message=message)
-
-
-def register(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings, *, identity: str
-) -> OperatorState:
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, identity: str) -> OperatorState:
     """Register every handler on ``registry``; return the state they share."""
     state = OperatorState(settings, identity=identity)
 
@@ -89,9 +92,9 @@ def register(
                 try:
                     status, event = await agents.converge(state.api, body=body, settings=settings, now=_now())
                 except kubeapi.KubeApiError as error:
-                    kopf.warn(_as_body(body), reason="ReconcileFailed", message=str(error))
+                    await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(f"reconciling the agent failed: {error}", delay=5) from error
-        _post(body, event)
+        await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
         return status
 
@@ -137,11 +140,11 @@ def register(
                 try:
                     decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
                 except kubeapi.KubeApiError as error:
-                    kopf.warn(_as_body(body), reason="ReconcileFailed", message=str(error))
+                    await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(
                         f"reconciling the migration failed: {error}", delay=5
                     ) from error
-        _post(body, decision.event)
+        await state.post(body, decision.event)
         metrics.record_phase(migrationrun.KIND, key, decision.status.get("phase"))
         return decision
 

@@ -146,3 +146,37 @@ def namespaced(group_version: str, namespace: str, plural: str, name: str | None
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     path = f"{root}/namespaces/{quote(namespace)}/{plural}"
     return f"{path}/{quote(name)}" if name else path
+
+
+def build_event(
+    body: Mapping[str, Any],
+    *,
+    type: str,
+    reason: str,
+    message: str,
+    now: str,
+    instance: str,
+) -> Json:
+    """A core/v1 Event about ``body``, as ``kubectl describe`` shows it."""
+    metadata = body["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata["uid"],
+        },
+        "type": type,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": instance,
+    }

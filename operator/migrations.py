@@ -256,14 +256,25 @@ def decide(
         )
     delay = min(settings.migration_retry_backoff_seconds * 2 ** (latest.number - 1), MAX_BACKOFF_SECONDS)
     wait = ((latest.finished_at or now) - now).total_seconds() + delay
+    headline = f"attempt {latest.number} failed (exit code {latest.exit_code})"
+    already_reported = str((run.get("status") or {}).get("message", "")).startswith(headline)
     if wait > 0:
-        headline = f"attempt {latest.number} failed (exit code {latest.exit_code})"
-        already_reported = str((run.get("status") or {}).get("message", "")).startswith(headline)
         message = f"{headline}; retrying in {wait:.0f}s: {failure}"
         status.update(phase=Phase.RUNNING.value, message=config.redact_url(message)[-MESSAGE_LIMIT:])
         event = None if already_reported else ("Warning", "AttemptFailed", status["message"])
         return Decision(status=status, event=event, requeue_after=wait)
-    return _start(status, spec, attempt=latest.number + 1, generation=generation, now=now, first=False)
+    decision = _start(status, spec, attempt=latest.number + 1, generation=generation, now=now, first=False)
+    if already_reported:
+        return decision
+    # The failure went unseen while its backoff ran out: report it with the retry.
+    failed = config.redact_url(f"{headline}: {failure}; starting attempt {latest.number + 1}")[
+        -MESSAGE_LIMIT:
+    ]
+    return Decision(
+        status=decision.status,
+        create_attempt=decision.create_attempt,
+        event=("Warning", "AttemptFailed", failed),
+    )
 
 
 def _start(

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from sapphire.migrations import config as migration_config
 from sapphire.migrations import lock
@@ -207,7 +208,7 @@ def test_a_downgrade_without_consent_is_rejected_by_the_api_server(
 ) -> None:
     manifest = run("careless", direction="downgrade", revision="base")
     result = control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=kube.yaml.safe_dump(manifest), check=False
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False
     )
     assert result.returncode != 0
     assert "direction downgrade requires allowDowngrade: true" in result.stderr

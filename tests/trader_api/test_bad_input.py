@@ -77,6 +77,7 @@ CORPUS: list[tuple[str, str, Any, str]] = [
         "ts",
     ),
     ("POST", "/v1/ticks", {"ticks": [changed(tick("BTC-USD", "1", "2", ts=_ts), bid="-1")]}, "bid"),
+    ("POST", "/v1/ticks", {"ticks": [tick("BTC-USD", "1", "2", ts=_ts.replace(year=2099))]}, "in the future"),
     ("POST", "/v1/signals", changed(GOOD_SIGNAL, strength="1.5"), "strength"),
     ("POST", "/v1/signals", changed(GOOD_SIGNAL, confidence="-0.1"), "confidence"),
     ("POST", "/v1/signals", changed(GOOD_SIGNAL, direction="up"), "direction"),

@@ -8,6 +8,7 @@ database then fails, the bus holds a quote newer than the bars, which the next t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,9 @@ from sapphire.trader_api.services import trading
 from sapphire.trader_api.services.market import quote_payload
 from sapphire.trader_api.services.runtime import Runtime, dumps
 from sapphire.trader_api.storage import books, tables
+
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+"""How far ahead of the API's clock a tick's timestamp may be."""
 
 
 async def _store_bars(session: AsyncSession, quotes: Sequence[domain.Quote]) -> None:
@@ -66,8 +70,16 @@ async def _store_bars(session: AsyncSession, quotes: Sequence[domain.Quote]) -> 
 
 async def ingest(runtime: Runtime, quotes: Sequence[domain.Quote]) -> int:
     """Ingest a batch of ticks (in order); returns how many were accepted."""
+    now = runtime.clock()
     for index, quote in enumerate(quotes):
         runtime.catalog.require(quote.symbol, ["body", "ticks", index, "symbol"])
+        # A tick from the future would never turn stale and would disarm the stale-quote check.
+        if quote.ts > now + MAX_CLOCK_SKEW:
+            raise errors.FieldError(
+                ["body", "ticks", index, "ts"],
+                f"is {(quote.ts - now).total_seconds():.0f}s in the future "
+                f"(at most {MAX_CLOCK_SKEW.seconds}s allowed)",
+            )
     latest: dict[str, domain.Quote] = {}
     for quote in quotes:
         if quote.symbol not in latest or quote.ts >= latest[quote.symbol].ts:

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (PostgreSQL 15, Redis 7) when they are
-# missing and we are root; otherwise prints exactly what to install and fails.
+# Installs the Debian packages the tests need (PostgreSQL 15, Redis 7, Chromium and its
+# driver for the dashboard tests) when they are missing and we are root; otherwise prints
+# exactly what to install and fails.
 set -euo pipefail
 need=()
 pg_bin="$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)"
 [ -x "${pg_bin}/initdb" ] || need+=(postgresql-15)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${need[*]} from Debian's packages"

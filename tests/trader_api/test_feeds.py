@@ -98,3 +98,21 @@ async def _wait_for_bars(client: httpx.AsyncClient) -> None:
             if len(bars) >= 2:
                 return
             await asyncio.sleep(0.05)
+
+
+async def test_the_replay_feed_runs_inside_the_api(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}"
+    migrations.upgrade(url)
+    csv = tmp_path / "ticks.csv"
+    rows = [f"AAPL,{190 + n}.00,{190 + n}.02,{190 + n}.01,100,2024-01-02T14:30:0{n}Z" for n in range(3)]
+    csv.write_text("symbol,bid,ask,last,size,ts\n" + "\n".join(rows) + "\n")
+    settings = make_settings(
+        url, "memory://", "sapphire:", feed="replay", feed_replay_path=str(csv), feed_interval_seconds=0.01
+    )
+    async with running_client(settings) as client, asyncio.timeout(20):
+        for _ in itertools.count():
+            quote = await client.get("/v1/quotes/AAPL", headers=READ)
+            if quote.status_code == 200 and quote.json()["bid"] == "192.00":
+                break
+            await asyncio.sleep(0.05)
+    assert quote.json()["stale"] is False  # replayed history is stamped with the API's clock

@@ -1,4 +1,7 @@
-"""Runs the configured built-in feed inside the API process, through the ingest service."""
+"""Runs the configured built-in feed inside the API process, through the ingest service.
+
+One batch every ``feed_interval_seconds``, stamped with the API's clock (a replay keeps its
+order and prices, not its original timing)."""
 
 from __future__ import annotations
 
@@ -50,7 +53,8 @@ async def run_configured_feed(runtime: Runtime) -> None:
     """Publish one batch per ``feed_interval_seconds`` until cancelled; outages are retried."""
     interval = runtime.settings.feed_interval_seconds
     for batch in _batches(runtime):
-        # Live-looking timestamps: the generator's own clock only paces relative steps.
+        # Each batch is stamped with the API's clock and batches are paced by
+        # feed_interval_seconds, so replayed or simulated data always looks live.
         now = runtime.clock()
         stamped = [domain.Quote(q.symbol, q.bid, q.ask, q.last, q.size, now) for q in batch]
         try:

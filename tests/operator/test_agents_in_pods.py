@@ -1,0 +1,95 @@
+"""The real agents in pods: a momentum analyst and the executor, declared as TradingAgents,
+run ``sapphire agent run`` through the process node against the real trader API, Postgres and
+Redis, and trade. The operator also shows their trading figures in status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sapphire.migrations import config as migration_config
+from tests.operator.conftest import AGENT_TOKEN_SECRET
+from tests.support import kube, services, trader_api
+from tests.support import operator as operator_support
+
+pytestmark = pytest.mark.k8s
+
+StartOperator = Callable[..., operator_support.OperatorProcess]
+
+
+def trading_agent(name: str, role: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
+        "kind": "TradingAgent",
+        "metadata": {"name": name},
+        "spec": {"role": role, "symbols": ["BTC-USD"], "intervalSeconds": 5, **spec},
+    }
+
+
+@pytest.mark.timeout(240)
+def test_a_momentum_agent_and_the_executor_trade_from_pods(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    database_url: str,
+    own_redis_server: services.RedisServer,
+) -> None:
+    migration_config.upgrade(database_url)
+    with trader_api.running_trader_api(
+        database_url=database_url,
+        redis_url=own_redis_server.url,
+        feed="simulated",
+        feed_interval_seconds="0.05",
+        instruments=json.dumps([{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.0001"}]),
+    ) as api:
+        control_plane.kubectl(
+            "create", "secret", "generic", AGENT_TOKEN_SECRET,
+            f"--from-literal=token={trader_api.AGENT_TOKEN}", "-n", namespace,
+        )  # fmt: skip
+        start_operator(
+            SAPPHIRE_TRADER_API_URL=api.url,
+            SAPPHIRE_AGENT_REDIS_URL=own_redis_server.url,
+            SAPPHIRE_TRADER_API_TOKEN=trader_api.READ_TOKEN,
+            SAPPHIRE_STATUS_REFRESH_SECONDS="2",
+        )
+        risk = {
+            "maxOrderNotional": "5000",
+            "maxPositionNotional": "20000",
+            "maxGrossExposure": "50000",
+            "maxDailyLoss": "10000",
+        }
+        kube.apply(control_plane, trading_agent("momo", "momentum"), namespace)
+        kube.apply(control_plane, trading_agent("grok", "executor", risk=risk), namespace)
+        with api.client() as client:
+
+            def traded(_: Any = None) -> bool:
+                momentum = client.get("/v1/signals", params={"agent": "momo"}).json()
+                orders = client.get("/v1/orders").json()
+                return bool(momentum) and any(o.get("agent") == "grok" for o in orders)
+
+            kube.wait_for(
+                control_plane, "/version", traded, timeout=180, what="signals and orders from the pods"
+            )
+            portfolio = client.get("/v1/portfolio").json()
+            fills = client.get("/v1/fills").json()
+            signals = client.get("/v1/signals", params={"limit": 1000}).json()
+            orders = client.get("/v1/orders").json()
+        roles: dict[str, int] = {}
+        for signal in signals:
+            roles[signal["role"]] = roles.get(signal["role"], 0) + 1
+        print(  # the run's summary, for `pytest -s`
+            f"signals per role: {roles}; orders: {len(orders)}; fills: {len(fills)}; "
+            f"equity {portfolio['equity']}, realized {portfolio['realized_pnl']}, "
+            f"unrealized {portfolio['unrealized_pnl']}"
+        )
+        assert fills, "the executor's orders were filled by the paper venue"
+        assert portfolio["positions"], portfolio
+        path = f"/apis/trading.sapphire-ai.com/v1alpha1/namespaces/{namespace}/tradingagents/momo"
+        body = kube.wait_for(
+            control_plane, path, lambda b: b.get("status", {}).get("lastSignalAt") is not None, timeout=60
+        )
+        assert body["status"]["phase"] == "Running"
+        assert body["status"]["signalsLastHour"] >= 1

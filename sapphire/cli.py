@@ -77,8 +77,6 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
             for issue in error.errors(include_url=False)
         )
         fail(f"invalid {settings_class.__name__}: {config.redact_url(problems)}")
-    except config.PlaceholderSecretError as error:
-        fail(f"{settings_class.__name__}: {error}")
     logs.configure_logging(level=settings.log_level, log_format=settings.log_format)
     return settings
 

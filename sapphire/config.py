@@ -41,7 +41,8 @@ def redact_url(text: str) -> str:
 
 
 class PlaceholderSecretError(ValueError):
-    """A secret setting still holds a placeholder value outside dev mode."""
+    """A secret setting still holds a placeholder value outside dev mode (pydantic reports it
+    inside its ValidationError, naming the field and the variable to set)."""
 
 
 class ServiceSettings(BaseSettings):

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
-from sapphire.trader_api import bus, errors, metrics
+from sapphire.trader_api import bus, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.routes import (
     agents,
     bars,
@@ -172,4 +172,6 @@ def create_app(
     app.include_router(health.router)
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")
+    dashboard.install(app)
+    mcp_endpoint.install(app, settings)
     return app

@@ -1,0 +1,337 @@
+// Sapphire live dashboard: reads /v1 with the token the user gives, listens to /v1/events.
+// EventSource cannot send an Authorization header, so the SSE stream is read with fetch.
+"use strict";
+
+const MAX_POINTS = 3600;   // equity samples kept on the chart (2 s apart: two hours)
+const MAX_ROWS = 25;       // rows per table
+const TOKEN_KEY = "sapphire.dashboard.token";
+
+const state = {
+  token: null,
+  orders: [], fills: [], signals: [],
+  orderIds: new Set(), fillIds: new Set(),
+  latest: new Map(),       // "agent|symbol" -> latest signal
+  heatmapDue: false,
+  charted: false,
+};
+
+const $ = (selector) => document.querySelector(selector);
+
+class ApiError extends Error {
+  constructor(status, detail) { super(`HTTP ${status}: ${detail}`); this.status = status; }
+}
+
+async function api(path, { method = "GET", body, token } = {}) {
+  const headers = { Authorization: `Bearer ${token || state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const payload = await response.json();
+      detail = typeof payload.detail === "string" ? payload.detail : JSON.stringify(payload.detail);
+    } catch (_) { /* not JSON: keep the status text */ }
+    throw new ApiError(response.status, detail);
+  }
+  return response.json();
+}
+
+// --- formatting ---------------------------------------------------------------------------
+
+const money = (value) => Number(value).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const qty = (value) => Number(value).toLocaleString("en-US", { maximumFractionDigits: 6 });
+const time = (iso) => new Date(iso).toLocaleTimeString("en-GB");
+const signClass = (value) => (Number(value) > 0 ? "pos" : Number(value) < 0 ? "neg" : "");
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;   // textContent, never innerHTML: rationale and names are user input
+  if (className) td.className = className;
+  return td;
+}
+
+function fillTable(id, rows, toCells) {
+  const body = document.getElementById(id);
+  const fresh = rows.slice(0, MAX_ROWS).map((row) => {
+    const tr = document.createElement("tr");
+    for (const [text, className] of toCells(row)) tr.appendChild(cell(text, className));
+    return tr;
+  });
+  body.replaceChildren(...fresh);
+}
+
+function setKpi(id, value, colored) {
+  const element = document.getElementById(id);
+  element.textContent = money(value);
+  element.className = colored ? signClass(value) : "";
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+function renderPortfolio(portfolio) {
+  const pnl = Number(portfolio.realized_pnl) + Number(portfolio.unrealized_pnl) - Number(portfolio.fees);
+  setKpi("kpi-equity", portfolio.equity);
+  setKpi("kpi-pnl", pnl, true);
+  setKpi("kpi-realized", portfolio.realized_pnl, true);
+  setKpi("kpi-unrealized", portfolio.unrealized_pnl, true);
+  setKpi("kpi-exposure", portfolio.gross_exposure);
+  fillTable("positions", portfolio.positions, (p) => [
+    [p.symbol], [qty(p.quantity), signClass(p.quantity)], [money(p.average_price)], [money(p.mark)],
+    [money(p.market_value)], [money(Number(p.realized_pnl) + Number(p.unrealized_pnl)), signClass(Number(p.realized_pnl) + Number(p.unrealized_pnl))],
+  ]);
+  const now = new Date();
+  if (!state.charted) {
+    Plotly.newPlot("equity-chart", [
+      { x: [now], y: [Number(portfolio.equity)], name: "equity", mode: "lines", line: { color: "#4da3ff", width: 2 } },
+      { x: [now], y: [pnl], name: "PnL", mode: "lines", yaxis: "y2", line: { color: "#2ecc71", width: 1.5 } },
+    ], chartLayout({
+      yaxis: { title: { text: "equity" }, gridcolor: "#263049", tickformat: ",.2f" },
+      yaxis2: { title: { text: "PnL" }, overlaying: "y", side: "right", showgrid: false, tickformat: ",.2f" },
+      legend: { orientation: "h", y: 1.12 },
+    }), { displayModeBar: false, responsive: true });
+    state.charted = true;
+  } else {
+    Plotly.extendTraces("equity-chart", { x: [[now], [now]], y: [[Number(portfolio.equity)], [pnl]] }, [0, 1], MAX_POINTS);
+  }
+}
+
+function chartLayout(extra) {
+  return {
+    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    font: { color: "#e6ebf5", size: 11 }, margin: { l: 70, r: 60, t: 10, b: 35 },
+    xaxis: { gridcolor: "#263049" }, ...extra,
+  };
+}
+
+function renderRisk(risk) {
+  const badge = $("#risk-state");
+  badge.textContent = risk.state;
+  badge.dataset.state = risk.state;
+  $("#risk-reason").textContent = risk.reason || "";
+  const rows = [["equity", risk.equity], ["peak equity", risk.peak_equity], ["day start", risk.day_start_equity]];
+  if (risk.limits) {
+    rows.push(["max order", risk.limits.max_order_notional], ["max position", risk.limits.max_position_notional],
+      ["max gross", risk.limits.max_gross_exposure], ["max daily loss", risk.limits.max_daily_loss]);
+  }
+  fillTable("risk-limits", rows.filter(([, value]) => value !== undefined), ([name, value]) => [[name], [money(value)]]);
+}
+
+function renderAgents(agents) {
+  const now = Date.now();
+  fillTable("agents", agents, (a) => [
+    [a.name], [a.role], [a.symbols.length ? a.symbols.join(" ") : "ALL"],
+    [`${Math.max(0, Math.round((now - new Date(a.last_heartbeat_at)) / 1000))} s ago`, a.alive ? "alive" : "dead"],
+  ]);
+}
+
+function renderOrders() {
+  fillTable("orders", state.orders, (o) => [
+    [time(o.created_at)], [o.agent || "–"], [o.symbol], [o.side, `side-${o.side}`], [qty(o.quantity)],
+    [o.limit_price ? money(o.limit_price) : "market"], [o.status],
+  ]);
+  $("#kpi-counts").textContent = `${state.orderIds.size} / ${state.fillIds.size}`;
+}
+
+function renderFills() {
+  fillTable("fills", state.fills, (f) => [
+    [time(f.ts)], [f.symbol], [f.side, `side-${f.side}`], [qty(f.quantity)], [money(f.price)], [money(f.fee)],
+  ]);
+  $("#kpi-counts").textContent = `${state.orderIds.size} / ${state.fillIds.size}`;
+}
+
+function renderSignals() {
+  fillTable("signals", state.signals, (s) => [
+    [time(s.created_at)], [s.agent], [s.symbol], [s.direction, `dir-${s.direction}`],
+    [Number(s.strength).toFixed(2), signClass(s.strength)], [Number(s.confidence).toFixed(2)],
+  ]);
+  state.heatmapDue = true;
+}
+
+function renderHeatmap() {
+  if (!state.heatmapDue) return;
+  state.heatmapDue = false;
+  const agents = [...new Set([...state.latest.values()].map((s) => s.agent))].sort();
+  const symbols = [...new Set([...state.latest.values()].map((s) => s.symbol))].sort();
+  const z = agents.map((agent) => symbols.map((symbol) => {
+    const signal = state.latest.get(`${agent}|${symbol}`);
+    return signal ? Number(signal.strength) : null;
+  }));
+  const text = agents.map((agent) => symbols.map((symbol) => {
+    const signal = state.latest.get(`${agent}|${symbol}`);
+    return signal ? `${signal.direction} ${Number(signal.strength).toFixed(2)} (conf ${Number(signal.confidence).toFixed(2)})` : "";
+  }));
+  Plotly.react("signals-chart", [{
+    type: "heatmap", x: symbols, y: agents, z, text, hoverinfo: "x+y+text", zmin: -1, zmax: 1,
+    colorscale: [[0, "#ff5c5c"], [0.5, "#263049"], [1, "#2ecc71"]], xgap: 3, ygap: 3,
+  }], chartLayout({ margin: { l: 150, r: 20, t: 10, b: 35 } }), { displayModeBar: false, responsive: true });
+}
+
+// --- state changes ------------------------------------------------------------------------
+
+function addSignal(signal) {
+  state.signals.unshift(signal);
+  state.signals.length = Math.min(state.signals.length, MAX_ROWS);
+  const key = `${signal.agent}|${signal.symbol}`;
+  const known = state.latest.get(key);
+  if (!known || known.created_at <= signal.created_at) state.latest.set(key, signal);
+}
+
+function upsert(list, ids, item) {
+  const index = list.findIndex((existing) => existing.id === item.id);
+  if (index >= 0) list[index] = item; else list.unshift(item);
+  ids.add(item.id);
+  list.length = Math.min(list.length, MAX_ROWS);
+}
+
+function onEvent(type, data) {
+  if (type === "signal") { addSignal(data); renderSignals(); }
+  else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); }
+  else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
+  else if (type === "risk") { refreshRisk(); }
+}
+
+// --- loading ------------------------------------------------------------------------------
+
+async function refreshPortfolio() { renderPortfolio(await api("/v1/portfolio")); }
+async function refreshRisk() { renderRisk(await api("/v1/risk")); }
+async function refreshAgents() { renderAgents(await api("/v1/agents")); }
+
+async function reloadTables() {
+  const [orders, fills, signals] = await Promise.all([
+    api("/v1/orders?limit=1000"), api("/v1/fills?limit=1000"), api("/v1/signals?limit=500"),
+  ]);
+  for (const order of orders) state.orderIds.add(order.id);
+  for (const fill of fills) state.fillIds.add(fill.id);
+  state.orders = orders.slice(0, MAX_ROWS);
+  state.fills = fills.slice(0, MAX_ROWS);
+  state.signals = [];
+  for (const signal of [...signals].reverse()) addSignal(signal);
+  renderOrders(); renderFills(); renderSignals();
+}
+
+function every(seconds, task) {
+  const run = () => task().catch((error) => console.warn(error));
+  run();
+  return setInterval(run, seconds * 1000);
+}
+
+function setConnection(live) {
+  const badge = $("#connection");
+  badge.dataset.state = live ? "live" : "off";
+  badge.textContent = live ? "live" : "reconnecting…";
+}
+
+function parseFrame(frame) {
+  let type = "message";
+  const data = [];
+  for (const line of frame.split("\n")) {
+    if (line.startsWith(":")) continue;  // subscribed / keep-alive comments
+    if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  if (data.length) onEvent(type, JSON.parse(data.join("\n")));
+}
+
+async function streamEvents() {
+  for (;;) {
+    try {
+      const response = await fetch("/v1/events", { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" });
+      if (response.status === 401) { signOut("the token was refused"); return; }
+      if (!response.ok) throw new ApiError(response.status, response.statusText);
+      setConnection(true);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          parseFrame(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) {
+      console.warn("event stream:", error);
+    }
+    setConnection(false);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    reloadTables().catch(() => {});  // catch up on whatever the gap missed
+  }
+}
+
+// --- risk control -------------------------------------------------------------------------
+
+async function setRiskState(target) {
+  const admin = $("#admin-token").value.trim();
+  const message = $("#risk-message");
+  message.className = "muted";
+  if (!admin) {
+    message.textContent = "Enter the admin token first.";
+    message.className = "error";
+    $("#admin-token").focus();
+    return;
+  }
+  try {
+    const reason = target === "HALTED" ? "dashboard: manual halt" : "dashboard: resumed";
+    const risk = await api("/v1/risk/state", { method: "PUT", token: admin, body: { state: target, reason } });
+    renderRisk(risk);
+    message.textContent = `Risk state is now ${risk.state}.`;
+  } catch (error) {
+    message.textContent = error.message;
+    message.className = "error";
+  }
+}
+
+// --- start --------------------------------------------------------------------------------
+
+function signOut(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("#main").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = reason || "";
+}
+
+async function start(token) {
+  state.token = token;
+  try {
+    renderRisk(await api("/v1/risk"));
+  } catch (error) {
+    signOut(error.status === 401 ? "That token was refused." : error.message);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#login").hidden = true;
+  $("#main").hidden = false;
+  await reloadTables().catch((error) => console.warn(error));
+  renderHeatmap();
+  streamEvents();
+  every(2, refreshPortfolio);
+  every(5, refreshAgents);
+  every(5, refreshRisk);
+  every(30, reloadTables);
+  setInterval(renderHeatmap, 1000);
+  document.body.dataset.ready = "true";
+}
+
+function tokenFromFragment() {
+  const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (!match) return null;
+  // Take the token out of the address bar and the history at once.
+  history.replaceState(null, "", location.pathname + location.search);
+  return decodeURIComponent(match[1]);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#halt").addEventListener("click", () => setRiskState("HALTED"));
+  $("#resume").addEventListener("click", () => setRiskState("ACTIVE"));
+  $("#login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("#token").value.trim();
+    if (token) start(token);
+  });
+  const token = tokenFromFragment() || sessionStorage.getItem(TOKEN_KEY);
+  if (token) start(token); else signOut();
+});

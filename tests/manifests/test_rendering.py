@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.manifests.conftest import BASE, CRDS_PHASE, OVERLAYS, Json, container, env, find, kinds, render
+from tests.manifests.conftest import CRDS_PHASE, OVERLAYS, Json, container, env, find, kinds, render
 
 COMMON = {
     "ClusterRole": 2,
@@ -68,19 +68,6 @@ def test_the_crd_phase_holds_every_crd_and_nothing_else() -> None:
     ]
     for doc in documents:
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sapphire"
-
-
-def test_the_kopf_peering_crds_match_the_operators_copy() -> None:
-    """manifests/base/kopf-peering.yaml (the operator's peering test reads it) and the CRD
-    phase must declare the same kopf CRDs."""
-    operator_copy = BASE / "kopf-peering.yaml"
-    if not operator_copy.exists():
-        pytest.skip("manifests/base/kopf-peering.yaml is not in this checkout")
-    theirs = [
-        d for d in yaml.safe_load_all(operator_copy.read_text()) if d["kind"] == "CustomResourceDefinition"
-    ]
-    ours = [d for d in yaml.safe_load_all((CRDS_PHASE / "kopf-peering.yaml").read_text())]
-    assert ours == theirs
 
 
 class TestOperator:

@@ -1,0 +1,203 @@
+"""The pure decision logic of the reconcilers: MigrationRun steps and TradingAgent status."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from sapphire.operator import agents, migrations
+from sapphire.operator.settings import OperatorSettings
+from sapphire.resources import tradingagent
+
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
+SETTINGS = OperatorSettings(migration_retry_backoff_seconds=10)
+
+
+def run(
+    name: str = "mr",
+    *,
+    status: dict[str, Any] | None = None,
+    created: str = "2026-11-27T11:00:00Z",
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "creationTimestamp": created,
+        },
+        "spec": {
+            "revision": "head",
+            "database": {"name": "trading", "urlSecretRef": {"name": "db", "key": "url"}},
+            **spec,
+        },
+        "status": status or {},
+    }
+
+
+def attempt(
+    number: int, *, exit_code: int | None, message: str = "", seconds_ago: float = 1
+) -> migrations.Attempt:
+    finished = NOW - datetime.timedelta(seconds=seconds_ago) if exit_code is not None else None
+    return migrations.Attempt(
+        number=number,
+        pod_name=f"mr-{number}",
+        uid=f"pod-{number}",
+        started_at=NOW - datetime.timedelta(seconds=30),
+        exit_code=exit_code,
+        finished_at=finished,
+        message=message,
+    )
+
+
+def decide(
+    body: dict[str, Any], attempts: list[migrations.Attempt], blocker: str | None = None
+) -> migrations.Decision:
+    return migrations.decide(run=body, attempts=attempts, blocker=blocker, settings=SETTINGS, now=NOW)
+
+
+REPORT = json.dumps({"from": None, "to": "0001", "applied": ["0001"], "revisions": ["0001"]})
+
+
+def test_a_new_run_starts_attempt_one() -> None:
+    decision = decide(run(), [])
+    assert decision.create_attempt == 1
+    assert decision.status["phase"] == "Running"
+    assert decision.status["startedAt"] == "2026-11-27T12:00:00Z"
+
+
+def test_a_run_behind_another_on_its_database_is_queued_and_starts_nothing() -> None:
+    decision = decide(run(), [], blocker="earlier")
+    assert decision.create_attempt is None
+    assert decision.status["phase"] == "Queued"
+    assert "held by MigrationRun earlier" in decision.status["message"]
+
+
+def test_the_oldest_unfinished_run_of_a_database_goes_first() -> None:
+    older = run("a", created="2026-11-27T10:00:00Z")
+    newer = run("b", created="2026-11-27T10:00:05Z")
+    other_database = run(
+        "c",
+        created="2026-11-27T09:00:00Z",
+        database={"name": "other", "urlSecretRef": {"name": "x", "key": "y"}},
+    )
+    runs = [older, newer, other_database]
+    assert migrations.blocking_run(newer, runs, {}) == "a"
+    assert migrations.blocking_run(older, runs, {}) is None
+    assert migrations.blocking_run(older, runs, {"b": 1}) == "b", (
+        "a run that already has pods keeps the database"
+    )
+
+
+def test_success_comes_from_the_migration_report() -> None:
+    decision = decide(
+        run(status={"phase": "Running", "startedAt": "x"}), [attempt(1, exit_code=0, message=REPORT)]
+    )
+    assert decision.status["phase"] == "Succeeded"
+    assert (decision.status["toRevision"], decision.status["revisions"]) == ("0001", ["0001"])
+    assert decision.event is not None
+    assert decision.event[1] == "Migrated"
+    assert decision.create_attempt is None
+
+
+def test_a_failed_attempt_waits_out_its_backoff_then_retries() -> None:
+    body = run(status={"phase": "Running"}, backoffLimit=2)
+    waiting = decide(body, [attempt(1, exit_code=1, message="boom", seconds_ago=2)])
+    assert waiting.create_attempt is None
+    assert waiting.requeue_after is not None
+    assert 7 < waiting.requeue_after <= 8
+    assert waiting.event is not None
+    assert waiting.event[1] == "AttemptFailed"
+    retry = decide(body, [attempt(1, exit_code=1, message="boom", seconds_ago=11)])
+    assert retry.create_attempt == 2
+
+
+def test_the_last_allowed_failure_is_final() -> None:
+    decision = decide(
+        run(status={"phase": "Running"}, backoffLimit=1),
+        [attempt(1, exit_code=1), attempt(2, exit_code=1, message="password=postgresql://u:pw@h/db")],
+    )
+    assert decision.status["phase"] == "Failed"
+    assert "BackoffLimitExceeded" in {c["reason"] for c in decision.status["conditions"]}
+    assert "pw@" not in decision.status["message"]
+
+
+def test_a_run_past_its_deadline_is_failed_and_its_pod_killed() -> None:
+    long_ago = migrations.Attempt(1, "mr-1", "p", started_at=NOW - datetime.timedelta(hours=2))
+    decision = decide(run(status={"phase": "Running"}, activeDeadlineSeconds=60), [long_ago])
+    assert decision.status["phase"] == "Failed"
+    assert decision.kill_pod == "mr-1"
+    assert decision.event is not None
+    assert decision.event[1] == "DeadlineExceeded"
+
+
+def test_a_finished_run_deletes_its_pods_after_the_ttl() -> None:
+    status = {"phase": "Succeeded", "finishedAt": "2026-11-27T11:59:00Z"}
+    early = decide(run(status=status, ttlSecondsAfterFinished=120), [attempt(1, exit_code=0)])
+    assert early.delete_pods == ()
+    late = decide(run(status=status, ttlSecondsAfterFinished=30), [attempt(1, exit_code=0)])
+    assert late.delete_pods == ("mr-1",)
+    assert late.status["cleanedUp"] is True
+
+
+def succeeded(name: str, finished: str, to: str | None, revisions: list[str]) -> dict[str, Any]:
+    status = {"phase": "Succeeded", "finishedAt": finished, "toRevision": to, "revisions": revisions}
+    return {"metadata": {"name": name}, "spec": {"database": {"name": "trading"}}, "status": status}
+
+
+def test_the_schema_gate_follows_the_latest_succeeded_run_per_database() -> None:
+    upgraded = succeeded("up", "2026-11-27T10:00:00Z", "0002", ["0002", "0001"])
+    assert agents.schema_gate("0001", [upgraded]).ready
+    downgraded = succeeded("down", "2026-11-27T11:00:00Z", None, [])
+    assert not agents.schema_gate("0001", [upgraded, downgraded]).ready
+    assert agents.schema_gate(None, []).ready
+
+
+def test_agent_status_from_observations() -> None:
+    spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
+    previous = tradingagent.TradingAgentStatus()
+    ready_deployment = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1},
+    }
+    gate = agents.SchemaGate(True, "NoSchemaRequired", "")
+
+    def status(
+        deployment: dict[str, Any] | None, pods: list[dict[str, Any]]
+    ) -> tradingagent.TradingAgentStatus:
+        observation = agents.AgentObservation(deployment=deployment, pods=pods, schema=gate)
+        return agents.agent_status(
+            name="a", spec=spec, generation=3, previous=previous, observation=observation, now=NOW
+        )
+
+    running = status(ready_deployment, [])
+    assert running.phase is tradingagent.TradingAgentPhase.RUNNING
+    assert running.symbols_summary == "ALL"
+    assert running.observed_generation == 3
+    broken_pod = {
+        "metadata": {},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "t" not found'}
+                    }
+                }
+            ]
+        },
+    }
+    degraded = status(ready_deployment, [broken_pod])
+    assert degraded.phase is tradingagent.TradingAgentPhase.DEGRADED
+    assert status(None, []).phase is tradingagent.TradingAgentPhase.PENDING
+    event = agents.transition_event(running.phase, tradingagent.TradingAgentPhase.DEGRADED, degraded)
+    assert event is not None
+    assert event[0] == "Warning"
+    assert (
+        agents.transition_event(
+            running.phase, running.phase or tradingagent.TradingAgentPhase.PENDING, running
+        )
+        is None
+    )

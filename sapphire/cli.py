@@ -150,6 +150,57 @@ def operator_run() -> None:
     run_operator(load_settings(OperatorSettings))
 
 
+@app.command("up")
+def up(
+    file: Annotated[
+        Path, typer.Option("-f", "--file", help="TradingAgent YAML: one file, or a directory of *.yaml.")
+    ],
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="API and dashboard port (0: any).")
+    ] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.1, help="Stop by itself after this many seconds.")
+    ] = None,
+    speed: Annotated[
+        float,
+        typer.Option("--speed", min=0.1, max=100, help="Run simulated time faster: ticks, analysis, decay."),
+    ] = 1.0,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Redraw the summary in place.")] = True,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON.")] = False,
+    database_file: Annotated[
+        Path, typer.Option("--database-file", help="SQLite file when DATABASE_URL is unset.")
+    ] = Path("sapphire.db"),
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Start from a fresh paper account (SQLite).")
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "WARNING",
+) -> None:
+    """Run the whole platform locally: the trader API, a simulated feed and the agents in FILE."""
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail(f"--log-level: expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    logs.configure_logging(level=log_level.upper(), log_format="auto")
+    from sapphire.up import plan, runner, setup
+
+    options = setup.Options(
+        path=file,
+        host=host,
+        port=port,
+        duration=duration,
+        speed=speed,
+        live=live,
+        json_summary=json_summary,
+        database_file=database_file,
+        reset=reset,
+    )
+    try:
+        runner.run(options)
+    except (plan.PlanError, setup.UpError) as error:
+        fail(str(error))
+    except KeyboardInterrupt:  # only before the loop runs; inside it Ctrl-C stops cleanly
+        fail("interrupted", code=130)
+
+
 class MigrationDirection(StrEnum):
     UPGRADE = "upgrade"
     DOWNGRADE = "downgrade"

@@ -87,8 +87,8 @@ function renderPortfolio(portfolio) {
       { x: [now], y: [Number(portfolio.equity)], name: "equity", mode: "lines", line: { color: "#4da3ff", width: 2 } },
       { x: [now], y: [pnl], name: "PnL", mode: "lines", yaxis: "y2", line: { color: "#2ecc71", width: 1.5 } },
     ], chartLayout({
-      yaxis: { title: { text: "equity" }, gridcolor: "#263049", tickformat: ",.2f" },
-      yaxis2: { title: { text: "PnL" }, overlaying: "y", side: "right", showgrid: false, tickformat: ",.2f" },
+      yaxis: { title: { text: "equity" }, gridcolor: "#263049", tickformat: ",.0f", automargin: true },
+      yaxis2: { title: { text: "PnL" }, overlaying: "y", side: "right", showgrid: false, tickformat: ",.2f", automargin: true },
       legend: { orientation: "h", y: 1.12 },
     }), { displayModeBar: false, responsive: true });
     state.charted = true;
@@ -121,7 +121,7 @@ function renderRisk(risk) {
 function renderAgents(agents) {
   const now = Date.now();
   fillTable("agents", agents, (a) => [
-    [a.name], [a.role], [a.symbols.length ? a.symbols.join(" ") : "ALL"],
+    [a.name], [a.role], [a.symbols.length ? a.symbols.join(" ") : "ALL", "wrap"],
     [`${Math.max(0, Math.round((now - new Date(a.last_heartbeat_at)) / 1000))} s ago`, a.alive ? "alive" : "dead"],
   ]);
 }
@@ -165,7 +165,11 @@ function renderHeatmap() {
   Plotly.react("signals-chart", [{
     type: "heatmap", x: symbols, y: agents, z, text, hoverinfo: "x+y+text", zmin: -1, zmax: 1,
     colorscale: [[0, "#ff5c5c"], [0.5, "#263049"], [1, "#2ecc71"]], xgap: 3, ygap: 3,
-  }], chartLayout({ margin: { l: 150, r: 20, t: 10, b: 35 } }), { displayModeBar: false, responsive: true });
+  }], chartLayout({
+    margin: { l: 20, r: 20, t: 10, b: 35 },
+    xaxis: { showgrid: false, automargin: true },
+    yaxis: { showgrid: false, automargin: true },
+  }), { displayModeBar: false, responsive: true });
 }
 
 // --- state changes ------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""ingest: ticks per second through the batch endpoint ``POST /v1/ticks`` into Redis.
+
+The trader API runs as a real uvicorn process on durable Postgres. Each request carries a
+batch of ticks over three instruments; the API validates them, writes the latest quotes and
+publishes every tick on Redis in one transaction, then, in one Postgres transaction, merges
+the bars and checks resting orders against the new quotes: the whole ingest path, bars
+included, since that is what the endpoint does before it answers. The request bodies are
+encoded before the clock starts and sent by :mod:`bench.http` over a few concurrent
+keep-alive connections, so the figure is the server's rate. The clock runs from the first
+request to the last answer.
+
+The floor is the same Redis work without the API: the same ``MSET`` of the latest quotes
+and one ``PUBLISH`` per tick, with the same payloads, pipelined in transactions of the same
+batch size from redis-py's asyncio client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+
+from bench import environment, http, report
+
+NAME = "ingest"
+SYMBOLS = (("BTC-USD", 60_000.0), ("ETH-USD", 3_000.0), ("AAPL", 200.0))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ticks: int = 100_000
+    batch: int = 1_000
+    clients: int = 2
+    floor_ticks: int = 300_000
+    profile_ticks: int = 20_000
+
+
+FULL = Sizes()
+SMOKE = Sizes(ticks=400, batch=100, clients=2, floor_ticks=400, profile_ticks=200)
+
+
+def make_batches(ticks: int, batch: int) -> list[list[dict[str, Any]]]:
+    start = datetime.now(UTC)
+    rows = []
+    for index in range(ticks):
+        symbol, price = SYMBOLS[index % len(SYMBOLS)]
+        bid = price + (index % 50) * 0.01
+        rows.append(
+            {
+                "symbol": symbol,
+                "bid": f"{bid:.2f}",
+                "ask": f"{bid + 0.01:.2f}",
+                "last": f"{bid + 0.01:.2f}",
+                "size": "0.5",
+                "ts": (start + timedelta(microseconds=index)).isoformat(),
+            }
+        )
+    return [rows[i : i + batch] for i in range(0, len(rows), batch)]
+
+
+async def through_api(url: str, sizes: Sizes, ticks: int) -> tuple[float, int]:
+    """(ticks/s, failed requests)."""
+    connections = [
+        await http.Connection.open(url, token=environment.AGENT_TOKEN) for _ in range(sizes.clients)
+    ]
+    queue = [
+        (connections[0].encode("POST", "/v1/ticks", {"ticks": b}), len(b))
+        for b in make_batches(ticks, sizes.batch)
+    ]
+    accepted, failed = 0, 0
+
+    async def client(connection: http.Connection) -> None:
+        nonlocal accepted, failed
+        while queue:
+            request, count = queue.pop()
+            status, _ = await connection.send(request)
+            if status == 200:
+                accepted += count
+            else:
+                failed += 1
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(client(c) for c in connections))
+    finally:
+        elapsed = time.perf_counter() - started
+        for connection in connections:
+            await connection.close()
+    return accepted / elapsed, failed
+
+
+async def redis_floor(redis_url: str, prefix: str, sizes: Sizes) -> float:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    batches = [
+        [(f"{prefix}ticks:{t['symbol']}", json.dumps(t)) for t in b]
+        for b in make_batches(sizes.floor_ticks, sizes.batch)
+    ]
+    try:
+        started = time.perf_counter()
+        for messages in batches:
+            latest = {channel.replace(":ticks:", ":quote:"): data for channel, data in messages}
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.mset(latest)
+                for channel, data in messages:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.aclose()
+    return sizes.floor_ticks / elapsed
+
+
+async def _with_api(
+    services: environment.Services, sizes: Sizes, ticks: int, profile: Path | None
+) -> tuple[float, int]:
+    database = services.migrated_database()
+    redis_url, prefix = services.fresh_redis()
+    try:
+        with environment.running_api(
+            database_url=database, redis_url=redis_url, prefix=prefix, profile=profile
+        ) as api:
+            await through_api(api.url, sizes, min(ticks, 10 * sizes.batch))  # warm-up
+            api.start_profile()
+            return await through_api(api.url, sizes, ticks)
+    finally:
+        services.postgres.drop_database(database)
+
+
+async def run(
+    services: environment.Services,
+    sizes: Sizes = FULL,
+    *,
+    results: Path = report.RESULTS,
+    profile: bool = True,
+) -> report.Report:
+    redis_url, prefix = services.fresh_redis()
+    floor = await redis_floor(redis_url, prefix, sizes)
+    rate, failed = await _with_api(services, sizes, sizes.ticks, None)
+    result = report.Report(
+        name=NAME, method=__doc__ or "", sizes=asdict(sizes), versions=services.versions(),
+        settings={"uvicorn_workers": 1},
+    )  # fmt: skip
+    result.figures["ticks_per_s"] = report.Figure(rate, "ticks/s")
+    result.figures["failed_requests"] = report.Figure(failed, "requests")
+    result.floor["redis_pipelined_ticks_per_s"] = report.Figure(floor, "ticks/s", "MSET + PUBLISH per tick")
+    result.ratios["api_over_floor"] = report.Figure(rate / floor, "x")
+    result.targets = [report.Target("ticks_per_s", ">=", 200_000)]
+    if profile and result.missed:
+        scratch = Path(tempfile.mkdtemp(prefix="sapphire-bench-")) / "api.profile"
+        await _with_api(services, sizes, sizes.profile_ticks, scratch)
+        header = f"# {NAME}: pyinstrument of the trader API process, {sizes.profile_ticks} ticks\n"
+        result.profile = report.save_profile(results, NAME, [header, report.read_or_note(scratch)])
+    return result

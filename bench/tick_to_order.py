@@ -1,0 +1,460 @@
+"""tick_to_order: a published tick, through an analyst's signal and the executor's order, to
+the order accepted and persisted by the trader API.
+
+The real path, every component real:
+
+1. **Clock starts** just before the feed writes the tick to Redis: the same transaction
+   (``MSET`` of the latest quote, ``PUBLISH`` on ``{prefix}ticks:BTC-USD``) that the trader
+   API's ingest sends, written with the trader API's own ``RedisBus``.
+2. The momentum analyst (``agents/analysts``) receives it on its own Redis connection
+   (``agents.bus.RedisBus``), parses it (``market.Tick``), folds it into its indicators and
+   is asked for its opinion, which it POSTs to ``/v1/signals`` (``agents.client``).
+3. The trader API (a real uvicorn process on durable Postgres) stores the signal and
+   publishes it on ``{prefix}signals``.
+4. The executor (``agents.trading.ExecutorAgent``, unmodified, all its loops running)
+   receives it, decides (aggregation, sizing) and POSTs the order to ``/v1/orders``.
+5. The API checks risk, fills it on the paper venue and commits order, fill, position and
+   cash in one Postgres transaction, then answers 201.
+6. **Clock stops** when the executor's HTTP client has read that 201 response: the order
+   is accepted and durable (the API answers only after ``COMMIT`` returns).
+
+One deliberate difference from a deployed analyst: ``AnalystAgent`` assesses every
+``interval_seconds`` (5 s by default) rather than on each tick, which would make this
+latency "up to 5 s" by design. The benchmark therefore runs the analyst's tick handling
+and ``assess`` on every tick (the same calls the assess loop makes), to measure the
+processing path rather than the cadence. The executor's own re-decision cadence is set to an
+hour so that every order in the run is caused by a tick's signal.
+
+One tick is in flight at a time (closed loop): the next tick is published once the
+previous order was answered and the executor has re-read its portfolio, as it does after
+every order. The figures are therefore latency without queueing; the achieved rate is
+reported too. The analyst, the executor and the feed share the benchmark's event loop (as
+in ``sapphire up``); the trader API is its own process.
+
+The floor is a raw Redis ``PUBLISH`` to a subscriber on the same machine, in the same
+event loop, with redis-py's asyncio client: the one hop no design can avoid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import redis.asyncio
+
+from bench import environment, report
+from sapphire.agents import analysts, client, executor, market, runtime, sizing, trading
+from sapphire.agents import bus as agent_bus
+from sapphire.agents.settings import AgentSettings
+from sapphire.trader_api.bus.redis_bus import RedisBus as FeedBus
+
+NAME = "tick_to_order"
+SYMBOL = "BTC-USD"
+START_PRICE = 60_000.0
+DRIFT = 1e-5
+"""Per-tick log drift: a steady uptrend keeps the momentum analyst's score far beyond its
+deadband on every tick, so every tick yields a signal."""
+ORDER_NOTIONAL = Decimal(1000)
+"""The executor's max_order_notional: tiny beside its position limit, so the target is never
+reached within the run and every signal yields an order."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ticks: int = 10_000
+    warmup_ticks: int = 100
+    """Unmeasured ticks first: the momentum analyst needs 48 to speak."""
+    floor_samples: int = 5_000
+    profile_ticks: int = 1_500
+
+
+FULL = Sizes()
+SMOKE = Sizes(ticks=20, warmup_ticks=60, floor_samples=50, profile_ticks=20)
+
+
+API_SETTINGS = {
+    "initial_cash": "1000000000",
+    "fee_bps": "0",
+    "slippage_bps": "0",
+    "risk": json.dumps(
+        {
+            "max_order_notional": "2000",
+            "max_position_notional": "1000000000",
+            "max_gross_exposure": "1000000000",
+            "max_daily_loss": "1000000000",
+            "max_drawdown": "1",
+            "stale_quote_seconds": "60",
+        }
+    ),
+}
+
+
+def tick_payload(index: int) -> str:
+    """The bus JSON of tick ``index`` (the trader API's ``quote_payload`` shape)."""
+    mid = START_PRICE * math.exp(DRIFT * index)
+    bid = Decimal(f"{mid:.2f}")
+    return json.dumps(
+        {
+            "symbol": SYMBOL,
+            "bid": str(bid),
+            "ask": str(bid + Decimal("0.01")),
+            "last": str(bid + Decimal("0.01")),
+            "size": "0.5",
+            "ts": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+@dataclass
+class Timeline:
+    """When each HTTP call of the current tick was sent and answered (``perf_counter_ns``)."""
+
+    marks: dict[str, int] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Future[tuple[int, int]]] = field(default_factory=dict)
+    in_flight: int = 0
+
+    def expect(self, call: str) -> asyncio.Future[tuple[int, int]]:
+        waiter: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self.waiters[call] = waiter
+        return waiter
+
+
+class Stopwatch(httpx.AsyncBaseTransport):
+    """An httpx transport (the client's injection point) that timestamps each call."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        call = f"{request.method} {request.url.path}"
+        self.timeline.marks[f"{call} sent"] = time.perf_counter_ns()
+        self.timeline.in_flight += 1
+        try:
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+        finally:
+            self.timeline.in_flight -= 1
+        answered = time.perf_counter_ns()
+        self.timeline.marks[f"{call} answered"] = answered
+        waiter = self.timeline.waiters.pop(call, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((response.status_code, answered))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def analyst_on_every_tick(
+    context: runtime.AgentContext, analyst: analysts.Analyst, subscribed: asyncio.Event
+) -> None:
+    """The analyst's tick handling and ``assess_loop`` body, run per tick instead of per interval."""
+    async with context.bus.subscribe([context.names.ticks(SYMBOL)]) as subscription:
+        subscribed.set()
+        while not context.stop.is_set():
+            message = await subscription.get(0.25)
+            if message is None:
+                continue
+            analyst.observe(market.Tick.model_validate_json(message.data))
+            opinion = await analyst.assess(SYMBOL, context.clock())
+            if opinion is not None:
+                await context.api.post_signal(opinion)
+
+
+def agent_settings(api_url: str, redis_url: str, prefix: str, name: str, role: str) -> AgentSettings:
+    common = AgentSettings(
+        agent_name=name,
+        role="momentum",
+        symbols=[SYMBOL],
+        trader_api_url=api_url,
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        agent_token=environment.AGENT_TOKEN,
+        heartbeat_seconds=3600,
+        instruments_refresh_seconds=3600,
+        executor_decide_seconds=3600,
+    )
+    if role != "executor":
+        return common
+    return common.model_copy(
+        update={
+            "role": role,
+            "risk_max_order_notional": ORDER_NOTIONAL,
+            "risk_max_position_notional": Decimal(10) ** 9,
+            "risk_max_gross_exposure": Decimal(10) ** 9,
+            "risk_max_daily_loss": Decimal(10) ** 9,
+        }
+    )
+
+
+@dataclass
+class PassResult:
+    latencies_ns: list[int] = field(default_factory=list)
+    stages_ns: dict[str, list[int]] = field(default_factory=dict)
+    misses: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+
+
+async def _wait_for_subscribers(redis_url: str, channels: dict[str, int]) -> None:
+    probe = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                counts = dict(await probe.pubsub_numsub(*channels))
+                if all(int(counts.get(c.encode(), 0)) >= n for c, n in channels.items()):
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await probe.aclose()
+
+
+async def drive(
+    api_url: str,
+    redis_url: str,
+    prefix: str,
+    sizes: Sizes,
+    ticks: int,
+    *,
+    on_measuring: Callable[[], None] | None = None,
+) -> PassResult:
+    """Run the analyst and executor against the API and publish ``ticks`` measured ticks.
+
+    ``on_measuring`` is called once, when the warm-up ticks are done (profilers start there).
+    """
+    timeline = Timeline()
+    stop = asyncio.Event()
+    contexts, tasks = [], []
+    clients: list[client.TraderApiClient] = []
+    buses: list[agent_bus.RedisBus] = []
+    subscribed = asyncio.Event()
+    for name, role in (("bench-momentum", "momentum"), ("bench-executor", "executor")):
+        settings = agent_settings(api_url, redis_url, prefix, name, role)
+        api = client.TraderApiClient(api_url, token=environment.AGENT_TOKEN, transport=Stopwatch(timeline))
+        bus = agent_bus.RedisBus(redis_url)
+        clients.append(api)
+        buses.append(bus)
+        contexts.append(runtime.AgentContext(settings, api=api, bus=bus, stop=stop))
+    analyst_context, executor_context = contexts
+    analyst = analysts.build_analyst("momentum", agent="bench-momentum")
+    s = executor_context.settings
+    engine = executor.Executor(
+        executor.ExecutorConfig(
+            agent=s.agent_name,
+            limits=sizing.RiskLimits(
+                max_order_notional=ORDER_NOTIONAL,
+                max_position_notional=Decimal(10) ** 9,
+                max_gross_exposure=Decimal(10) ** 9,
+                max_daily_loss=Decimal(10) ** 9,
+            ),
+            # Every order here is far below 2% of the position limit; the default would skip them.
+            min_order_fraction=Decimal(0),
+        )
+    )
+    agent = trading.ExecutorAgent(executor_context, engine)
+    tasks.append(asyncio.create_task(analyst_on_every_tick(analyst_context, analyst, subscribed)))
+    tasks.append(asyncio.create_task(agent.run()))
+    feed = FeedBus(redis_url, timeout=2.0)
+    names = analyst_context.names
+    quote_key, channel = f"{prefix}quote:{SYMBOL}", names.ticks(SYMBOL)
+    result = PassResult(stages_ns={"analyst": [], "signal_to_order_sent": [], "order_round_trip": []})
+    try:
+        await _wait_for_subscribers(redis_url, {channel: 2, names.signals: 1})
+        async with asyncio.timeout(30):
+            # The executor exposes no "warmed up" event; its state is the only signal.
+            while engine.equity is None or SYMBOL not in engine.instruments:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        for index in range(sizes.warmup_ticks + ticks):
+            measured = index >= sizes.warmup_ticks
+            if measured and index == sizes.warmup_ticks:
+                if on_measuring is not None:
+                    on_measuring()
+                started = time.perf_counter()
+            # Each tick starts on an idle system (no call in flight, no decision queued), so
+            # the order that answers is this tick's and the latency holds no queueing.
+            async with asyncio.timeout(10):
+                while timeline.in_flight or not agent.pending.empty():  # noqa: ASYNC110 - no event for "idle"
+                    await asyncio.sleep(0.001)
+            timeline.marks.clear()
+            order = timeline.expect("POST /v1/orders")
+            refreshed = timeline.expect("GET /v1/portfolio")
+            payload = tick_payload(index)
+            t0 = time.perf_counter_ns()
+            await feed.write(values={quote_key: payload}, messages=[(channel, payload)])
+            try:
+                status, t1 = await asyncio.wait_for(order, timeout=2.0 if measured else 0.2)
+            except TimeoutError:
+                timeline.waiters.clear()
+                result.misses += measured
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(refreshed, timeout=2.0)
+            timeline.waiters.clear()
+            if not measured:
+                continue
+            if status != 201:
+                result.refused += 1
+                continue
+            marks = timeline.marks
+            signal_sent = marks.get("POST /v1/signals sent", t0)
+            order_sent = marks["POST /v1/orders sent"]
+            result.latencies_ns.append(t1 - t0)
+            result.stages_ns["analyst"].append(signal_sent - t0)
+            result.stages_ns["signal_to_order_sent"].append(order_sent - signal_sent)
+            result.stages_ns["order_round_trip"].append(t1 - order_sent)
+        result.seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        await feed.close()
+        for api in clients:
+            await api.aclose()
+        for bus in buses:
+            await bus.close()
+    return result
+
+
+async def redis_floor(redis_url: str, samples: int) -> list[int]:
+    """Raw PUBLISH -> subscriber receive, one message in flight, same payload as a tick."""
+    publisher = redis.asyncio.Redis.from_url(redis_url)
+    subscriber = redis.asyncio.Redis.from_url(redis_url)
+    pubsub = subscriber.pubsub()
+    await pubsub.subscribe("bench-floor")
+    arrivals: asyncio.Queue[int] = asyncio.Queue()
+
+    async def consume() -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message["type"] == "message":
+                arrivals.put_nowait(time.perf_counter_ns())
+
+    consumer = asyncio.create_task(consume())
+    latencies = []
+    try:
+        for index in range(samples + 100):
+            payload = tick_payload(index)
+            t0 = time.perf_counter_ns()
+            await publisher.publish("bench-floor", payload)
+            t1 = await asyncio.wait_for(arrivals.get(), timeout=2.0)
+            if index >= 100:  # the first hundred warm the connections up
+                latencies.append(t1 - t0)
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscriber.aclose()
+        await publisher.aclose()
+    return latencies
+
+
+async def _one_pass(
+    services: environment.Services,
+    sizes: Sizes,
+    ticks: int,
+    *,
+    api_profile: Path | None = None,
+    on_measuring: Callable[[], None] | None = None,
+) -> PassResult:
+    database = services.migrated_database()
+    redis_url, prefix = services.fresh_redis()
+    try:
+        with environment.running_api(
+            database_url=database,
+            redis_url=redis_url,
+            prefix=prefix,
+            settings=API_SETTINGS,
+            profile=api_profile,
+        ) as api:
+
+            def measuring() -> None:
+                api.start_profile()
+                if on_measuring is not None:
+                    on_measuring()
+
+            return await drive(api.url, redis_url, prefix, sizes, ticks, on_measuring=measuring)
+    finally:
+        services.postgres.drop_database(database)
+
+
+async def run(
+    services: environment.Services,
+    sizes: Sizes = FULL,
+    *,
+    results: Path = report.RESULTS,
+    profile: bool = True,
+) -> report.Report:
+    redis_url, _ = services.fresh_redis()
+    floor_ns = await redis_floor(redis_url, sizes.floor_samples)
+    measured = await _one_pass(services, sizes, sizes.ticks)
+    if not measured.latencies_ns:
+        raise RuntimeError(
+            f"{NAME}: no order came back (misses={measured.misses}, refused={measured.refused})"
+        )
+    result = report.Report(
+        name=NAME,
+        method=__doc__ or "",
+        sizes=asdict(sizes),
+        versions=services.versions(),
+        settings={"trader_api": API_SETTINGS, "executor_max_order_notional": str(ORDER_NOTIONAL)},
+    )
+    result.figures = report.latency_figures(measured.latencies_ns)
+    for stage, samples in measured.stages_ns.items():
+        result.figures[f"stage_{stage}_p50"] = report.latency_figures(samples)["p50"]
+    result.figures["orders"] = report.Figure(len(measured.latencies_ns), "orders")
+    result.figures["misses"] = report.Figure(measured.misses + measured.refused, "ticks", "no 201 within 2 s")
+    result.figures["closed_loop_rate"] = report.Figure(
+        len(measured.latencies_ns) / measured.seconds, "ticks/s", "one tick in flight"
+    )
+    result.floor = {
+        f"redis_pubsub_{k}": v for k, v in report.latency_figures(floor_ns).items() if k in ("p50", "p99")
+    }
+    result.ratios["p50_over_floor"] = report.Figure(
+        result.value("p50") / result.value("redis_pubsub_p50"), "x"
+    )
+    result.targets = [
+        report.Target("p50", "<=", 1.5),
+        report.Target("p99", "<=", 5.0),
+        report.Target("p50_over_floor", "<=", 20.0),
+    ]
+    if profile and result.missed:
+        result.profile = await _profile(services, sizes, results)
+    return result
+
+
+async def _profile(services: environment.Services, sizes: Sizes, results: Path) -> str:
+    """A shorter second pass with both processes under pyinstrument; one text file of both."""
+    import pyinstrument
+
+    api_profile = Path(tempfile.mkdtemp(prefix="sapphire-bench-")) / "api.profile"
+    profiler = pyinstrument.Profiler(interval=0.0005, async_mode="disabled")
+    try:
+        await _one_pass(
+            services, sizes, sizes.profile_ticks, api_profile=api_profile, on_measuring=profiler.start
+        )
+    finally:
+        if profiler.is_running:
+            profiler.stop()
+    return report.save_profile(
+        results,
+        NAME,
+        [
+            f"# {NAME}: pyinstrument, {sizes.profile_ticks} ticks after the warm-up, closed loop\n",
+            "## trader API process (uvicorn)\n",
+            report.read_or_note(api_profile),
+            "\n## benchmark process (feed, momentum analyst, executor)\n",
+            profiler.output_text(unicode=True, color=False, show_all=False),
+        ],
+    )

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.operator.conftest import AGENT_TOKEN_SECRET
@@ -59,7 +60,7 @@ def condition(body: kube.Json, kind: str) -> kube.Json:
 def test_an_agent_becomes_running_and_ready(
     control_plane: kube.ControlPlane, namespace: str, start_operator: StartOperator, agent_token: None
 ) -> None:
-    start_operator()
+    operator = start_operator()
     kube.apply(control_plane, agent("momo", symbols=[]), namespace)
     body = kube.wait_for(control_plane, agent_path(namespace, "momo"), phase_is("Running"), timeout=60)
     assert condition(body, "Ready")["status"] == "True"
@@ -76,6 +77,11 @@ def test_an_agent_becomes_running_and_ready(
         "get", "events", "-n", namespace, "--field-selector=involvedObject.name=momo"
     ).stdout
     assert "Running" in events
+    assert httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5).status_code == 200
+    metrics = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    assert 'sapphire_operator_reconciles_total{kind="TradingAgent"' in metrics
+    assert 'sapphire_operator_reconcile_duration_seconds_count{kind="TradingAgent"}' in metrics
+    assert 'sapphire_operator_objects{kind="TradingAgent",phase="Running"} 1.0' in metrics
 
 
 def test_editing_symbols_rolls_the_deployment(

@@ -4,6 +4,7 @@ and, when it cannot start, one clear line instead of a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -39,15 +40,20 @@ def up_environment(**extra: str) -> dict[str, str]:
     return {**environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", **extra}
 
 
-def sapphire_up(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sapphire", "up", *args],
-        cwd=cwd,
-        env=up_environment(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def sapphire_up(
+    *args: str, cwd: Path, output: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``sapphire up ARGS`` in ``cwd``; its output piped, or written to ``output`` (long runs)."""
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(output.open("w")) if output is not None else subprocess.PIPE
+        return subprocess.Popen(
+            [sys.executable, "-m", "sapphire", "up", *args],
+            cwd=cwd,
+            env=up_environment(**(env or {})),
+            stdout=sink,
+            stderr=subprocess.STDOUT if output is not None else subprocess.PIPE,
+            text=True,
+        )
 
 
 def test_up_runs_the_examples_and_trades_until_its_duration_ends(tmp_path: Path) -> None:
@@ -64,7 +70,7 @@ def test_up_runs_the_examples_and_trades_until_its_duration_ends(tmp_path: Path)
         "--json",
         "--no-live",
         cwd=tmp_path,
-        **TOKENS,
+        env=TOKENS,
     )
     url = f"http://127.0.0.1:{port}"
     read = {"Authorization": f"Bearer {TOKENS['SAPPHIRE_READ_TOKEN']}"}
@@ -155,7 +161,7 @@ def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
 def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
     port = processes.free_port()
     process = sapphire_up(
-        "-f", str(EXAMPLES / "momentum.yaml"), "--port", str(port), "--no-live", cwd=tmp_path, **TOKENS
+        "-f", str(EXAMPLES / "momentum.yaml"), "--port", str(port), "--no-live", cwd=tmp_path, env=TOKENS
     )
     url = f"http://127.0.0.1:{port}"
     try:

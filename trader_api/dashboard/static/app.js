@@ -82,18 +82,26 @@ function renderPortfolio(portfolio) {
     [money(p.market_value)], [money(Number(p.realized_pnl) + Number(p.unrealized_pnl)), signClass(Number(p.realized_pnl) + Number(p.unrealized_pnl))],
   ]);
   const now = new Date();
+  const realized = Number(portfolio.realized_pnl) - Number(portfolio.fees);
+  const points = [Number(portfolio.equity), realized, Number(portfolio.unrealized_pnl)];
   if (!state.charted) {
+    // Equity on top; below it the PnL split into realized (net of fees) and unrealized.
+    const line = (name, color, yaxis, value) => ({
+      x: [now], y: [value], name, mode: "lines", yaxis, line: { color, width: 2 },
+    });
     Plotly.newPlot("equity-chart", [
-      { x: [now], y: [Number(portfolio.equity)], name: "equity", mode: "lines", line: { color: "#4da3ff", width: 2 } },
-      { x: [now], y: [pnl], name: "PnL", mode: "lines", yaxis: "y2", line: { color: "#2ecc71", width: 1.5 } },
+      line("equity", "#4da3ff", "y", points[0]),
+      line("realized PnL (net of fees)", "#2ecc71", "y2", points[1]),
+      line("unrealized PnL", "#f5b041", "y2", points[2]),
     ], chartLayout({
-      yaxis: { title: { text: "equity" }, gridcolor: "#263049", tickformat: ",.0f", automargin: true },
-      yaxis2: { title: { text: "PnL" }, overlaying: "y", side: "right", showgrid: false, tickformat: ",.2f", automargin: true },
+      yaxis: { domain: [0.45, 1], gridcolor: "#263049", tickformat: ",.2f", automargin: true },
+      yaxis2: { domain: [0, 0.35], gridcolor: "#263049", tickformat: ",.2f", automargin: true, zerolinecolor: "#8d98b3" },
+      xaxis: { gridcolor: "#263049", anchor: "y2" },
       legend: { orientation: "h", y: 1.12 },
     }), { displayModeBar: false, responsive: true });
     state.charted = true;
   } else {
-    Plotly.extendTraces("equity-chart", { x: [[now], [now]], y: [[Number(portfolio.equity)], [pnl]] }, [0, 1], MAX_POINTS);
+    Plotly.extendTraces("equity-chart", { x: [[now], [now], [now]], y: points.map((p) => [p]) }, [0, 1, 2], MAX_POINTS);
   }
 }
 
@@ -118,11 +126,17 @@ function renderRisk(risk) {
   fillTable("risk-limits", rows.filter(([, value]) => value !== undefined), ([name, value]) => [[name], [money(value)]]);
 }
 
+function symbolsSummary(symbols) {
+  // As kubectl shows TradingAgents: ALL in all-market mode, else the first and how many more.
+  if (!symbols.length) return "ALL";
+  return symbols.length > 2 ? `${symbols.slice(0, 2).join(" ")} +${symbols.length - 2}` : symbols.join(" ");
+}
+
 function renderAgents(agents) {
   const now = Date.now();
   fillTable("agents", agents, (a) => [
-    [a.name], [a.role], [a.symbols.length ? a.symbols.join(" ") : "ALL", "wrap"],
-    [`${Math.max(0, Math.round((now - new Date(a.last_heartbeat_at)) / 1000))} s ago`, a.alive ? "alive" : "dead"],
+    [a.name], [a.role], [symbolsSummary(a.symbols)],
+    [`${Math.max(0, Math.round((now - new Date(a.last_heartbeat_at)) / 1000))}s ago`, a.alive ? "alive" : "dead"],
   ]);
 }
 
@@ -314,7 +328,7 @@ async function start(token) {
   streamEvents();
   every(2, refreshPortfolio);
   every(5, refreshAgents);
-  every(5, refreshRisk);
+  every(2, refreshRisk);
   every(30, reloadTables);
   setInterval(renderHeatmap, 1000);
   document.body.dataset.ready = "true";

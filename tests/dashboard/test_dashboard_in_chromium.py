@@ -1,0 +1,193 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by selenium through
+/usr/bin/chromedriver, against a real ``sapphire up``. It signs in from the link's fragment,
+draws the chart, updates the tables live, and its HALT button, with an admin token, stops
+new orders. The screenshot lands in ``tests/artifacts/dashboard.png``."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.local.test_sapphire_up import EXAMPLES, TOKENS, sapphire_up
+from tests.support import processes
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+READ, ADMIN = TOKENS["SAPPHIRE_READ_TOKEN"], TOKENS["SAPPHIRE_ADMIN_TOKEN"]
+# Without the background-networking flags Chromium keeps calling home on a closed network.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1250",
+)
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+
+    def api(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {READ}"}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    port = processes.free_port()
+    log = tmp_path / "sapphire-up.log"
+    process = sapphire_up(
+        "-f",
+        str(EXAMPLES),
+        "--port",
+        str(port),
+        "--speed",
+        "10",
+        "--duration",
+        "110",
+        "--no-live",
+        cwd=tmp_path,
+        output=log,
+        env=TOKENS,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_until(
+            lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200, timeout=30, what="sapphire up"
+        )
+        yield Platform(url)
+    finally:
+        processes.stop_process(process)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    assert not missing, (
+        f"missing {missing}: run scripts/ensure-system-packages.sh (Debian chromium, chromium-driver)"
+    )
+    profile = tempfile.mkdtemp(prefix="sapphire-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    # An explicit driver path: selenium never looks for (or downloads) a driver of its own.
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver: webdriver.Chrome, script: str, *, timeout: float, what: str) -> Any:
+    """Poll a JavaScript expression until it is truthy; its value."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        lambda d: d.execute_script(f"return {script}"), message=f"waiting for {what}"
+    )
+
+
+CHART_POINTS = "(document.getElementById('equity-chart').data || [{x: []}])[0].x.length"
+ROWS = "document.querySelectorAll('#{0} tr').length"
+
+
+def test_the_dashboard_updates_live_and_halt_stops_new_orders(
+    platform: Platform, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{platform.url}/dashboard#token={READ}")
+    wait_for(browser, "document.body.dataset.ready === 'true'", timeout=30, what="sign-in")
+    assert "token" not in browser.current_url  # the fragment is taken out of the address bar
+    assert READ not in browser.page_source
+
+    # The chart and the rows fill, then keep moving while the agents trade.
+    wait_for(browser, f"{CHART_POINTS} >= 3", timeout=30, what="equity samples on the chart")
+    assert browser.find_elements(By.CSS_SELECTOR, "#equity-chart .scatterlayer .trace")
+    wait_for(browser, f"{ROWS.format('orders')} > 0 && {ROWS.format('fills')} > 0", timeout=60, what="orders")
+    wait_for(
+        browser, f"{ROWS.format('signals')} > 0 && {ROWS.format('agents')} == 7", timeout=30, what="rows"
+    )
+    wait_for(
+        browser, "document.querySelector('#signals-chart .heatmaplayer') !== null", timeout=10, what="heatmap"
+    )
+    points = wait_for(browser, f"{CHART_POINTS} >= 8 && {CHART_POINTS}", timeout=30, what="a longer chart")
+    counts = browser.find_element(By.ID, "kpi-counts").text
+    wait_for(
+        browser,
+        f"{CHART_POINTS} > {points} && document.getElementById('kpi-counts').textContent !== {counts!r}",
+        timeout=40,
+        what="live updates of the chart and the order counts",
+    )
+    assert browser.find_element(By.ID, "connection").text == "live"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    # HALT asks for an admin token: none, then a read token, are refused.
+    halt = browser.find_element(By.ID, "halt")
+    halt.click()
+    message = browser.find_element(By.ID, "risk-message")
+    assert message.text == "Enter the admin token first."
+    admin_field = browser.find_element(By.ID, "admin-token")
+    admin_field.send_keys(READ)
+    halt.click()
+    wait_for(
+        browser,
+        "document.getElementById('risk-message').textContent.includes('403')",
+        timeout=10,
+        what="the read token refused",
+    )
+    assert platform.api("/v1/risk")["state"] == "ACTIVE"
+
+    admin_field.clear()
+    admin_field.send_keys(ADMIN)
+    halt.click()
+    wait_for(
+        browser, "document.getElementById('risk-state').textContent === 'HALTED'", timeout=10, what="HALTED"
+    )
+    assert platform.api("/v1/risk")["state"] == "HALTED"
+    orders_at_halt = len(platform.api("/v1/orders?limit=1000"))
+    time.sleep(6)  # a minute of simulated time at --speed 10
+    assert len(platform.api("/v1/orders?limit=1000")) == orders_at_halt
+    assert not [o for o in platform.api("/v1/orders?status=new") if o["status"] == "new"]
+    assert browser.find_element(By.ID, "risk-state").text == "HALTED"
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-halted.png"))
+
+    browser.find_element(By.ID, "resume").click()
+    wait_for(
+        browser, "document.getElementById('risk-state').textContent === 'ACTIVE'", timeout=10, what="RESUME"
+    )
+
+
+def test_the_page_asks_for_a_token_and_refuses_a_wrong_one(
+    platform: Platform, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{platform.url}/dashboard")
+    wait_for(browser, "!document.getElementById('login').hidden", timeout=20, what="the sign-in form")
+    browser.find_element(By.ID, "token").send_keys("not-a-token")
+    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait_for(
+        browser, "document.getElementById('login-error').textContent.length > 0", timeout=10, what="refusal"
+    )
+    assert "refused" in browser.find_element(By.ID, "login-error").text
+    assert browser.find_element(By.ID, "main").get_attribute("hidden") is not None
+    headers = httpx.get(f"{platform.url}/dashboard", timeout=5).headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support import processes
@@ -179,3 +180,43 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     assert "final state" in stdout
     assert not processes.port_open(port)
+
+
+def test_up_uses_real_postgres_and_redis_when_their_urls_are_set(
+    tmp_path: Path, database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    port = processes.free_port()
+    env = {
+        **TOKENS,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SAPPHIRE_REDIS_KEY_PREFIX": redis_prefix,
+    }
+    process = sapphire_up(
+        "-f",
+        str(EXAMPLES),
+        "--port",
+        str(port),
+        "--duration",
+        "20",
+        "--speed",
+        "10",
+        "--json",
+        "--no-live",
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=90)
+    finally:
+        processes.stop_process(process)  # type: ignore[arg-type]
+    assert process.returncode == 0, stderr
+    final = json.loads(stdout.strip().splitlines()[-1])
+    assert final["fills"] > 0
+    assert "(DATABASE_URL)" in stdout
+    assert "(REDIS_URL)" in stdout
+    assert not (tmp_path / "sapphire.db").exists()
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT count(*) FROM fills").fetchone()
+    assert row is not None
+    assert row[0] == final["fills"]

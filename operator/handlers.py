@@ -84,37 +84,41 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         await state.close()
 
     # -- TradingAgent -------------------------------------------------------------------
+    #
+    # Every trigger (the object's own events, its children's events, the resync) ends in one
+    # reconcile that, under a per-object lock, re-reads the object, converges, and writes the
+    # status itself: so two triggers in a row never compute from a stale status, and each
+    # phase transition is reported once.
 
-    async def reconcile_agent(body: Json, trigger: str) -> tradingagent.TradingAgentStatus:
-        key = f"ta/{body['metadata']['namespace']}/{body['metadata']['name']}"
+    async def reconcile_agent(namespace: str, name: str, trigger: str) -> None:
+        path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
+        key = f"ta/{namespace}/{name}"
         async with state.locks[key]:
+            body = await state.api.get(path)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                metrics.record_phase(tradingagent.KIND, key, None)
+                return  # gone: garbage collection removes the children
             with metrics.reconciling(tradingagent.KIND, trigger):
                 try:
                     status, event = await agents.converge(state.api, body=body, settings=settings, now=_now())
+                    await state.api.patch_status(path, status.to_wire())
                 except kubeapi.KubeApiError as error:
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(f"reconciling the agent failed: {error}", delay=5) from error
-        await state.post(body, event)
+            await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
-        return status
 
     @kopf.on.resume(*TA, registry=registry, id="tradingagent_resume")
     @kopf.on.create(*TA, registry=registry, id="tradingagent_create")
     @kopf.on.update(*TA, registry=registry, id="tradingagent_update", field="spec")
-    async def tradingagent_reconcile(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
-        status = await reconcile_agent(dict(body), trigger=str(reason))
-        patch.status.update(status.to_wire())
+    async def tradingagent_reconcile(name: str | None, namespace: str | None, reason: str, **_: Any) -> None:
+        if name and namespace:
+            await reconcile_agent(namespace, name, trigger=str(reason))
 
     async def reconcile_agent_of_child(namespace: str | None, labels: kopf.Labels) -> None:
         name = labels.get(builders.AGENT_LABEL)
-        if not name or not namespace:
-            return
-        path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
-        body = await state.api.get(path)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # the owner is gone: garbage collection removes the child
-        status = await reconcile_agent(body, trigger="child")
-        await state.api.patch_status(path, status.to_wire())
+        if name and namespace:
+            await reconcile_agent(namespace, name, trigger="child")
 
     agent_children = {
         "app.kubernetes.io/managed-by": builders.MANAGED_BY,
@@ -133,26 +137,33 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
 
     # -- MigrationRun -------------------------------------------------------------------
 
-    async def reconcile_migration(body: Json, trigger: str) -> migrations.Decision:
-        key = f"mr/{body['metadata']['namespace']}/{body['metadata']['name']}"
+    async def reconcile_migration(namespace: str, name: str, trigger: str) -> None:
+        path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
+        key = f"mr/{namespace}/{name}"
         async with state.locks[key]:
+            body = await state.api.get(path)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                metrics.record_phase(migrationrun.KIND, key, None)
+                return
+            if (body.get("status") or {}).get("cleanedUp"):
+                return  # final, and its pods are gone: nothing left to do
             with metrics.reconciling(migrationrun.KIND, trigger):
                 try:
                     decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
+                    await state.api.patch_status(path, decision.status)
                 except kubeapi.KubeApiError as error:
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(
                         f"reconciling the migration failed: {error}", delay=5
                     ) from error
-        await state.post(body, decision.event)
+            await state.post(body, decision.event)
         metrics.record_phase(migrationrun.KIND, key, decision.status.get("phase"))
-        return decision
 
     @kopf.on.resume(*MR, registry=registry, id="migrationrun_resume")
     @kopf.on.create(*MR, registry=registry, id="migrationrun_create")
-    async def migrationrun_start(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
-        decision = await reconcile_migration(dict(body), trigger=str(reason))
-        patch.status.update(decision.status)
+    async def migrationrun_start(name: str | None, namespace: str | None, reason: str, **_: Any) -> None:
+        if name and namespace:
+            await reconcile_migration(namespace, name, trigger=str(reason))
 
     migration_pods = {
         "app.kubernetes.io/managed-by": builders.MANAGED_BY,
@@ -162,36 +173,19 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     @kopf.on.event("", "v1", "pods", registry=registry, id="migration_pod_event", labels=migration_pods)
     async def migration_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         name = labels.get(builders.MIGRATION_LABEL)
-        if not name or not namespace:
-            return
-        path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
-        body = await state.api.get(path)
-        if (
-            body is None
-            or body["metadata"].get("deletionTimestamp")
-            or (body.get("status") or {}).get("cleanedUp")
-        ):
-            return
-        decision = await reconcile_migration(body, trigger="pod")
-        await state.api.patch_status(path, decision.status)
+        if name and namespace:
+            await reconcile_migration(namespace, name, trigger="pod")
 
     # -- periodic resync (see resync.py for why not kopf timers) --------------------------
 
     async def resync_agent(body: Json) -> None:
-        status = await reconcile_agent(body, trigger="resync")
-        path = kubeapi.namespaced(
-            tradingagent.API_VERSION, body["metadata"]["namespace"], tradingagent.PLURAL
-        )
-        await state.api.patch_status(f"{path}/{body['metadata']['name']}", status.to_wire())
+        await reconcile_agent(body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync")
 
     async def resync_migration(body: Json) -> None:
-        if (body.get("status") or {}).get("cleanedUp"):
-            return
-        decision = await reconcile_migration(body, trigger="resync")
-        path = kubeapi.namespaced(
-            migrationrun.API_VERSION, body["metadata"]["namespace"], migrationrun.PLURAL
-        )
-        await state.api.patch_status(f"{path}/{body['metadata']['name']}", decision.status)
+        if not (body.get("status") or {}).get("cleanedUp"):
+            await reconcile_migration(
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync"
+            )
 
     async def refresh_figures(body: Json) -> None:
         token = settings.trader_api_token

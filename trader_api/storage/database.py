@@ -18,11 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling never BEGINs before a SELECT, so two reads could
+    # see two different states; we take over and BEGIN ourselves (_sqlite_begin), the recipe
+    # SQLAlchemy documents for pysqlite and aiosqlite.
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 class Database:
@@ -35,12 +43,17 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session whose reads all see one snapshot, so a view of the account and its
+        positions never straddles a fill (READ COMMITTED would give each SELECT its own)."""
         async with self.sessions() as session:
+            if not self.is_sqlite:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     @contextlib.asynccontextmanager

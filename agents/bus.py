@@ -48,24 +48,6 @@ class Bus(Protocol):
 
 
 @dataclass(frozen=True)
-class Names:
-    """Channel names under the deployment's prefix (``sapphire:`` by default)."""
-
-    prefix: str
-
-    def ticks(self, symbol: str) -> str:
-        return f"{self.prefix}ticks:{symbol}"
-
-    @property
-    def signals(self) -> str:
-        return f"{self.prefix}signals"
-
-    @property
-    def risk(self) -> str:
-        return f"{self.prefix}risk"
-
-
-@dataclass(frozen=True)
 class _Message:
     channel: str
     data: str

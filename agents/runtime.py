@@ -36,6 +36,7 @@ from sapphire.agents import bus as agent_bus
 from sapphire.agents.llm import base as llm
 from sapphire.agents.llm import factory
 from sapphire.agents.settings import AgentSettings
+from sapphire.trader_api.bus import names as bus_names
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class AgentContext:
         self.bus = bus
         self.stop = stop
         self.clock = clock
-        self.names = agent_bus.Names(settings.redis_key_prefix)
+        # The channel names are the trader API's wire contract: one definition for both sides.
+        self.names = bus_names.Names(settings.redis_key_prefix)
         self.universe = Universe(settings.symbols)
 
     def supervised(

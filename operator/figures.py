@@ -28,17 +28,9 @@ FIELDS = {
 
 
 def _condition(status: Json, *, ok: bool, reason: str, message: str, now: datetime.datetime) -> list[Json]:
-    conditions = [common.Condition.model_validate(c) for c in status.get("conditions") or []]
-    updated = common.set_condition(
-        conditions,
-        type=CONDITION,
-        status=common.ConditionStatus.TRUE if ok else common.ConditionStatus.FALSE,
-        reason=reason,
-        message=message,
-        observed_generation=None,
-        now=now,
+    return common.apply_conditions(
+        status.get("conditions") or [], {CONDITION: (ok, reason, message)}, observed_generation=None, now=now
     )
-    return [c.to_wire() for c in updated]
 
 
 def figures_from_stats(stats: Json) -> Json:

@@ -146,18 +146,9 @@ def blocking_run(run: Json, others: Sequence[Json], pods_by_run: dict[str, int])
 def _condition_updates(
     status: Json, *, generation: int, now: datetime.datetime, **states: tuple[bool, str, str]
 ) -> list[Json]:
-    conditions = [common.Condition.model_validate(c) for c in status.get("conditions") or []]
-    for kind, (value, reason, message) in states.items():
-        conditions = common.set_condition(
-            conditions,
-            type=kind,
-            status=common.ConditionStatus.TRUE if value else common.ConditionStatus.FALSE,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-            now=now,
-        )
-    return [c.to_wire() for c in conditions]
+    return common.apply_conditions(
+        status.get("conditions") or [], states, observed_generation=generation, now=now
+    )
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:

@@ -14,7 +14,7 @@ import datetime
 import decimal
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import pydantic
@@ -173,6 +173,29 @@ def set_condition(
     if previous is None:
         return [*conditions, updated]
     return [updated if condition.type == type else condition for condition in conditions]
+
+
+def apply_conditions(
+    raw: Sequence[Mapping[str, Any]],
+    states: Mapping[str, tuple[bool, str, str]],
+    *,
+    observed_generation: int | None,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """Wire-format conditions with each ``type: (holds, reason, message)`` of ``states`` set,
+    through :func:`set_condition`. Pure; for status patches built as plain JSON."""
+    conditions = [Condition.model_validate(condition) for condition in raw]
+    for kind, (holds, reason, message) in states.items():
+        conditions = set_condition(
+            conditions,
+            type=kind,
+            status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
+            reason=reason,
+            message=message,
+            observed_generation=observed_generation,
+            now=now,
+        )
+    return [condition.to_wire() for condition in conditions]
 
 
 def find_condition(conditions: Sequence[Condition], type: str) -> Condition | None:

@@ -174,6 +174,7 @@ def running_api(
             raise TimeoutError(f"{error}; output:\n{api.output()[-3000:]}") from None
         yield api
     finally:
-        # SIGTERM: uvicorn shuts down gracefully, and bench.serve then writes the profile.
-        processes.stop_process(process, grace=30)
+        # SIGTERM: uvicorn shuts down gracefully, and bench.serve then writes the profile,
+        # which takes a while on a busy machine when it holds minutes of samples.
+        processes.stop_process(process, grace=30 if profile is None else 180)
         log.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,6 +106,7 @@ class Report:
             "benchmark": self.name,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
+            "source": source(),
             "versions": {"python": platform.python_version(), **self.versions},
             "sizes": self.sizes,
             "settings": self.settings,
@@ -143,6 +145,21 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "load_average_1m_at_end": None if load is None else round(load, 2),
     }
+
+
+def source() -> dict[str, Any]:
+    """The commit measured, and whether the code under test differed from it."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "trader_api", "agents", "operator", "migrations", "sapphire")
+    return {"commit": git("rev-parse", "HEAD") or "unknown", "uncommitted_changes": bool(changed)}
 
 
 def latency_figures(samples_ns: Sequence[int], prefix: str = "") -> dict[str, Figure]:

@@ -27,7 +27,7 @@ def main() -> None:
     # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
     # handler that would kill the process before the profile is written.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    profiler = pyinstrument.Profiler(interval=0.0005, async_mode="disabled")
+    profiler = pyinstrument.Profiler(interval=0.001, async_mode="disabled")
     # Sampling starts on SIGUSR1, once the benchmark has warmed up: start-up (imports,
     # engine creation) would otherwise dominate a short profile.
     signal.signal(signal.SIGUSR1, lambda *_: None if profiler.is_running else profiler.start())

@@ -75,7 +75,7 @@ class Sizes:
     warmup_ticks: int = 100
     """Unmeasured ticks first: the momentum analyst needs 48 to speak."""
     floor_samples: int = 5_000
-    profile_ticks: int = 1_500
+    profile_ticks: int = 600
 
 
 FULL = Sizes()

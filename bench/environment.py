@@ -37,37 +37,6 @@ ADMIN_TOKEN = "bench-admin-token-0123456789"
 READ_TOKEN = "bench-read-token-0123456789"
 
 
-def start_postgres(*, durable: bool) -> services.PostgresServer:
-    """PostgreSQL 15 in a temporary folder; ``durable`` keeps fsync and synchronous commit on."""
-    if not durable:
-        return services.PostgresServer.start()
-    if not (services.POSTGRES_BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL 15 is not installed ({services.POSTGRES_BIN}); run `make bench`")
-    user = processes.unprivileged_user()
-    directory = Path(tempfile.mkdtemp(prefix="sapphire-bench-pg-"))
-    data, sockets = directory / "data", directory / "run"
-    sockets.mkdir()
-    processes.chown_tree(directory, user)
-    initdb = [str(services.POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-    subprocess.run(processes.as_user([*initdb, "-E", "UTF8"], user), check=True, capture_output=True)
-    port = processes.free_port()
-    command = [
-        str(services.POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
-        "-c", "full_page_writes=on", "-c", "max_connections=300",
-    ]  # fmt: skip
-    with (directory / "postgres.log").open("wb") as log:
-        process = subprocess.Popen(processes.as_user(command, user), stdout=log, stderr=subprocess.STDOUT)
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def accepting() -> bool:
-        with psycopg.connect(url, connect_timeout=1):
-            return True
-
-    processes.wait_until(accepting, timeout=30, what="PostgreSQL to accept connections")
-    return services.PostgresServer(admin_url=url, process=process, directory=directory)
-
-
 @dataclass
 class Services:
     postgres: services.PostgresServer
@@ -97,7 +66,7 @@ class Services:
 
 @contextlib.contextmanager
 def started_services(*, durable: bool = True) -> Iterator[Services]:
-    postgres = start_postgres(durable=durable)
+    postgres = services.PostgresServer.start(durable=durable)
     try:
         server = services.RedisServer.start()
         try:

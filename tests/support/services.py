@@ -38,7 +38,9 @@ class PostgresServer:
     _names: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, durable: bool = False) -> PostgresServer:
+        """Start a throwaway cluster. Tests leave durability off for speed; ``durable`` keeps
+        fsync, synchronous commit and full page writes on (benchmarks of durable writes)."""
         if not (POSTGRES_BIN / "initdb").exists():
             raise RuntimeError(f"PostgreSQL 15 is not installed ({POSTGRES_BIN}); run `make test` as root")
         user = processes.unprivileged_user()
@@ -64,11 +66,12 @@ class PostgresServer:
             capture_output=True,
         )
         port = processes.free_port()
-        # Durability settings are off: a test database is thrown away and speed matters.
+        durability = "on" if durable else "off"
         command = [
             str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=300",
+            "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={durability}",
+            "-c", f"synchronous_commit={durability}", "-c", f"full_page_writes={durability}",
+            "-c", "max_connections=300",
         ]  # fmt: skip
         with (directory / "postgres.log").open("wb") as log:
             process = subprocess.Popen(processes.as_user(command, user), stdout=log, stderr=subprocess.STDOUT)

@@ -89,6 +89,19 @@ def schema_gate(required: str | None, runs: Sequence[Json]) -> SchemaGate:
     )
 
 
+def _deployment_problem(deployment: Json | None) -> tuple[str, str] | None:
+    """A Deployment that cannot make its pods (a missing ServiceAccount, a quota, a refused
+    pod spec) or gave up rolling out says so in its conditions; nothing else would."""
+    for condition in (deployment or {}).get("status", {}).get("conditions") or []:
+        failing = condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
+        stuck = (
+            condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
+        )
+        if failing or stuck:
+            return str(condition.get("reason") or condition["type"]), str(condition.get("message") or "")
+    return None
+
+
 def _waiting_problem(pods: Sequence[Json]) -> tuple[str, str] | None:
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
@@ -118,7 +131,7 @@ def agent_status(
         >= int(deployment["metadata"].get("generation", 0))
         and int(deployment_status.get("updatedReplicas") or 0) >= 1
     )
-    problem = _waiting_problem(observation.pods)
+    problem = _deployment_problem(deployment) or _waiting_problem(observation.pods)
     phase: Phase
     ready: tuple[bool, str, str]
     progressing: tuple[bool, str, str]

@@ -201,3 +201,35 @@ def test_agent_status_from_observations() -> None:
         )
         is None
     )
+
+
+def test_a_deployment_that_cannot_create_its_pod_degrades_the_agent() -> None:
+    spec = tradingagent.TradingAgentSpec.model_validate({"role": "strategist"})
+    failing = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": 'serviceaccount "sapphire-vertex" not found',
+                }
+            ],
+        },
+    }
+    observation = agents.AgentObservation(
+        deployment=failing, pods=[], schema=agents.SchemaGate(True, "NoSchemaRequired", "")
+    )
+    status = agents.agent_status(
+        name="s",
+        spec=spec,
+        generation=1,
+        previous=tradingagent.TradingAgentStatus(),
+        observation=observation,
+        now=NOW,
+    )
+    assert status.phase is tradingagent.TradingAgentPhase.DEGRADED
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.reason, ready.message) == ("FailedCreate", 'serviceaccount "sapphire-vertex" not found')

@@ -53,6 +53,8 @@ class Attempt:
     finished_at: datetime.datetime | None = None
     message: str = ""
     deadline_exceeded: bool = False
+    waiting: str = ""
+    """Why a container of the attempt cannot start yet (a sidecar's image, a missing Secret)."""
 
     @property
     def finished(self) -> bool:
@@ -80,7 +82,16 @@ def read_attempt(pod: Json) -> Attempt:
                 message=str(terminated.get("message") or ""),
                 deadline_exceeded=deadline,
             )
-    return Attempt(number, metadata["name"], metadata["uid"], started, deadline_exceeded=deadline)
+    waiting = ""
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    for container in statuses:
+        state = container.get("state", {}).get("waiting") or {}
+        if state.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            waiting = f"{container.get('name')}: {state['reason']}: {state.get('message', '')}".rstrip(": ")
+            break
+    return Attempt(
+        number, metadata["name"], metadata["uid"], started, deadline_exceeded=deadline, waiting=waiting
+    )
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,10 @@ def decide(
             )
             return Decision(status=decision.status, event=decision.event, kill_pod=latest.pod_name)
         status["phase"] = Phase.RUNNING.value
+        if latest.waiting:
+            status["message"] = config.redact_url(f"attempt {latest.number} is waiting: {latest.waiting}")[
+                -MESSAGE_LIMIT:
+            ]
         return Decision(status=status)
     if latest.deadline_exceeded:
         return finish(Phase.FAILED, "DeadlineExceeded", f"attempt {latest.number} exceeded its deadline")

@@ -233,3 +233,23 @@ def test_a_deployment_that_cannot_create_its_pod_degrades_the_agent() -> None:
     assert status.phase is tradingagent.TradingAgentPhase.DEGRADED
     ready = next(c for c in status.conditions if c.type == "Ready")
     assert (ready.reason, ready.message) == ("FailedCreate", 'serviceaccount "sapphire-vertex" not found')
+
+
+def test_a_container_that_cannot_start_is_reported_in_the_message() -> None:
+    pod = {
+        "metadata": {"name": "mr-1", "uid": "u", "labels": {"trading.sapphire-ai.com/attempt": "1"}},
+        "status": {
+            "startTime": "2026-11-27T11:59:50Z",
+            "initContainerStatuses": [
+                {
+                    "name": "proxy",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
+                }
+            ],
+            "containerStatuses": [{"name": "migrate", "state": {"waiting": {"reason": "PodInitializing"}}}],
+        },
+    }
+    attempt = migrations.read_attempt(pod)
+    decision = decide(run(status={"phase": "Running"}), [attempt])
+    assert decision.status["phase"] == "Running"
+    assert decision.status["message"] == "attempt 1 is waiting: proxy: ImagePullBackOff: no such image"

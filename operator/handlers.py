@@ -94,6 +94,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
         key = f"ta/{namespace}/{name}"
         async with state.locks[key]:
+            if not await state.resync.may_act():
+                return  # a peer with a higher or equal priority acts (see resync.peering_allows)
             body = await state.api.get(path)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 metrics.record_phase(tradingagent.KIND, key, None)
@@ -141,6 +143,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
         key = f"mr/{namespace}/{name}"
         async with state.locks[key]:
+            if not await state.resync.may_act():
+                return
             body = await state.api.get(path)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 metrics.record_phase(migrationrun.KIND, key, None)

@@ -7,8 +7,11 @@ trading figures. It is one loop per concern for the whole operator, not a kopf t
 object: kopf timers put a finalizer on every object, which would block ``kubectl delete``
 whenever the operator is down, for no work of ours (children go by garbage collection).
 
-Peering: the loop acts only while this operator would act under kopf's own peering rule
-(no live peer with a higher or equal priority), read from the same KopfPeering object.
+Peering: every reconcile (the loops' and kopf's handlers') acts only while this operator
+would act under kopf's own peering rule (no live peer with a higher or equal priority), read
+from the same KopfPeering object. kopf pauses its handlers itself when a higher-priority peer
+appears, but an operator that *joins* below a live leader was seen acting in our tests; the
+check makes "two operators never both act" hold either way.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ the database URL never appears in either (passwords are redacted).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,27 +21,9 @@ from sqlalchemy import create_engine, pool
 
 from sapphire import config as sapphire_config
 from sapphire.migrations import config, lock
+from sapphire.migrations.report import MigrationReport
 
 Direction = Literal["upgrade", "downgrade"]
-
-
-@dataclass
-class MigrationReport:
-    """The JSON the migration container leaves in its termination message."""
-
-    from_revision: str | None = None
-    to_revision: str | None = None
-    applied: list[str] = field(default_factory=list)
-    revisions: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["from"] = data.pop("from_revision")
-        data["to"] = data.pop("to_revision")
-        if data["error"] is None:
-            del data["error"]
-        return json.dumps(data, sort_keys=True)
 
 
 def lineage(script: ScriptDirectory, revision: str | None) -> list[str]:

@@ -64,6 +64,11 @@ class OperatorState:
         except (kubeapi.KubeApiError, httpx.HTTPError) as error:
             LOGGER.warning("could not post an event", extra={"reason": reason, "error": str(error)})
 
+    def forget(self, key: str) -> None:
+        """Drop the lock of an object that is gone, so the table does not grow forever. The
+        holder keeps its reference; a new reconcile of the same key makes a new lock."""
+        self.locks.pop(key, None)
+
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
@@ -99,6 +104,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             body = await state.api.get(path)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 metrics.record_phase(tradingagent.KIND, key, None)
+                state.forget(key)
                 return  # gone: garbage collection removes the children
             with metrics.reconciling(tradingagent.KIND, trigger):
                 try:
@@ -148,6 +154,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             body = await state.api.get(path)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 metrics.record_phase(migrationrun.KIND, key, None)
+                state.forget(key)
                 return
             if (body.get("status") or {}).get("cleanedUp"):
                 return  # final, and its pods are gone: nothing left to do

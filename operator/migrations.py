@@ -18,12 +18,12 @@ wait in ``Queued``.
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sapphire import config
+from sapphire.migrations.report import MigrationReport
 from sapphire.operator import builders, kubeapi
 from sapphire.operator.agents import owner_reference
 from sapphire.operator.settings import OperatorSettings
@@ -95,33 +95,6 @@ def read_attempt(pod: Json) -> Attempt:
 
 
 @dataclass(frozen=True)
-class Report:
-    """What ``sapphire migrate`` wrote to its termination log."""
-
-    from_revision: str | None = None
-    to_revision: str | None = None
-    applied: list[str] = field(default_factory=list)
-    revisions: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-def parse_report(message: str) -> Report | None:
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    return Report(
-        from_revision=data.get("from"),
-        to_revision=data.get("to"),
-        applied=[str(r) for r in data.get("applied") or []],
-        revisions=[str(r) for r in data.get("revisions") or []],
-        error=data.get("error"),
-    )
-
-
-@dataclass(frozen=True)
 class Decision:
     """What to do now, and the status that follows. ``create_attempt``/``delete_pods`` are I/O."""
 
@@ -183,7 +156,7 @@ def decide(
     latest = max(attempts, key=lambda a: a.number) if attempts else None
     pods = tuple(sorted(a.pod_name for a in attempts))
 
-    def finish(phase: Phase, reason: str, message: str, report: Report | None = None) -> Decision:
+    def finish(phase: Phase, reason: str, message: str, report: MigrationReport | None = None) -> Decision:
         status.update(phase=phase.value, message=config.redact_url(message)[-MESSAGE_LIMIT:])
         status["finishedAt"] = status.get("finishedAt") or _iso(now)
         if report is not None:
@@ -242,7 +215,7 @@ def decide(
         return Decision(status=status)
     if latest.deadline_exceeded:
         return finish(Phase.FAILED, "DeadlineExceeded", f"attempt {latest.number} exceeded its deadline")
-    report = parse_report(latest.message)
+    report = MigrationReport.parse(latest.message)
     if latest.exit_code == 0:
         if report is None:
             return finish(Phase.FAILED, "NoReport", "the migration exited 0 without its JSON report")

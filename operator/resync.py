@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from sapphire.operator.settings import OperatorSettings
 
 Json = dict[str, Any]
 LOGGER = logging.getLogger(__name__)
+PEERING_CACHE_SECONDS = 1.0
+"""Far below kopf's peering lifetime (60 s), so a takeover is honoured within a second."""
 
 
 def peering_allows(
@@ -59,6 +62,7 @@ class Resync:
         self.settings = settings
         self.identity = identity
         self._tasks: list[asyncio.Task[None]] = []
+        self._verdict: tuple[float, bool] | None = None
 
     def collection_paths(self, group_version: str, plural: str) -> list[str]:
         if self.settings.cluster_wide:
@@ -68,8 +72,17 @@ class Resync:
         ]
 
     async def may_act(self) -> bool:
+        """Whether this operator may act now. Every reconcile asks, so the peering object is
+        read at most once per PEERING_CACHE_SECONDS rather than once per reconcile."""
         if self.settings.standalone:
             return True
+        if self._verdict is not None and time.monotonic() - self._verdict[0] < PEERING_CACHE_SECONDS:
+            return self._verdict[1]
+        verdict = await self._read_peering()
+        self._verdict = (time.monotonic(), verdict)
+        return verdict
+
+    async def _read_peering(self) -> bool:
         if self.settings.cluster_wide:
             paths = [f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.settings.peering_name}"]
         else:

@@ -229,6 +229,7 @@ def migrate(
     import os
 
     from sapphire.migrations import runner
+    from sapphire.migrations.report import MigrationReport
 
     database_url = os.environ.get("SAPPHIRE_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
     if not database_url:
@@ -244,7 +245,7 @@ def migrate(
     except Exception as error:  # any failure is reported, redacted, as exit code 1
         message = runner.redacted_error(error, database_url)
         with contextlib.suppress(OSError):  # the error is on stderr either way
-            runner.write_report(termination_log, runner.MigrationReport(error=message))
+            runner.write_report(termination_log, MigrationReport(error=message))
         fail(f"migration failed: {message}", code=1)
     try:
         runner.write_report(termination_log, report)

@@ -31,7 +31,8 @@ class TraderApi:
 
 @contextmanager
 def running_trader_api(*, database_url: str, redis_url: str, **settings: str) -> Iterator[TraderApi]:
-    """``sapphire api`` on a free port; ``settings`` are extra ``SAPPHIRE_*`` variables."""
+    """``sapphire api`` on a free port; ``settings`` are ``SAPPHIRE_*`` variables (they may
+    override the defaults here, tokens included). Fails if the API does not shut down cleanly."""
     port = processes.free_port()
     env = {
         **os.environ,
@@ -58,3 +59,5 @@ def running_trader_api(*, database_url: str, redis_url: str, **settings: str) ->
         yield TraderApi(url=url, log=log)
     finally:
         processes.stop_process(process)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
+    assert process.returncode in (0, -15), f"sapphire api exited with {process.returncode}; log: {log}"

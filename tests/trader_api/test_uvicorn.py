@@ -4,9 +4,6 @@ on real Postgres and Redis. Also the schemathesis fuzzing, which must find no 5x
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +19,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from tests.support import processes, services
+from tests.support import processes, services, trader_api
 from tests.trader_api import support
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -34,36 +31,19 @@ def api_url(
 ) -> Iterator[str]:
     """``sapphire api`` serving a migrated database of this module's own."""
     database = postgres_server.create_database(template=migrated_template)
-    port = processes.free_port()
-    env = {
-        **os.environ,
-        "SAPPHIRE_DATABASE_URL": database.replace("postgresql://", "postgresql+psycopg://", 1),
-        "SAPPHIRE_REDIS_URL": redis_server.fresh_database(),
-        "SAPPHIRE_REDIS_KEY_PREFIX": f"uvicorn{port}:",
-        "SAPPHIRE_READ_TOKEN": support.READ_TOKEN,
-        "SAPPHIRE_AGENT_TOKEN": support.AGENT_TOKEN,
-        "SAPPHIRE_ADMIN_TOKEN": support.ADMIN_TOKEN,
-        "SAPPHIRE_PORT": str(port),
-        "SAPPHIRE_LOG_FORMAT": "json",
-        "SAPPHIRE_LOG_LEVEL": "WARNING",
-        "SAPPHIRE_EVENTS_HEARTBEAT_SECONDS": "0.5",
-    }
-    log = (ARTIFACTS / f"uvicorn-{port}.log") if ARTIFACTS.exists() else Path(os.devnull)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sapphire", "api"], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        processes.wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200, timeout=30, what="sapphire api"
-        )
-        yield url
+        with trader_api.running_trader_api(
+            database_url=database,
+            redis_url=redis_server.fresh_database(),
+            redis_key_prefix=f"uvicorn{processes.free_port()}:",
+            read_token=support.READ_TOKEN,
+            agent_token=support.AGENT_TOKEN,
+            admin_token=support.ADMIN_TOKEN,
+            events_heartbeat_seconds="0.5",
+        ) as api:
+            yield api.url
     finally:
-        processes.stop_process(process)
         postgres_server.drop_database(database)
-    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
-    assert process.returncode in (0, -15), f"sapphire api exited with {process.returncode}"
 
 
 def test_probes_and_metrics_over_real_http(api_url: str) -> None:

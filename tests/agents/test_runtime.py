@@ -177,8 +177,13 @@ async def test_a_redis_outage_is_survived_and_ticks_flow_again(
         assert not agent.task.done()
 
         async def trend_until_signal() -> None:
+            # Each batch continues from where the last one ended: restarting the series would
+            # be a sharp drop, which an analyst that resubscribed mid-batch rightly sells.
+            price = 100.0
             while not api.signals:
-                await publish_ticks(url, redis_prefix, "BTC-USD", series.uptrend(n=80), pace=0.001)
+                batch = series.uptrend(n=80, start=price)
+                await publish_ticks(url, redis_prefix, "BTC-USD", batch, pace=0.001)
+                price = batch[-1]
 
         await asyncio.wait_for(trend_until_signal(), timeout=30)
     finally:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
 from sapphire.trader_api import bus, dashboard, errors, mcp_endpoint, metrics
+from sapphire.trader_api.forwarding import ForwardingMiddleware
 from sapphire.trader_api.routes import (
     agents,
     bars,
@@ -33,10 +34,15 @@ from sapphire.trader_api.routes import (
     ticks,
 )
 from sapphire.trader_api.services import runtime as runtime_module
+from sapphire.trader_api.services.publisher import Publisher
+from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.settings import TraderApiSettings
 from sapphire.trader_api.storage.database import Database
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_PUBLISH_SECONDS = 2.0
+"""How long a shutdown waits for committed events to reach the bus."""
 
 V1_ROUTERS = (
     instruments.router,
@@ -140,15 +146,24 @@ def create_app(
             clock=clock or runtime_module.utcnow,
         )
         app.state.runtime = runtime
+        publisher = app.state.publisher = Publisher(chosen_bus, app.state.metrics)
+        writer = app.state.writer = Writer(runtime, publisher)
         try:
             await runtime.prepare()
+            await writer.elect()  # a lone replica is the writer before the first request
         except Exception as error:  # readiness reports it; the API still serves /healthz
             log.warning("database not ready at start-up: %s", error)
+        background = [
+            asyncio.create_task(publisher.run(), name="event-publisher"),
+            asyncio.create_task(writer.run(), name="order-engine-writer"),
+        ]
         feed_task: asyncio.Task[None] | None = None
         if settings.feed != "none":
-            from sapphire.trader_api.feeds import publisher
+            from sapphire.trader_api.feeds import publisher as feed_publisher
 
-            feed_task = asyncio.create_task(publisher.run_configured_feed(runtime), name="market-feed")
+            feed_task = asyncio.create_task(
+                feed_publisher.run_configured_feed(runtime, writer), name="market-feed"
+            )
         try:
             yield
         finally:
@@ -156,6 +171,13 @@ def create_app(
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feed_task
+            with contextlib.suppress(TimeoutError):  # what committed is published, if the bus lets us
+                await asyncio.wait_for(publisher.idle(), SHUTDOWN_PUBLISH_SECONDS)
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await writer.close()
             if own_bus:
                 await chosen_bus.close()
             await database.close()
@@ -167,6 +189,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics.Metrics()
+    app.add_middleware(ForwardingMiddleware, state=app.state, timeout=settings.forward_timeout_seconds)
     app.add_middleware(_MetricsMiddleware, registry=app.state.metrics)
     _install_error_handlers(app)
     app.include_router(health.router)

@@ -9,8 +9,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sapphire.trader_api import auth
 from sapphire.trader_api.services.market import MarketService
+from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
-from sapphire.trader_api.services.trading import TradingService
+from sapphire.trader_api.services.writer import Writer
 
 _bearer = HTTPBearer(auto_error=False, description="Token with scope read, agent or admin.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -24,15 +25,26 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_trading(runtime: RuntimeDep) -> TradingService:
-    return TradingService(runtime)
+def get_writer(request: Request) -> Writer:
+    writer: Writer = request.app.state.writer
+    return writer
+
+
+WriterDep = Annotated[Writer, Depends(get_writer)]
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
 def get_market(runtime: RuntimeDep) -> MarketService:
     return MarketService(runtime)
 
 
-TradingDep = Annotated[TradingService, Depends(get_trading)]
 MarketDep = Annotated[MarketService, Depends(get_market)]
 
 

@@ -92,6 +92,27 @@ class TraderApiSettings(config.ServiceSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port uvicorn binds.")
+    advertise_url: str = Field(
+        default="",
+        pattern=r"^(https?://[A-Za-z0-9._\[\]:-]+)?$",
+        description="Where other replicas forward engine writes while this one is the writer "
+        "(http://POD_IP:8000 on Kubernetes); empty means http://HOST:PORT.",
+    )
+    writer_max_batch: int = Field(
+        default=512,
+        ge=1,
+        le=100_000,
+        description="Most commands the order engine commits in one transaction.",
+    )
+    writer_election_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often a follower replica runs for writer, and an idle writer checks its epoch.",
+    )
+    forward_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of a write forwarded from a follower replica to the writer."
+    )
     read_token: SecretStr = Field(default=SecretStr(""), description="Bearer token with scope read.")
     agent_token: SecretStr = Field(
         default=SecretStr(""),
@@ -157,6 +178,10 @@ class TraderApiSettings(config.ServiceSettings):
         shown["instruments"] = [instrument.model_dump(mode="json") for instrument in self.instruments]
         shown["risk"] = self.risk.model_dump(mode="json")
         return shown
+
+    @property
+    def advertise_address(self) -> str:
+        return self.advertise_url or f"http://{self.host}:{self.port}"
 
     @property
     def sqlalchemy_url(self) -> str:

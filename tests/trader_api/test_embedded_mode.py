@@ -45,10 +45,21 @@ async def test_orders_fills_and_events_work_on_sqlite_with_the_memory_bus(
         portfolio = (await client.get("/v1/portfolio", headers=READ)).json()
         assert dec(portfolio["positions"][0]["average_price"]) == dec("99.90")
         assert dec(portfolio["fees"]) == dec("0.1998")
-        kinds = []
+        kinds, sequence = [], []
         while (message := await subscription.get(wait_seconds=0.1)) is not None:
-            kinds.append(json.loads(message.data).get("type", message.channel))
-    assert kinds == ["sapphire:ticks:BTC-USD", "order", "sapphire:ticks:BTC-USD", "fill", "order"]
+            envelope = json.loads(message.data)
+            kinds.append(envelope.get("type", message.channel))
+            if "seq" in envelope:
+                sequence.append(envelope["seq"])
+    assert kinds == [
+        "sapphire:ticks:BTC-USD",
+        "order",
+        "sapphire:ticks:BTC-USD",
+        "fill",
+        "order",
+        "portfolio",
+    ]
+    assert sequence == list(range(sequence[0], sequence[0] + 4))  # one more per event
 
 
 async def test_concurrent_duplicates_make_exactly_one_order_on_sqlite(

@@ -48,7 +48,14 @@ def api_url(
 
 def test_probes_and_metrics_over_real_http(api_url: str) -> None:
     assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{api_url}/readyz").json() == {"status": "ready", "database": "ok", "bus": "ok"}
+    ready = httpx.get(f"{api_url}/readyz").json()
+    assert ready == {
+        "status": "ready",
+        "database": "ok",
+        "bus": "ok",
+        "engine": {"role": "writer", "writer": ready["engine"]["writer"], "epoch": 1},
+    }
+    assert ready["engine"]["writer"].startswith("http://127.0.0.1:")
     metrics = httpx.get(f"{api_url}/metrics").text
     assert "sapphire_http_requests_total" in metrics
     assert 'route="/readyz"' in metrics

@@ -16,6 +16,7 @@ from sapphire.trader_api.core import domain
 from sapphire.trader_api.feeds import replay, simulated
 from sapphire.trader_api.services import ingest
 from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.services.writer import NotWriterError, Writer
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ def _batches(runtime: Runtime) -> Iterator[list[domain.Quote]]:
     )
 
 
-async def run_configured_feed(runtime: Runtime) -> None:
-    """Publish one batch per ``feed_interval_seconds`` until cancelled; outages are retried."""
+async def run_configured_feed(runtime: Runtime, writer: Writer) -> None:
+    """Publish one batch per ``feed_interval_seconds`` until cancelled; outages are retried.
+
+    Only the account's writer ingests: on a follower replica the batches are skipped."""
     interval = runtime.settings.feed_interval_seconds
     for batch in _batches(runtime):
         # Each batch is stamped with the API's clock and batches are paced by
@@ -58,7 +61,9 @@ async def run_configured_feed(runtime: Runtime) -> None:
         now = runtime.clock()
         stamped = [domain.Quote(q.symbol, q.bid, q.ask, q.last, q.size, now) for q in batch]
         try:
-            await ingest.ingest(runtime, stamped)
+            await ingest.ingest(runtime, writer, stamped)
+        except NotWriterError:
+            log.debug("feed: batch skipped, this replica is not the writer")
         except errors.UnavailableError as error:
             log.warning("feed: batch dropped, %s", error)
         except Exception:

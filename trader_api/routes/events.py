@@ -1,8 +1,11 @@
 """``GET /v1/events``: Server-Sent Events of orders, fills, signals and risk changes.
 
-Each event is ``event: <type>`` (``order``, ``fill``, ``signal``, ``risk``) and
-``data: <json>``. The stream opens with a ``: subscribed`` comment once the subscription
-is live, and sends a comment every ``events_heartbeat_seconds`` while idle. If Redis goes
+Each event is ``event: <type>`` (``order``, ``fill``, ``portfolio``, ``risk``, ``signal``)
+and ``data: <json>``. Order, fill, portfolio and risk events also carry the account's
+sequence number as the SSE ``id:`` (and as ``seq`` in the data): it grows by one per
+event, so a client that sees it jump has missed events and re-reads the REST views.
+
+The stream opens with a ``: subscribed`` comment once the subscription is live, and sends a comment every ``events_heartbeat_seconds`` while idle. If Redis goes
 away the stream ends; EventSource clients reconnect by themselves.
 """
 
@@ -23,7 +26,7 @@ from sapphire.trader_api.deps import ReadScope, RuntimeDep
 router = APIRouter(tags=["events"])
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("order", "fill", "signal", "risk")
+EVENT_TYPES = ("order", "fill", "portfolio", "risk", "signal")
 
 
 @router.get(
@@ -36,7 +39,8 @@ async def stream_events(
     _: ReadScope,
     runtime: RuntimeDep,
     types: Annotated[
-        str | None, Query(pattern=r"^(order|fill|signal|risk)(,(order|fill|signal|risk))*$")
+        str | None,
+        Query(pattern=r"^(order|fill|portfolio|risk|signal)(,(order|fill|portfolio|risk|signal))*$"),
     ] = None,
 ) -> StreamingResponse:
     """Stream events as they happen; ``types=order,fill`` narrows the stream."""
@@ -62,8 +66,12 @@ async def stream_events(
                     yield ": keep-alive\n\n"
                     continue
                 envelope = json.loads(message.data)
-                if envelope.get("type") in wanted:
-                    yield f"event: {envelope['type']}\ndata: {json.dumps(envelope['data'])}\n\n"
+                if envelope.get("type") not in wanted:
+                    continue
+                sequence = envelope.get("seq")
+                data = envelope["data"] if sequence is None else {**envelope["data"], "seq": sequence}
+                frame_id = "" if sequence is None else f"id: {sequence}\n"
+                yield f"{frame_id}event: {envelope['type']}\ndata: {json.dumps(data)}\n\n"
 
     return StreamingResponse(
         frames(),

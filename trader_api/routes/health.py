@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sapphire.trader_api.deps import RuntimeDep
+from sapphire.trader_api.services.publisher import Publisher
+from sapphire.trader_api.services.writer import Writer
 
 router = APIRouter(tags=["operations"])
 
@@ -22,8 +24,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "The database or Redis does not answer"}})
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Readiness: the database (with the paper account) and Redis both answer."""
+async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """Readiness: the database (with the paper account) and Redis both answer. ``engine``
+    says whether this replica is the account's writer or a follower that forwards writes."""
     checks: dict[str, str] = {}
     for name, probe in (("database", runtime.prepare), ("bus", runtime.bus.ping)):
         try:
@@ -33,8 +36,14 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         else:
             checks[name] = "ok"
     ready = all(value == "ok" for value in checks.values())
+    writer: Writer = request.app.state.writer
+    publisher: Publisher = request.app.state.publisher
+    engine = {"role": writer.role.value, "writer": writer.leader, "epoch": writer.epoch}
+    if publisher.failure is not None:
+        engine["unpublished_batches"] = len(publisher.backlog)
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", **checks}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "unavailable", **checks, "engine": engine},
+        status_code=200 if ready else 503,
     )
 
 

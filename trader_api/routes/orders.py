@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from sapphire.trader_api.core.domain import OrderStatus
-from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, TradingDep
+from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, WriterDep
 from sapphire.trader_api.errors import NotFoundError
 from sapphire.trader_api.schemas.common import Name, Symbol
 from sapphire.trader_api.schemas.orders import OrderCreate, OrderPublic
@@ -25,10 +25,11 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 
 @router.post("/orders", response_model=OrderPublic, status_code=status.HTTP_201_CREATED, responses=_ERRORS)
 async def submit_order(
-    request: OrderCreate, _: AgentScope, service: TradingDep, response: Response
+    request: OrderCreate, _: AgentScope, runtime: RuntimeDep, writer: WriterDep, response: Response
 ) -> OrderPublic:
-    """Submit an order to the paper venue: 201 when new, 200 when a retry of the same order."""
-    order, created = await service.submit(request)
+    """Submit an order to the paper venue: 201 when new, 200 when a retry of the same order.
+    Either answer means the order is durable."""
+    order, created = await trading.submit(runtime, writer, request)
     if not created:
         response.status_code = status.HTTP_200_OK
     return OrderPublic.model_validate(order)
@@ -67,5 +68,7 @@ async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> O
     response_model=OrderPublic,
     responses={404: {"description": "No such order"}, 409: {"description": "The order is no longer open"}},
 )
-async def cancel_order(order_id: uuid.UUID, _: AgentScope, service: TradingDep) -> OrderPublic:
-    return OrderPublic.model_validate(await service.cancel(order_id))
+async def cancel_order(
+    order_id: uuid.UUID, _: AgentScope, runtime: RuntimeDep, writer: WriterDep
+) -> OrderPublic:
+    return OrderPublic.model_validate(await trading.cancel(runtime, writer, order_id))

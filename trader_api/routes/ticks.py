@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sapphire.trader_api.core import domain
-from sapphire.trader_api.deps import AgentScope, RuntimeDep
+from sapphire.trader_api.deps import AgentScope, RuntimeDep, WriterDep
 from sapphire.trader_api.schemas.market import TickBatch, TicksAccepted
 from sapphire.trader_api.services import ingest
 
@@ -11,10 +11,13 @@ router = APIRouter(tags=["market data"])
 
 
 @router.post("/ticks", response_model=TicksAccepted)
-async def post_ticks(batch: TickBatch, _: AgentScope, runtime: RuntimeDep) -> TicksAccepted:
-    """Ingest ticks: latest quote and tick stream in Redis, bars and resting-order fills in the database."""
+async def post_ticks(
+    batch: TickBatch, _: AgentScope, runtime: RuntimeDep, writer: WriterDep
+) -> TicksAccepted:
+    """Ingest ticks: bars, marks and resting-order fills committed, then the latest quote,
+    the tick stream and the events published."""
     quotes = [
         domain.Quote(symbol=t.symbol, bid=t.bid, ask=t.ask, last=t.last, size=t.size, ts=t.ts)
         for t in batch.ticks
     ]
-    return TicksAccepted(accepted=await ingest.ingest(runtime, quotes))
+    return TicksAccepted(accepted=await ingest.ingest(runtime, writer, quotes))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import bars, domain
 from sapphire.trader_api.services.runtime import Runtime
-from sapphire.trader_api.storage import books, tables
+from sapphire.trader_api.storage import books, journal, tables
 
 
 def quote_payload(quote: domain.Quote) -> dict[str, str]:
@@ -56,8 +56,8 @@ class MarketService:
         if quote is None:
             raise errors.NotFoundError(f"no quote for {symbol} yet")
         async with self.runtime.database.read() as session:
-            account = await books.account(session, lock=False)
-        limits = books.limits_from_json(account.risk_limits)
+            account = await books.account(session)
+        limits = journal.limits_from_json(account.risk_limits)
         return quote, quote.age_seconds(self.runtime.clock()) > limits.stale_quote_seconds
 
     async def bars(self, symbol: str, interval: bars.Interval, limit: int) -> list[tables.Bar]:

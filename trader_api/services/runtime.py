@@ -1,4 +1,4 @@
-"""What every service shares: settings, database, bus, catalog, clock, metrics, outbox."""
+"""What every service shares: settings, database, bus, catalog, clock and metrics."""
 
 from __future__ import annotations
 
@@ -65,20 +65,6 @@ class Catalog:
 
 
 @dataclasses.dataclass
-class Outbox:
-    """Messages a transaction publishes just before it commits: if the bus is down the
-    transaction rolls back, so nothing is written that subscribers never heard of."""
-
-    names: bus.Names
-    messages: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-    def event(self, kind: str, data: dict[str, Any], *, channel: str | None = None) -> None:
-        if channel is not None:
-            self.messages.append((channel, dumps(data)))
-        self.messages.append((self.names.events, dumps({"type": kind, "data": data})))
-
-
-@dataclasses.dataclass
 class Runtime:
     settings: TraderApiSettings
     database: Database
@@ -106,16 +92,3 @@ class Runtime:
                 now=self.clock(),
             )
         self._prepared = True
-
-    def outbox(self) -> Outbox:
-        return Outbox(self.names)
-
-    async def flush(self, outbox: Outbox) -> None:
-        """Publish ``outbox``; UnavailableError (so the transaction rolls back) if the bus is down."""
-        if not outbox.messages:
-            return
-        try:
-            await self.bus.write(messages=outbox.messages)
-        except bus.BusUnavailableError as error:
-            raise errors.UnavailableError(f"message bus unavailable: {error}") from error
-        outbox.messages.clear()

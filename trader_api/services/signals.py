@@ -10,23 +10,31 @@ import sqlalchemy as sa
 
 from sapphire.trader_api.core import accounting, domain
 from sapphire.trader_api.schemas.signals import HeadlineCreate, HeartbeatCreate, SignalCreate, SignalPublic
-from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.services.publisher import Publication, Publisher
+from sapphire.trader_api.services.runtime import Runtime, dumps
 from sapphire.trader_api.storage import tables
 
 ALIVE_WITHIN = timedelta(seconds=60)
 
 
-async def store_signal(runtime: Runtime, request: SignalCreate) -> tables.Signal:
-    """Persist and publish one signal: both happen, or (bus down: 503) neither."""
-    outbox = runtime.outbox()
+async def store_signal(runtime: Runtime, publisher: Publisher, request: SignalCreate) -> tables.Signal:
+    """Persist one signal, then publish it (after the commit: durable before visible).
+
+    While the bus is known to be down the signal is refused (503) before anything is
+    written; a commit whose publication then fails is published once the bus is back."""
+    publisher.check()
     async with runtime.database.write() as session:
         row = tables.Signal(id=uuid.uuid4(), created_at=runtime.clock(), **request.model_dump())
         session.add(row)
-        await session.flush()
-        outbox.event(
-            "signal", SignalPublic.model_validate(row).model_dump(mode="json"), channel=runtime.names.signals
+    data = SignalPublic.model_validate(row).model_dump(mode="json")
+    publisher.enqueue(
+        Publication(
+            messages=[
+                (runtime.names.signals, dumps(data)),
+                (runtime.names.events, dumps({"type": "signal", "data": data})),
+            ]
         )
-        await runtime.flush(outbox)
+    )
     runtime.metrics.signals.labels(request.role).inc()
     return row
 

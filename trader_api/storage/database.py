@@ -66,6 +66,13 @@ class Database:
             await stack.enter_async_context(session.begin())
             yield session
 
+    def serialized(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held around a write on a connection of one's own: SQLite's writes take turns in
+        this process; Postgres needs nothing."""
+        if self.is_sqlite:
+            return self._write_lock
+        return contextlib.nullcontext()
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))

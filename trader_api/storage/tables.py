@@ -35,8 +35,8 @@ class Base(DeclarativeBase):
 class Account(Base):
     """Cash, fees, realized PnL, the loss watermarks and the risk state of the account.
 
-    Order processing locks this row (``SELECT ... FOR UPDATE``), which serializes every
-    change to the books across API replicas."""
+    Only the account's writer (the order engine's journal) changes it, and each of its
+    batches checks ``writer_epoch``: a deposed writer's batch updates no row and rolls back."""
 
     __tablename__ = "accounts"
 
@@ -52,6 +52,12 @@ class Account(Base):
     risk_reason: Mapped[str] = mapped_column(sa.Text(), default="")
     risk_limits: Mapped[dict[str, Any]] = mapped_column(sa.JSON())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    writer_epoch: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
+    """Bumped by each new writer; the fencing token every batch checks."""
+    writer_address: Mapped[str] = mapped_column(sa.Text(), server_default="")
+    """Where the current writer takes forwarded writes (``http://host:port``)."""
+    event_sequence: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
+    """The last event sequence number the writer committed."""
 
 
 class Position(Base):
@@ -71,6 +77,7 @@ class Order(Base):
         sa.Index("ix_orders_symbol_status", "symbol", "status"),
         sa.Index("ix_orders_agent_created_at", "agent", "created_at"),
         sa.Index("ix_orders_created_at", "created_at"),
+        sa.Index("ix_orders_status_sequence", "status", "sequence"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid(), primary_key=True)
@@ -90,6 +97,8 @@ class Order(Base):
     reason: Mapped[str] = mapped_column(sa.Text(), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sequence: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
+    """The account's intake number of the order: its time priority."""
 
     @property
     def average_price(self) -> Decimal | None:

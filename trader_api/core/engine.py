@@ -1,0 +1,464 @@
+"""The order engine: the one place where the state of an account's orders changes.
+
+One engine holds one account in memory: cash and positions, open orders per symbol, the
+idempotency index, the risk state and limits, the latest quotes and the open bars. A
+command (:data:`records.Command`) is applied by :meth:`Engine.apply`, which is pure: it
+does no I/O, never awaits, and reads time only from the injected clock, so the live API,
+``sapphire up`` and a backtest on a simulated clock run the same decisions.
+
+A command either succeeds, leaving its effects in :class:`records.Changes`, or raises a
+:mod:`errors` exception and changes nothing. The I/O shell (``services/writer.py``) takes
+the changes of a batch of commands, journals them in one transaction, and only then
+answers the callers and publishes the events.
+
+The paper venue's fill model (:mod:`venue`), the risk rules (:mod:`risk`) and the exact
+accounting (:mod:`accounting`) plug in unchanged; :class:`Venue` is the seam a live venue
+implements.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import decimal
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from sapphire.trader_api import errors
+from sapphire.trader_api.core import accounting, bars, domain, risk, venue
+from sapphire.trader_api.core.records import (
+    Account,
+    ApplyTicks,
+    BarKey,
+    CancelOrder,
+    Changes,
+    Command,
+    EngineState,
+    Event,
+    Fill,
+    Order,
+    OrderAccepted,
+    OrderReplayed,
+    Result,
+    RiskChanged,
+    SetLimits,
+    SetRiskState,
+    SubmitOrder,
+    TicksApplied,
+)
+
+RECENT_ORDERS = 50_000
+"""Closed orders kept in memory to answer repeats without a database read."""
+
+
+class Instrument(Protocol):
+    @property
+    def tick_size(self) -> Decimal: ...
+    @property
+    def lot_size(self) -> Decimal: ...
+
+
+class Venue(Protocol):
+    """Where orders execute. The paper venue decides at once; a live venue (V1) answers
+    later, feeding its executions back as commands."""
+
+    def on_arrival(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal
+    ) -> venue.Arrival:
+        """Fill, rest or cancel a new order against the current quote."""
+
+    def on_tick(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, lot_size: Decimal
+    ) -> venue.Execution | None:
+        """The execution a resting order gets from one tick, if any."""
+
+    def worst_price(self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal) -> Decimal:
+        """The worst price the order can fill at on arrival, for the pre-trade checks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperVenue:
+    """The built-in paper venue: :mod:`venue`'s deterministic fill model."""
+
+    config: venue.VenueConfig
+
+    def on_arrival(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal
+    ) -> venue.Arrival:
+        return venue.on_arrival(order, quote, config=self.config, tick_size=tick_size)
+
+    def on_tick(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, lot_size: Decimal
+    ) -> venue.Execution | None:
+        return venue.on_tick(order, quote, config=self.config, lot_size=lot_size)
+
+    def worst_price(self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal) -> Decimal:
+        if order.limit_price is not None:
+            return order.limit_price
+        return venue.arrival_price(order, quote, config=self.config, tick_size=tick_size)
+
+
+class Engine:
+    def __init__(
+        self,
+        state: EngineState,
+        *,
+        venue: Venue,
+        instruments: Callable[[str], Instrument | None],
+        clock: Callable[[], datetime],
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        self.account = state.account
+        self.venue, self.instruments, self.clock, self.new_id = venue, instruments, clock, new_id
+        self.open: dict[str, dict[uuid.UUID, Order]] = collections.defaultdict(dict)
+        """Open orders per symbol, in time priority (dicts keep insertion order)."""
+        for order in state.open_orders:
+            self.open[order.symbol][order.id] = order
+        self.idempotency = dict(state.idempotency)
+        self.recent: collections.OrderedDict[uuid.UUID, Order] = collections.OrderedDict()
+        self.quotes = dict(state.quotes)
+        self.bars: dict[BarKey, bars.Bar] = {}
+        self.sequence = state.sequence
+        self.intakes = state.intakes
+        self.changes = Changes()
+
+    # The shell's side ------------------------------------------------------------------
+
+    def take_changes(self) -> Changes:
+        """The effects since the last call, for the journal; the engine starts a new batch."""
+        changes, self.changes = self.changes, Changes()
+        changes.sequence = self.sequence
+        self._evict_closed_bars()
+        return changes
+
+    def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:
+        """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
+        keys = {
+            (q.symbol, interval, bars.bucket_start(q.ts, interval))
+            for q in quotes
+            for interval in bars.Interval
+        }
+        return {key for key in keys if key not in self.bars}
+
+    def prime_bars(self, loaded: Iterable[bars.Bar]) -> None:
+        for bar in loaded:
+            self.bars.setdefault((bar.symbol, bar.interval, bar.start), bar)
+
+    def order(self, order_id: uuid.UUID) -> Order | None:
+        """An open order, or a recently closed one."""
+        for book in self.open.values():
+            if order_id in book:
+                return book[order_id]
+        return self.recent.get(order_id)
+
+    @property
+    def open_orders(self) -> list[Order]:
+        return [order for book in self.open.values() for order in book.values()]
+
+    # Commands --------------------------------------------------------------------------
+
+    def apply(self, command: Command) -> Result:
+        """Apply one command; on an exception nothing has changed."""
+        match command:
+            case SubmitOrder():
+                return self._submit(command)
+            case CancelOrder():
+                return self._cancel(command)
+            case ApplyTicks():
+                return self._ticks(command)
+            case SetRiskState():
+                return self._set_state(command)
+            case SetLimits():
+                return self._set_limits(command)
+
+    def _submit(self, command: SubmitOrder) -> OrderAccepted | OrderReplayed:
+        known = self.idempotency.get(command.client_order_id)
+        if known is not None:
+            fingerprint, order_id = known
+            if fingerprint != command.request_hash:
+                raise errors.ConflictError(
+                    f"client_order_id {command.client_order_id!r} was already used for a different order"
+                )
+            order = self.order(order_id)
+            return OrderReplayed(order_id) if order is None else OrderAccepted(order, created=False)
+        instrument = self._instrument(command.symbol)
+        now = self.clock()
+        order = Order(
+            id=self.new_id(),
+            sequence=self.intakes + 1,
+            client_order_id=command.client_order_id,
+            request_hash=command.request_hash,
+            symbol=command.symbol,
+            side=command.side,
+            type=command.type,
+            time_in_force=command.time_in_force,
+            quantity=command.quantity,
+            limit_price=command.limit_price,
+            status=domain.OrderStatus.NEW,
+            filled_quantity=Decimal(0),
+            filled_notional=Decimal(0),
+            fees=Decimal(0),
+            agent=command.agent,
+            reason="",
+            created_at=now,
+            updated_at=now,
+        )
+        quote = self.quotes.get(command.symbol)
+        working = order.working
+        refusal = risk.check_order(
+            intent=risk.OrderIntent(
+                symbol=command.symbol,
+                side=command.side,
+                quantity=command.quantity,
+                price=Decimal(0)
+                if quote is None
+                else self.venue.worst_price(working, quote, tick_size=instrument.tick_size),
+                limit_price=command.limit_price,
+                pending_same_side=self._pending(command.symbol, command.side),
+            ),
+            portfolio=self.account.portfolio,
+            limits=self.account.limits,
+            state=self.account.risk_state,
+            quote=quote,
+            now=now,
+        )
+        if refusal is not None:
+            raise errors.RiskRefusedError(refusal.rule, refusal.message)
+        if quote is None:  # check_order refuses without a quote; this narrows the type
+            raise errors.RiskRefusedError("stale_quote", "no quote")
+        # From here on the command succeeds: state changes begin.
+        self.intakes = order.sequence
+        self.idempotency[command.client_order_id] = (command.request_hash, order.id)
+        arrival = self.venue.on_arrival(working, quote, tick_size=instrument.tick_size)
+        order = dataclasses.replace(
+            order,
+            status=arrival.status,
+            reason="ioc: not marketable on arrival" if arrival.status is domain.OrderStatus.CANCELED else "",
+        )
+        portfolio_before = self.account.portfolio
+        if arrival.execution is not None:
+            order = self._execute(order, arrival.execution, now)
+        self._store(order)
+        self._emit("order", order)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        return OrderAccepted(order, created=True)
+
+    def _cancel(self, command: CancelOrder) -> OrderAccepted:
+        order = self.order(command.order_id)
+        if order is None:
+            # Not open and not recent: it may exist, closed, but a closed order cannot be canceled.
+            raise errors.NotFoundError(f"order {command.order_id} not found or no longer open")
+        if not order.status.is_open:
+            raise errors.ConflictError(
+                f"order {command.order_id} is {order.status.value}: only open orders can be canceled"
+            )
+        now = self.clock()
+        order = self._close(order, domain.OrderStatus.CANCELED, "canceled by request", now)
+        self._touch_account(now)
+        return OrderAccepted(order, created=False)
+
+    def _ticks(self, command: ApplyTicks) -> TicksApplied:
+        now = self.clock()
+        for quote in command.quotes:
+            latest = self.quotes.get(quote.symbol)
+            if latest is None or quote.ts >= latest.ts:
+                self.quotes[quote.symbol] = quote
+                self.changes.quotes[quote.symbol] = quote
+            self.changes.ticks.append(quote)
+            self._add_to_bars(quote)
+        for order in self.open_orders:
+            if venue.day_expired(order.working, now):
+                self._close(order, domain.OrderStatus.CANCELED, "day order expired", now)
+        portfolio_before = self.account.portfolio
+        for quote in sorted(command.quotes, key=lambda q: q.ts):
+            instrument = self.instruments(quote.symbol)
+            if instrument is None:
+                continue
+            for order in list(self.open[quote.symbol].values()):
+                execution = self.venue.on_tick(order.working, quote, lot_size=instrument.lot_size)
+                if execution is not None:
+                    executed = self._execute(order, execution, now)
+                    self._store(executed)
+                    self._emit("order", executed)
+            marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
+            if marked is not self.account.portfolio:
+                self._set_portfolio(marked)
+                self.changes.positions.add(quote.symbol)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        return TicksApplied(len(command.quotes))
+
+    def _set_state(self, command: SetRiskState) -> RiskChanged:
+        now = self.clock()
+        if (
+            self.account.risk_state is domain.RiskState.HALTED
+            and command.state is not domain.RiskState.HALTED
+        ):
+            # Re-base the loss monitors, so the loss that halted trading does not halt it again.
+            equity = self.account.portfolio.equity
+            self.account = dataclasses.replace(
+                self.account,
+                watermarks=risk.Watermarks(
+                    trading_day=now.date(), day_start_equity=equity, peak_equity=equity
+                ),
+            )
+        self._change_state(command.state, command.reason, now)
+        return RiskChanged(self.account)
+
+    def _set_limits(self, command: SetLimits) -> RiskChanged:
+        unknown = sorted(set(command.changes) - {field.name for field in dataclasses.fields(risk.RiskLimits)})
+        if unknown:
+            raise errors.FieldError(["body", unknown[0]], "is not a risk limit")
+        now = self.clock()
+        self.account = dataclasses.replace(
+            self.account, limits=dataclasses.replace(self.account.limits, **command.changes), updated_at=now
+        )
+        self._touch_account(now)
+        self._emit("risk", self.account)
+        return RiskChanged(self.account)
+
+    # Internals -------------------------------------------------------------------------
+
+    def _instrument(self, symbol: str) -> Instrument:
+        instrument = self.instruments(symbol)
+        if instrument is None:
+            raise errors.FieldError(["body", "symbol"], f"unknown instrument {symbol!r}")
+        return instrument
+
+    def _pending(self, symbol: str, side: domain.Side) -> Decimal:
+        with decimal.localcontext(accounting.CONTEXT):
+            return sum(
+                (o.quantity - o.filled_quantity for o in self.open[symbol].values() if o.side is side),
+                Decimal(0),
+            )
+
+    def _execute(self, order: Order, execution: venue.Execution, now: datetime) -> Order:
+        """Book one execution, or close the order if the fill-time risk guard refuses it."""
+        portfolio = self.account.portfolio
+        refusal = risk.check_fill(
+            portfolio=portfolio,
+            limits=self.account.limits,
+            state=self.account.risk_state,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=execution.quantity,
+            price=execution.price,
+        )
+        if refusal is not None:
+            status = (
+                domain.OrderStatus.REJECTED if order.filled_quantity == 0 else domain.OrderStatus.CANCELED
+            )
+            reason = f"fill refused by risk rule {refusal.rule}: {refusal.message}"
+            return dataclasses.replace(order, status=status, reason=reason, updated_at=now)
+        before = portfolio.position(order.symbol).realized_pnl
+        portfolio = accounting.apply_fill(
+            portfolio,
+            accounting.Fill(
+                symbol=order.symbol,
+                side=order.side,
+                quantity=execution.quantity,
+                price=execution.price,
+                fee=execution.fee,
+            ),
+        )
+        self._set_portfolio(portfolio)
+        self.changes.positions.add(order.symbol)
+        with decimal.localcontext(accounting.CONTEXT):
+            filled = order.filled_quantity + execution.quantity
+            order = dataclasses.replace(
+                order,
+                filled_quantity=filled,
+                filled_notional=order.filled_notional + execution.quantity * execution.price,
+                fees=order.fees + execution.fee,
+                status=venue.status_after(order.working, filled),
+                updated_at=now,
+            )
+            realized = portfolio.position(order.symbol).realized_pnl - before
+        fill = Fill(
+            id=self.new_id(),
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=execution.quantity,
+            price=execution.price,
+            fee=execution.fee,
+            liquidity=execution.liquidity,
+            realized_pnl=realized,
+            agent=order.agent,
+            ts=now,
+        )
+        self.changes.fills.append(fill)
+        self._emit("fill", fill)
+        return order
+
+    def _store(self, order: Order) -> None:
+        """Record the order's new state in the open book or among the recent closed ones."""
+        book = self.open[order.symbol]
+        if order.status.is_open:
+            book[order.id] = order
+        else:
+            book.pop(order.id, None)
+            self.recent[order.id] = order
+            self.recent.move_to_end(order.id)
+            while len(self.recent) > RECENT_ORDERS:
+                self.recent.popitem(last=False)
+        self.changes.orders[order.id] = order
+
+    def _close(self, order: Order, status: domain.OrderStatus, reason: str, now: datetime) -> Order:
+        closed = dataclasses.replace(order, status=status, reason=reason, updated_at=now)
+        self._store(closed)
+        self._emit("order", closed)
+        return closed
+
+    def _set_portfolio(self, portfolio: accounting.Portfolio) -> None:
+        self.account = dataclasses.replace(self.account, portfolio=portfolio)
+
+    def _touch_account(self, now: datetime) -> None:
+        self.account = dataclasses.replace(self.account, updated_at=now)
+        self.changes.account = self.account
+
+    def _emit(self, kind: str, subject: Order | Fill | accounting.Portfolio | Account) -> None:
+        self.sequence += 1
+        self.changes.events.append(Event(self.sequence, kind, subject))
+
+    def _after_books_change(self, now: datetime, *, changed: bool) -> None:
+        """Move the watermarks and halt on a daily-loss or drawdown breach."""
+        equity = self.account.portfolio.equity
+        marks = risk.roll_watermarks(self.account.watermarks, equity=equity, today=now.date())
+        self.account = dataclasses.replace(self.account, watermarks=marks)
+        if changed:
+            self._emit("portfolio", self.account.portfolio)
+        if self.account.risk_state is not domain.RiskState.HALTED:
+            reason = risk.breach(marks, equity=equity, limits=self.account.limits)
+            if reason is not None:
+                self._change_state(domain.RiskState.HALTED, f"auto: {reason}", now)
+        self._touch_account(now)
+
+    def _change_state(self, state: domain.RiskState, reason: str, now: datetime) -> None:
+        self.account = dataclasses.replace(self.account, risk_state=state, risk_reason=reason, updated_at=now)
+        if state is domain.RiskState.HALTED:
+            for order in self.open_orders:
+                self._close(order, domain.OrderStatus.CANCELED, f"canceled: trading HALTED ({reason})", now)
+        self._emit("risk", self.account)
+        self._touch_account(now)
+
+    def _add_to_bars(self, quote: domain.Quote) -> None:
+        for interval in bars.Interval:
+            bar = bars.bar_from_tick(quote, interval)
+            key = (quote.symbol, interval, bar.start)
+            held = self.bars.get(key)
+            merged = bar if held is None else bars.merge(held, bar)
+            self.bars[key] = merged
+            self.changes.bars[key] = merged
+
+    def _evict_closed_bars(self) -> None:
+        """Keep only the newest bar of each series: older buckets are reloaded if ticked again."""
+        newest: dict[tuple[str, bars.Interval], datetime] = {}
+        for symbol, interval, start in self.bars:
+            series = (symbol, interval)
+            if series not in newest or start > newest[series]:
+                newest[series] = start
+        for key in [key for key in self.bars if key[2] < newest[(key[0], key[1])]]:
+            del self.bars[key]

@@ -1,0 +1,219 @@
+"""What the order engine holds and what it says: order and fill records, the account, the
+commands it applies, the results it answers, and the changes a batch of commands leaves
+for the journal.
+
+Every type here is a frozen value, so the journal and the event publisher can keep what
+the engine handed them while the engine moves on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+
+from sapphire.trader_api.core import accounting, bars, domain, risk, venue
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    id: uuid.UUID
+    sequence: int
+    """The account's intake number of the order (1, 2, ...): its time priority."""
+    client_order_id: str
+    request_hash: str
+    symbol: str
+    side: domain.Side
+    type: domain.OrderType
+    time_in_force: domain.TimeInForce
+    quantity: Decimal
+    limit_price: Decimal | None
+    status: domain.OrderStatus
+    filled_quantity: Decimal
+    filled_notional: Decimal
+    fees: Decimal
+    agent: str | None
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def average_price(self) -> Decimal | None:
+        """Quantity-weighted price of the fills so far (rounded to 1e-12), ``None`` before the first."""
+        if not self.filled_quantity:
+            return None
+        with decimal.localcontext(accounting.CONTEXT):
+            return (self.filled_notional / self.filled_quantity).quantize(accounting.COST_QUANTUM).normalize()
+
+    @property
+    def working(self) -> venue.WorkingOrder:
+        return venue.WorkingOrder(
+            symbol=self.symbol,
+            side=self.side,
+            type=self.type,
+            time_in_force=self.time_in_force,
+            quantity=self.quantity,
+            limit_price=self.limit_price,
+            filled_quantity=self.filled_quantity,
+            created_at=self.created_at,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Fill:
+    id: uuid.UUID
+    order_id: uuid.UUID
+    symbol: str
+    side: domain.Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    liquidity: str
+    realized_pnl: Decimal
+    """Realized PnL this fill produced (gross of its fee): attributed to the order's agent."""
+    agent: str | None
+    ts: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The books and the risk state of the account, as one value."""
+
+    portfolio: accounting.Portfolio
+    initial_equity: Decimal
+    watermarks: risk.Watermarks
+    risk_state: domain.RiskState
+    risk_reason: str
+    limits: risk.RiskLimits
+    updated_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineState:
+    """Everything the engine starts from: what the journal loads after a restart."""
+
+    account: Account
+    open_orders: tuple[Order, ...]
+    """Oldest first (time priority)."""
+    idempotency: Mapping[str, tuple[str, uuid.UUID]]
+    """``client_order_id`` -> (request hash, order id), for every order ever accepted."""
+    sequence: int
+    """The last event sequence number published for the account."""
+    intakes: int
+    """The highest order intake number so far."""
+    quotes: Mapping[str, domain.Quote] = dataclasses.field(default_factory=dict)
+
+
+# Commands ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitOrder:
+    client_order_id: str
+    request_hash: str
+    symbol: str
+    side: domain.Side
+    type: domain.OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    time_in_force: domain.TimeInForce
+    agent: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CancelOrder:
+    order_id: uuid.UUID
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyTicks:
+    quotes: tuple[domain.Quote, ...]
+    """In arrival order."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SetRiskState:
+    state: domain.RiskState
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SetLimits:
+    changes: Mapping[str, Decimal]
+
+
+Command = SubmitOrder | CancelOrder | ApplyTicks | SetRiskState | SetLimits
+
+
+# Results -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderAccepted:
+    order: Order
+    created: bool
+    """False when the command repeated an earlier ``client_order_id`` and body."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderReplayed:
+    """A repeat of an order the engine no longer holds in memory: the shell reads it."""
+
+    order_id: uuid.UUID
+
+
+@dataclasses.dataclass(frozen=True)
+class TicksApplied:
+    accepted: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskChanged:
+    account: Account
+
+
+Result = OrderAccepted | OrderReplayed | TicksApplied | RiskChanged
+
+
+# What a batch leaves behind --------------------------------------------------------------
+
+
+EventKind = str
+"""``order``, ``fill``, ``portfolio`` or ``risk``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    sequence: int
+    kind: EventKind
+    subject: Order | Fill | accounting.Portfolio | Account
+
+
+BarKey = tuple[str, bars.Interval, datetime]
+
+
+@dataclasses.dataclass
+class Changes:
+    """The effects of the commands applied since the last :meth:`Engine.take_changes`."""
+
+    orders: dict[uuid.UUID, Order] = dataclasses.field(default_factory=dict)
+    """The latest state of every order created or changed."""
+    fills: list[Fill] = dataclasses.field(default_factory=list)
+    positions: set[str] = dataclasses.field(default_factory=set)
+    """Symbols whose position changed (fills or marks)."""
+    bars: dict[BarKey, bars.Bar] = dataclasses.field(default_factory=dict)
+    ticks: list[domain.Quote] = dataclasses.field(default_factory=list)
+    quotes: dict[str, domain.Quote] = dataclasses.field(default_factory=dict)
+    """The latest quote of every symbol that ticked."""
+    events: list[Event] = dataclasses.field(default_factory=list)
+    account: Account | None = None
+    """The account after the batch (``None``: nothing was applied)."""
+    sequence: int = 0
+    """The last sequence number the batch used."""
+
+    @property
+    def empty(self) -> bool:
+        return self.account is None

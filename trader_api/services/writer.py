@@ -1,0 +1,270 @@
+"""The account's writer: one per account across all API replicas, it owns the order engine.
+
+**Election.** Each replica runs :meth:`Writer.run`. The one whose dedicated connection
+holds the Postgres advisory lock (:func:`journal.try_lock`) bumps the fencing epoch
+(:func:`journal.claim`), loads the engine from the tables and serves; the others are
+followers that forward engine writes to it (``services/forwarding.py``) and try for the
+lock again every ``writer_election_seconds``. A writer that dies frees the lock with its
+connection, so a follower takes over within one election interval.
+
+**Group commit.** Commands queue up while a batch is being committed; the next batch
+takes all of them (up to ``writer_max_batch``), applies them to the engine in memory
+(pure, no awaits), and journals their changes in one transaction on the lock-holding
+connection, with the epoch checked. Only after the commit are the callers answered and
+the events handed to the publisher: durable before visible.
+
+**Fail stop.** If a batch cannot be committed (the database is down, the connection was
+terminated, or another writer's epoch is in the account row) every caller of that batch
+gets 503, the writer drops its engine (whose state was never persisted), gives up the
+lock and the role, and runs for election again, which reloads from the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sapphire.trader_api import bus, errors
+from sapphire.trader_api.core import domain, engine, records, venue
+from sapphire.trader_api.services import events
+from sapphire.trader_api.services.market import quote_from_payload
+from sapphire.trader_api.services.publisher import Publisher
+from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.storage import journal
+
+log = logging.getLogger(__name__)
+
+
+class Role(enum.StrEnum):
+    STARTING = "starting"
+    WRITER = "writer"
+    FOLLOWER = "follower"
+
+
+class NotWriterError(errors.UnavailableError):
+    """This replica is not the writer (any more): the request is forwarded or retried."""
+
+    def __init__(self, leader: str) -> None:
+        super().__init__(
+            "this replica is not the account's writer; retry (writes are forwarded to the writer)"
+        )
+        self.leader = leader
+
+
+@dataclasses.dataclass
+class _Pending:
+    command: records.Command
+    future: asyncio.Future[records.Result]
+
+
+class Writer:
+    def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
+        self.runtime, self.publisher = runtime, publisher
+        settings = runtime.settings
+        self.address = settings.advertise_address
+        self.max_batch = settings.writer_max_batch
+        self.election_seconds = settings.writer_election_seconds
+        self.role = Role.STARTING
+        self.leader = ""
+        """The writer's address as the account row gives it (this replica's own when writer)."""
+        self.epoch = 0
+        self.engine: engine.Engine | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._connection: AsyncConnection | None = None
+        self.venue = engine.PaperVenue(
+            venue.VenueConfig(fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps)
+        )
+
+    # The API's side --------------------------------------------------------------------
+
+    async def submit(self, command: records.Command) -> records.Result:
+        """Apply ``command`` and answer once its batch has committed.
+
+        Raises the engine's errors (the command changed nothing), NotWriterError on a
+        follower, and UnavailableError when the bus is down or the batch could not commit."""
+        if self.role is not Role.WRITER:
+            raise NotWriterError(self.leader)
+        self.publisher.check()
+        future: asyncio.Future[records.Result] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(command, future))
+        return await future
+
+    # The loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run for election, serve while writer, step down on failure; forever."""
+        while True:
+            try:
+                if await self.elect():
+                    await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure: step down, reload on the next election
+                log.warning("the writer steps down: %s: %s", type(error).__name__, error)
+                await self._step_down(error)
+            await asyncio.sleep(self.election_seconds)
+
+    async def elect(self) -> bool:
+        """One election attempt: True when this replica is now the writer with a loaded engine."""
+        if self.role is Role.WRITER:
+            return True
+        database = self.runtime.database
+        if self._connection is None:
+            self._connection = await database.engine.connect()
+        connection = self._connection
+        if not await journal.try_lock(connection):
+            self.leader = await journal.writer_address(connection)
+            await connection.commit()
+            self.role = Role.FOLLOWER
+            return False
+        self.epoch = await journal.claim(connection, address=self.address, now=self.runtime.clock())
+        async with connection.begin():
+            state = await journal.load(connection)
+        state = dataclasses.replace(state, quotes=await self._latest_quotes(state))
+        self.engine = engine.Engine(
+            state, venue=self.venue, instruments=self.runtime.catalog.get, clock=self.runtime.clock
+        )
+        self.leader, self.role = self.address, Role.WRITER
+        self.runtime.metrics.equity.set(float(state.account.portfolio.equity))  # a gauge is a float
+        log.info(
+            "this replica is the account's writer (epoch %d, %d open orders)",
+            self.epoch,
+            len(state.open_orders),
+        )
+        return True
+
+    async def close(self) -> None:
+        await self._step_down(errors.UnavailableError("the API is shutting down"))
+
+    async def _latest_quotes(self, state: records.EngineState) -> dict[str, domain.Quote]:
+        """The latest quotes the bus holds, so orders need not wait for the next tick after a
+        restart; staleness is checked as for any quote. Without the bus: none."""
+        symbols = sorted(
+            {i.symbol for i in self.runtime.settings.instruments}
+            | set(state.account.portfolio.positions)
+            | {o.symbol for o in state.open_orders}
+        )
+        names = self.runtime.names
+        try:
+            values = await self.runtime.bus.get_many([names.quote(s) for s in symbols])
+        except bus.BusUnavailableError as error:
+            log.warning("no latest quotes at start-up (bus unavailable: %s)", error)
+            return {}
+        return {s: quote_from_payload(v) for s, v in zip(symbols, values, strict=True) if v is not None}
+
+    async def _serve(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self.election_seconds)
+            except TimeoutError:
+                await self._check_epoch()  # idle: notice a lost lock before the next order does
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        engine_, connection = self.engine, self._connection
+        if engine_ is None or connection is None:
+            raise RuntimeError("the writer serves without an engine")
+        wanted: set[records.BarKey] = set()
+        for pending in batch:
+            if isinstance(pending.command, records.ApplyTicks):
+                wanted |= engine_.missing_bars(pending.command.quotes)
+        if wanted:
+            async with connection.begin():
+                engine_.prime_bars(await journal.load_bars(connection, wanted))
+        outcomes: list[records.Result | errors.TraderApiError] = []
+        for pending in batch:
+            try:
+                outcomes.append(engine_.apply(pending.command))
+            except errors.TraderApiError as error:
+                outcomes.append(error)
+        changes = engine_.take_changes()
+        try:
+            async with self.runtime.database.serialized():
+                await journal.write(connection, changes, epoch=self.epoch)
+        except Exception as error:
+            refusal = errors.UnavailableError(
+                f"the order engine could not persist this batch ({type(error).__name__}); nothing was "
+                "written and the writer is reloading: retry"
+            )
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(refusal)
+            raise
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():  # the caller went away; its command committed regardless
+                continue
+            if isinstance(outcome, errors.TraderApiError):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+        self._count(batch, changes, outcomes)
+        self.publisher.enqueue(events.publication(changes, self.runtime.names))
+
+    async def _check_epoch(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        async with connection.begin():
+            epoch = (
+                await connection.execute(
+                    sa.select(journal.ACCOUNTS.c.writer_epoch).where(
+                        journal.ACCOUNTS.c.id == journal.ACCOUNT_ID
+                    )
+                )
+            ).scalar_one()
+        if epoch != self.epoch:
+            raise journal.FencedError(f"writer epoch {self.epoch} was replaced by {epoch}")
+
+    async def _step_down(self, reason: BaseException) -> None:
+        self.role, self.engine = Role.STARTING, None
+        refusal = errors.UnavailableError(f"the order engine is restarting ({type(reason).__name__}): retry")
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(refusal)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # The connection may be dead; dropping it (not returning it to the pool) also
+            # releases the advisory lock if it is alive.
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _count(
+        self,
+        batch: list[_Pending],
+        changes: records.Changes,
+        outcomes: list[records.Result | errors.TraderApiError],
+    ) -> None:
+        metrics = self.runtime.metrics
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not isinstance(pending.command, records.SubmitOrder):
+                continue
+            if isinstance(outcome, records.OrderAccepted) and outcome.created:
+                metrics.orders.labels(outcome.order.status.value).inc()
+            elif isinstance(outcome, records.OrderAccepted | records.OrderReplayed):
+                metrics.orders.labels("replayed").inc()
+            elif isinstance(outcome, errors.RiskRefusedError):
+                metrics.orders.labels("refused").inc()
+                metrics.risk_refusals.labels(outcome.rule).inc()
+            elif isinstance(outcome, errors.ConflictError):
+                metrics.orders.labels("conflict").inc()
+        for fill in changes.fills:
+            metrics.fills.labels(fill.symbol, fill.liquidity).inc()
+        for quote in changes.ticks:
+            metrics.ticks.labels(quote.symbol).inc()
+        if changes.account is not None:
+            for state in domain.RiskState:
+                metrics.risk_state.labels(state.value).set(1 if state is changes.account.risk_state else 0)
+            metrics.equity.set(float(changes.account.portfolio.equity))  # a gauge is a float

@@ -1,0 +1,323 @@
+"""The order engine's journal: its state loaded from the tables, and its changes written
+back in batches (many commands, one transaction, one fsync).
+
+SQLAlchemy Core on one connection, with no ORM: rows are plain dicts, each table gets one
+multi-row statement per batch, and orders, positions and bars are upserts of their latest
+state, so an order created and filled in one batch is one row written once.
+
+**Fencing.** Every batch first updates the account row where ``writer_epoch`` is the
+writer's own epoch. A writer that has been replaced (a newer one bumped the epoch with
+:func:`claim`) updates nothing: :class:`FencedError` is raised and the transaction rolls
+back, so a deposed writer commits nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sapphire.trader_api.core import accounting, bars, domain, risk
+from sapphire.trader_api.core.records import Account, BarKey, Changes, EngineState, Order
+from sapphire.trader_api.storage import tables
+
+ACCOUNT_ID = tables.ACCOUNT_ID
+ACCOUNTS = tables.Base.metadata.tables["accounts"]
+POSITIONS = tables.Base.metadata.tables["positions"]
+ORDERS = tables.Base.metadata.tables["orders"]
+FILLS = tables.Base.metadata.tables["fills"]
+BARS = tables.Base.metadata.tables["bars"]
+
+LIMIT_FIELDS = tuple(field for field in risk.RiskLimits.__dataclass_fields__)
+OPEN_STATUSES = (domain.OrderStatus.NEW.value, domain.OrderStatus.PARTIALLY_FILLED.value)
+WRITER_LOCK_KEY = 0x5A5F_0001
+"""The Postgres advisory lock whose holder is the account's writer (distinct from the
+migration lock's key)."""
+
+
+class FencedError(RuntimeError):
+    """The writer's epoch is no longer the account's: another writer took over."""
+
+
+def limits_from_json(data: dict[str, str]) -> risk.RiskLimits:
+    return risk.RiskLimits(**{name: Decimal(data[name]) for name in LIMIT_FIELDS})
+
+
+def limits_to_json(limits: risk.RiskLimits) -> dict[str, str]:
+    return {name: format(getattr(limits, name), "f") for name in LIMIT_FIELDS}
+
+
+# Election -------------------------------------------------------------------------------
+
+
+async def try_lock(connection: AsyncConnection) -> bool:
+    """Take the writer lock on this connection (Postgres; SQLite has one process, always true).
+
+    The lock is held by the connection's session, so it goes when the connection does:
+    a writer killed, or its connection terminated, frees it for a standby at once."""
+    if connection.dialect.name != "postgresql":
+        return True
+    result = await connection.execute(sa.select(sa.func.pg_try_advisory_lock(WRITER_LOCK_KEY)))
+    held = bool(result.scalar_one())
+    await connection.commit()
+    return held
+
+
+async def claim(connection: AsyncConnection, *, address: str, now: datetime) -> int:
+    """Bump the fencing epoch and record where this writer takes writes; the new epoch."""
+    async with connection.begin():
+        result = await connection.execute(
+            sa.update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == tables.ACCOUNT_ID)
+            .values(writer_epoch=ACCOUNTS.c.writer_epoch + 1, writer_address=address, updated_at=now)
+            .returning(ACCOUNTS.c.writer_epoch)
+        )
+        return int(result.scalar_one())
+
+
+async def writer_address(connection: AsyncConnection) -> str:
+    result = await connection.execute(
+        sa.select(ACCOUNTS.c.writer_address).where(ACCOUNTS.c.id == tables.ACCOUNT_ID)
+    )
+    return str(result.scalar_one_or_none() or "")
+
+
+# Loading --------------------------------------------------------------------------------
+
+
+def order_from_row(row: Any) -> Order:
+    return Order(
+        id=row.id,
+        sequence=row.sequence,
+        client_order_id=row.client_order_id,
+        request_hash=row.request_hash,
+        symbol=row.symbol,
+        side=domain.Side(row.side),
+        type=domain.OrderType(row.type),
+        time_in_force=domain.TimeInForce(row.time_in_force),
+        quantity=row.quantity,
+        limit_price=row.limit_price,
+        status=domain.OrderStatus(row.status),
+        filled_quantity=row.filled_quantity,
+        filled_notional=row.filled_notional,
+        fees=row.fees,
+        agent=row.agent,
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def load(connection: AsyncConnection) -> EngineState:
+    """The engine's state as the tables hold it (one snapshot: call inside a transaction)."""
+    account = (await connection.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.id == tables.ACCOUNT_ID))).one()
+    positions = (await connection.execute(sa.select(POSITIONS))).all()
+    portfolio = accounting.Portfolio(
+        cash=account.cash,
+        fees=account.fees,
+        realized_pnl=account.realized_pnl,
+        positions={
+            p.symbol: accounting.Position(
+                symbol=p.symbol,
+                quantity=p.quantity,
+                cost_basis=p.cost_basis,
+                realized_pnl=p.realized_pnl,
+                mark=p.mark,
+            )
+            for p in positions
+        },
+    )
+    open_rows = (
+        await connection.execute(
+            sa.select(ORDERS)
+            .where(ORDERS.c.status.in_(OPEN_STATUSES))
+            .order_by(ORDERS.c.sequence, ORDERS.c.created_at, ORDERS.c.id)
+        )
+    ).all()
+    index = (
+        await connection.execute(sa.select(ORDERS.c.client_order_id, ORDERS.c.request_hash, ORDERS.c.id))
+    ).all()
+    intakes = (
+        await connection.execute(sa.select(sa.func.coalesce(sa.func.max(ORDERS.c.sequence), 0)))
+    ).scalar_one()
+    return EngineState(
+        account=Account(
+            portfolio=portfolio,
+            initial_equity=account.initial_equity,
+            watermarks=risk.Watermarks(
+                trading_day=account.trading_day,
+                day_start_equity=account.day_start_equity,
+                peak_equity=account.peak_equity,
+            ),
+            risk_state=domain.RiskState(account.risk_state),
+            risk_reason=account.risk_reason,
+            limits=limits_from_json(account.risk_limits),
+            updated_at=account.updated_at,
+        ),
+        open_orders=tuple(order_from_row(row) for row in open_rows),
+        idempotency={row.client_order_id: (row.request_hash, row.id) for row in index},
+        sequence=int(account.event_sequence),
+        intakes=int(intakes),
+    )
+
+
+async def load_order(connection: AsyncConnection, order_id: uuid.UUID) -> Order | None:
+    row = (await connection.execute(sa.select(ORDERS).where(ORDERS.c.id == order_id))).one_or_none()
+    return None if row is None else order_from_row(row)
+
+
+async def load_bars(connection: AsyncConnection, keys: Iterable[BarKey]) -> list[bars.Bar]:
+    wanted = list(keys)
+    if not wanted:
+        return []
+    condition = sa.or_(
+        *(
+            sa.and_(BARS.c.symbol == symbol, BARS.c.interval == interval.value, BARS.c.start == start)
+            for symbol, interval, start in wanted
+        )
+    )
+    rows = (await connection.execute(sa.select(BARS).where(condition))).all()
+    return [
+        bars.Bar(
+            symbol=row.symbol,
+            interval=bars.Interval(row.interval),
+            start=row.start,
+            open=row.open,
+            high=row.high,
+            low=row.low,
+            close=row.close,
+            volume=row.volume,
+            open_ts=row.open_ts,
+            close_ts=row.close_ts,
+            trades=row.trades,
+        )
+        for row in rows
+    ]
+
+
+# Writing --------------------------------------------------------------------------------
+
+
+def _upsert(dialect: str, table: sa.Table, keys: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column, for this dialect."""
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    updated = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+    return insert.on_conflict_do_update(index_elements=keys, set_=updated)
+
+
+def _order_row(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "sequence": order.sequence,
+        "client_order_id": order.client_order_id,
+        "request_hash": order.request_hash,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "type": order.type.value,
+        "time_in_force": order.time_in_force.value,
+        "quantity": order.quantity,
+        "limit_price": order.limit_price,
+        "status": order.status.value,
+        "filled_quantity": order.filled_quantity,
+        "filled_notional": order.filled_notional,
+        "fees": order.fees,
+        "agent": order.agent,
+        "reason": order.reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+async def write(connection: AsyncConnection, changes: Changes, *, epoch: int) -> None:
+    """Commit one batch of changes; raises FencedError (nothing committed) if deposed."""
+    account = changes.account
+    if account is None:
+        return
+    dialect = connection.dialect.name
+    portfolio = account.portfolio
+    async with connection.begin():
+        result = await connection.execute(
+            sa.update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == tables.ACCOUNT_ID, ACCOUNTS.c.writer_epoch == epoch)
+            .values(
+                cash=portfolio.cash,
+                fees=portfolio.fees,
+                realized_pnl=portfolio.realized_pnl,
+                trading_day=account.watermarks.trading_day,
+                day_start_equity=account.watermarks.day_start_equity,
+                peak_equity=account.watermarks.peak_equity,
+                risk_state=account.risk_state.value,
+                risk_reason=account.risk_reason,
+                risk_limits=limits_to_json(account.limits),
+                event_sequence=changes.sequence,
+                updated_at=account.updated_at,
+            )
+        )
+        if result.rowcount != 1:
+            raise FencedError(f"writer epoch {epoch} is no longer the account's: another writer took over")
+        if changes.orders:
+            await connection.execute(
+                _upsert(dialect, ORDERS, ["id"]), [_order_row(o) for o in changes.orders.values()]
+            )
+        if changes.fills:
+            await connection.execute(
+                sa.insert(FILLS),
+                [
+                    {
+                        "id": f.id,
+                        "order_id": f.order_id,
+                        "symbol": f.symbol,
+                        "side": f.side.value,
+                        "quantity": f.quantity,
+                        "price": f.price,
+                        "fee": f.fee,
+                        "liquidity": f.liquidity,
+                        "realized_pnl": f.realized_pnl,
+                        "agent": f.agent,
+                        "ts": f.ts,
+                    }
+                    for f in changes.fills
+                ],
+            )
+        positions = [portfolio.positions[s] for s in sorted(changes.positions) if s in portfolio.positions]
+        if positions:
+            await connection.execute(
+                _upsert(dialect, POSITIONS, ["symbol"]),
+                [
+                    {
+                        "symbol": p.symbol,
+                        "quantity": p.quantity,
+                        "cost_basis": p.cost_basis,
+                        "realized_pnl": p.realized_pnl,
+                        "mark": p.mark,
+                        "updated_at": account.updated_at,
+                    }
+                    for p in positions
+                ],
+            )
+        if changes.bars:
+            await connection.execute(
+                _upsert(dialect, BARS, ["symbol", "interval", "start"]),
+                [
+                    {
+                        "symbol": b.symbol,
+                        "interval": b.interval.value,
+                        "start": b.start,
+                        "open": b.open,
+                        "high": b.high,
+                        "low": b.low,
+                        "close": b.close,
+                        "volume": b.volume,
+                        "open_ts": b.open_ts,
+                        "close_ts": b.close_ts,
+                        "trades": b.trades,
+                    }
+                    for b in changes.bars.values()
+                ],
+            )

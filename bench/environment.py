@@ -105,8 +105,12 @@ def running_api(
     prefix: str,
     settings: Mapping[str, str] | None = None,
     profile: Path | None = None,
+    module: str = "bench.serve",
 ) -> Iterator[ApiProcess]:
-    """The trader API in its own uvicorn process; ``profile`` writes a pyinstrument text profile there."""
+    """The trader API in its own uvicorn process; ``profile`` writes a pyinstrument text profile there.
+
+    ``module`` is what ``python -m`` runs: ``bench.floor_app`` serves the bare HTTP floor with
+    the same environment and uvicorn settings instead (it has no profiler)."""
     port = processes.free_port()
     env = {
         **os.environ,
@@ -126,7 +130,7 @@ def running_api(
     log = Path(tempfile.mkstemp(prefix="sapphire-bench-api-", suffix=".log")[1])
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve"],
+            [sys.executable, "-m", module],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -5,8 +5,9 @@ and ``data: <json>``. Order, fill, portfolio and risk events also carry the acco
 sequence number as the SSE ``id:`` (and as ``seq`` in the data): it grows by one per
 event, so a client that sees it jump has missed events and re-reads the REST views.
 
-The stream opens with a ``: subscribed`` comment once the subscription is live, and sends a comment every ``events_heartbeat_seconds`` while idle. If Redis goes
-away the stream ends; EventSource clients reconnect by themselves.
+The stream opens with a ``: subscribed`` comment once the subscription is live, and sends
+a comment every ``events_heartbeat_seconds`` while idle. If Redis goes away the stream
+ends; EventSource clients reconnect by themselves.
 """
 
 from __future__ import annotations

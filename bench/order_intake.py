@@ -32,6 +32,7 @@ profiler armed but idle, for one more pass after the measured levels.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import shutil
@@ -359,7 +360,7 @@ async def run(
     scratch = Path(tempfile.mkdtemp(prefix="sapphire-bench-")) / "api.profile" if profile else None
     floor_database = services.postgres.create_database()
     try:
-        pg = insert_floors(floor_database, sizes.floor_rows, sizes.rows_per_commit)
+        pg = await asyncio.to_thread(insert_floors, floor_database, sizes.floor_rows, sizes.rows_per_commit)
     finally:
         services.postgres.drop_database(floor_database)
     database = services.migrated_database()
@@ -370,7 +371,7 @@ async def run(
             redis_url=redis_url,
             prefix=prefix,
             settings=API_SETTINGS,
-            module="bench.floor_app",
+            module=floor_app.__name__,
         ) as floor:
             bare = await http_floor(floor.url, sizes)
         result = build(sizes, services, pg, bare)

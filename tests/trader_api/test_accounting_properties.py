@@ -1,4 +1,6 @@
-"""Accounting properties of the pure core, over random order and price sequences.
+"""Accounting properties of the order engine and the pure core, over random order and price
+sequences. The first property drives the real engine (``core/engine.py``), the code that
+serves ``POST /v1/orders`` and ``POST /v1/ticks``.
 
 For every step of every sequence:
 * equity = cash + sum(quantity x mark), where cash, quantities and marks come from an
@@ -21,7 +23,8 @@ from fractions import Fraction
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sapphire.trader_api.core import accounting, domain, risk, venue
+from sapphire.trader_api import errors
+from sapphire.trader_api.core import accounting, domain, engine, records, risk, venue
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TICK = Decimal("0.01")
@@ -105,99 +108,57 @@ def quote_at(symbol: str, mid: Decimal, half_spread_ticks: int, size: Decimal) -
     )
 
 
-class Simulation:
-    """The paper venue's decisions, driven step by step exactly as the services drive them."""
+def new_engine(limits: risk.RiskLimits) -> engine.Engine:
+    """The real order engine on an empty account, the paper venue and a fixed clock."""
+    account = records.Account(
+        portfolio=accounting.Portfolio(cash=INITIAL),
+        initial_equity=INITIAL,
+        watermarks=risk.Watermarks(trading_day=NOW.date(), day_start_equity=INITIAL, peak_equity=INITIAL),
+        risk_state=domain.RiskState.ACTIVE,
+        risk_reason="",
+        limits=limits,
+        updated_at=NOW,
+    )
+    return engine.Engine(
+        records.EngineState(account=account, open_orders=(), idempotency={}, sequence=0, intakes=0),
+        venue=engine.PaperVenue(CONFIG),
+        instruments=lambda symbol: INSTRUMENT if symbol in SYMBOLS else None,
+        clock=lambda: NOW,
+    )
 
-    def __init__(self, limits: risk.RiskLimits) -> None:
-        self.limits = limits
-        self.portfolio = accounting.Portfolio(cash=INITIAL)
-        self.ledger = Ledger()
-        self.quotes: dict[str, domain.Quote] = {}
-        self.resting: list[venue.WorkingOrder] = []
-        self.fills = 0
 
-    def execute(self, order: venue.WorkingOrder, execution: venue.Execution) -> bool:
-        refusal = risk.check_fill(
-            portfolio=self.portfolio,
-            limits=self.limits,
-            state=domain.RiskState.ACTIVE,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=execution.quantity,
-            price=execution.price,
-        )
-        if refusal is not None:
-            return False
-        fill = accounting.Fill(order.symbol, order.side, execution.quantity, execution.price, execution.fee)
-        before = self.portfolio
-        self.portfolio = accounting.apply_fill(self.portfolio, fill)
-        self.ledger.book(fill)
-        self.fills += 1
-        assert_fill_within_limits(before, fill, self.portfolio, self.limits)
-        return True
+@dataclasses.dataclass(frozen=True)
+class Instrument:
+    tick_size: Decimal = TICK
+    lot_size: Decimal = LOT
 
-    def on_price(self, symbol: str, mid: Decimal, half_spread: int, size: Decimal) -> None:
-        quote = self.quotes[symbol] = quote_at(symbol, mid, half_spread, size)
-        still_resting = []
-        for order in self.resting:
-            execution = (
-                venue.on_tick(order, quote, config=CONFIG, lot_size=LOT) if order.symbol == symbol else None
-            )
-            if execution is None:
-                still_resting.append(order)
-                continue
-            if not self.execute(order, execution):
-                continue  # the guard refused: the order is canceled
-            remaining = dataclasses.replace(order, filled_quantity=order.filled_quantity + execution.quantity)
-            if remaining.remaining > 0:
-                still_resting.append(remaining)
-        self.resting = still_resting
-        self.portfolio = accounting.mark_to_market(self.portfolio, symbol, quote.mid)
 
-    def on_order(
-        self, symbol: str, side: domain.Side, quantity: Decimal, offset: int | None, tif: domain.TimeInForce
-    ) -> None:
-        quote = self.quotes.get(symbol)
-        limit_price = None
-        if offset is not None and quote is not None:
-            limit_price = max(quote.mid.quantize(TICK) + offset * TICK, TICK)
-        order = venue.WorkingOrder(
-            symbol=symbol,
-            side=side,
-            type=domain.OrderType.MARKET if offset is None else domain.OrderType.LIMIT,
-            time_in_force=tif,
-            quantity=quantity,
-            limit_price=limit_price,
+INSTRUMENT = Instrument()
+
+
+def command_for(trader: engine.Engine, step: tuple[object, ...], serial: int) -> records.Command:
+    """The engine command a scripted step stands for."""
+    if step[0] == "price":
+        _, symbol, mid, half_spread, size = step
+        return records.ApplyTicks(
+            (quote_at(str(symbol), Decimal(str(mid)), int(str(half_spread)), Decimal(str(size))),)
         )
-        if quote is None:
-            assert risk.check_order(
-                intent=risk.OrderIntent(symbol, side, quantity, Decimal(1)),
-                portfolio=self.portfolio,
-                limits=self.limits,
-                state=domain.RiskState.ACTIVE,
-                quote=None,
-                now=NOW,
-            ) == risk.Refusal("stale_quote", f"no quote for {symbol} yet: orders need fresh market data")
-            return
-        price = limit_price or venue.arrival_price(order, quote, config=CONFIG, tick_size=TICK)
-        pending = sum(
-            (o.remaining for o in self.resting if o.symbol == symbol and o.side is side), Decimal(0)
-        )
-        refusal = risk.check_order(
-            intent=risk.OrderIntent(symbol, side, quantity, price, limit_price, pending),
-            portfolio=self.portfolio,
-            limits=self.limits,
-            state=domain.RiskState.ACTIVE,
-            quote=quote,
-            now=NOW,
-        )
-        if refusal is not None:
-            return
-        arrival = venue.on_arrival(order, quote, config=CONFIG, tick_size=TICK)
-        if arrival.execution is not None:
-            self.execute(order, arrival.execution)
-        elif arrival.status is domain.OrderStatus.NEW:
-            self.resting.append(order)
+    _, symbol, side, quantity, offset, tif = step
+    quote = trader.quotes.get(str(symbol))
+    limit_price = None
+    if offset is not None and quote is not None:
+        limit_price = max(quote.mid.quantize(TICK) + int(str(offset)) * TICK, TICK)
+    return records.SubmitOrder(
+        client_order_id=f"o{serial}",
+        request_hash=f"h{serial}",
+        symbol=str(symbol),
+        side=domain.Side(str(side)),
+        type=domain.OrderType.MARKET if limit_price is None else domain.OrderType.LIMIT,
+        quantity=Decimal(str(quantity)),
+        limit_price=limit_price,
+        time_in_force=domain.TimeInForce(str(tif)),
+        agent=None,
+    )
 
 
 @settings(PROPERTY_SETTINGS, max_examples=5_000)
@@ -205,22 +166,29 @@ class Simulation:
 def test_books_balance_and_risk_holds_over_random_order_and_price_sequences(
     limits: risk.RiskLimits, script: list[tuple[object, ...]]
 ) -> None:
-    simulation = Simulation(limits)
-    for step in script:
-        if step[0] == "price":
-            _, symbol, mid, half_spread, size = step
-            simulation.on_price(str(symbol), Decimal(str(mid)), int(str(half_spread)), Decimal(str(size)))
-        else:
-            _, symbol, side, quantity, offset, tif = step
-            simulation.on_order(
-                str(symbol),
-                domain.Side(str(side)),
-                Decimal(str(quantity)),
-                None if offset is None else int(str(offset)),
-                domain.TimeInForce(str(tif)),
-            )
-        assert_books_balance(simulation.portfolio, simulation.ledger)
-    event("fills: " + ("none" if not simulation.fills else "1-2" if simulation.fills < 3 else "3 or more"))
+    trader, ledger = new_engine(limits), Ledger()
+    # The fills replayed through accounting alone: the position and exposure each fill leaves.
+    replayed = accounting.Portfolio(cash=INITIAL)
+    fill_count = 0
+    for serial, step in enumerate(script):
+        command = command_for(trader, step, serial)
+        try:
+            trader.apply(command)
+        except errors.RiskRefusedError as refusal:
+            if isinstance(command, records.SubmitOrder) and command.symbol not in trader.quotes:
+                assert refusal.rule == "stale_quote"
+        for fill in trader.take_changes().fills:
+            booked = accounting.Fill(fill.symbol, fill.side, fill.quantity, fill.price, fill.fee)
+            before, replayed = replayed, accounting.apply_fill(replayed, booked)
+            assert_fill_within_limits(before, booked, replayed, limits)
+            ledger.book(booked)
+            fill_count += 1
+        if isinstance(command, records.ApplyTicks):
+            quote = command.quotes[0]
+            replayed = accounting.mark_to_market(replayed, quote.symbol, quote.mid)
+        assert_books_balance(trader.account.portfolio, ledger)
+        assert trader.account.portfolio == replayed
+    event("fills: " + ("none" if not fill_count else "1-2" if fill_count < 3 else "3 or more"))
 
 
 fills = st.lists(

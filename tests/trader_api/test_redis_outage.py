@@ -1,9 +1,17 @@
-"""Redis goes away mid-test: order intake answers 503 and /readyz fails with nothing
-half-written; Redis comes back and the same API process recovers by itself."""
+"""Redis goes away mid-test: what committed keeps its events until Redis is back, new
+writes answer 503 with nothing half-written, /readyz says why, and the same API process
+recovers by itself once Redis returns."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
 import psycopg
+import redis.asyncio
 
 from tests.support import services
 from tests.trader_api.support import AGENT, READ, ManualClock, make_settings, order, running_client, tick
@@ -30,7 +38,26 @@ def counts(database_url: str) -> tuple[int, ...]:
     return tuple(int(value or 0) for value in row)
 
 
-async def test_order_intake_refuses_during_a_redis_outage_and_recovers_after_it(
+async def ready_state(client: httpx.AsyncClient) -> dict[str, object]:
+    response = await client.get("/readyz")
+    body: dict[str, object] = response.json()
+    return {"code": response.status_code, **body}
+
+
+async def until(client: httpx.AsyncClient, condition: Callable[[dict[str, Any]], bool], what: str) -> None:
+    """Poll /readyz until ``condition`` holds (10 s at most)."""
+    for _ in range(200):
+        if condition(await ready_state(client)):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}; last /readyz: {await ready_state(client)}")
+
+
+def unpublished(state: dict[str, Any]) -> int:
+    return int(state["engine"].get("unpublished_batches", 0))
+
+
+async def test_a_redis_outage_holds_committed_events_refuses_new_writes_and_recovers(
     own_redis_server: services.RedisServer, trader_database_url: str, redis_prefix: str, clock: ManualClock
 ) -> None:
     settings = make_settings(
@@ -43,19 +70,25 @@ async def test_order_intake_refuses_during_a_redis_outage_and_recovers_after_it(
         resting = (
             await client.post("/v1/orders", json=order("rest", limit_price="99.00"), headers=AGENT)
         ).json()
-        assert (await client.get("/readyz")).status_code == 200
-        written = counts(trader_database_url)
+        await until(client, lambda s: s["code"] == 200 and unpublished(s) == 0, "the events so far to be out")
 
         own_redis_server.pause()
         try:
-            refused = await client.post("/v1/orders", json=order("during"), headers=AGENT)
+            # The books do not need Redis: this order is durable, and its events wait.
+            during = await client.post("/v1/orders", json=order("during"), headers=AGENT)
+            assert during.status_code == 201
+            await until(client, lambda s: unpublished(s) == 1, "the publisher to report the held batch")
+            written = counts(trader_database_url)
+            assert written[0] == 3  # before, rest, during
+
+            refused = await client.post("/v1/orders", json=order("refused"), headers=AGENT)
             assert refused.status_code == 503
             assert "bus unavailable" in refused.json()["detail"]
             assert refused.headers["Retry-After"] == "1"
-            ready = await client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["bus"].startswith("error")
-            assert ready.json()["database"] == "ok"
+            ready = await ready_state(client)
+            assert ready["code"] == 503
+            assert str(ready["bus"]).startswith("error")
+            assert ready["database"] == "ok"
             assert (await client.post("/v1/ticks", json=ticks, headers=AGENT)).status_code == 503
             assert (await client.post("/v1/signals", json=SIGNAL, headers=AGENT)).status_code == 503
             cancel = await client.post(f"/v1/orders/{resting['id']}/cancel", headers=AGENT)
@@ -66,11 +99,20 @@ async def test_order_intake_refuses_during_a_redis_outage_and_recovers_after_it(
         finally:
             own_redis_server.resume()
 
-        assert (await client.get("/readyz")).status_code == 200
-        # The restarted Redis kept nothing, so the first order waits for a fresh quote.
-        assert (await client.post("/v1/orders", json=order("after"), headers=AGENT)).json()[
-            "rule"
-        ] == "stale_quote"
-        assert (await client.post("/v1/ticks", json=ticks, headers=AGENT)).status_code == 200
-        assert (await client.post("/v1/orders", json=order("after"), headers=AGENT)).status_code == 201
+        # The held batch is delivered once Redis is back, and writes are taken again.
+        await until(client, lambda s: s["code"] == 200 and unpublished(s) == 0, "the held batch to go out")
+        with psycopg.connect(trader_database_url.replace("+psycopg", "")) as connection:
+            row = connection.execute("SELECT event_sequence FROM accounts").fetchone()
+        assert row is not None
+        last_committed = int(row[0])
+        listener = redis.asyncio.Redis.from_url(own_redis_server.url)
+        async with listener.pubsub() as pubsub:
+            await pubsub.subscribe(f"{redis_prefix}events")
+            assert (await client.post("/v1/orders", json=order("after"), headers=AGENT)).status_code == 201
+            message = None
+            while message is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+        await listener.aclose()
+        # No sequence number was skipped or reused across the outage.
+        assert json.loads(message["data"])["seq"] == last_committed + 1
         assert (await client.post("/v1/signals", json=SIGNAL, headers=AGENT)).status_code == 201

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -114,27 +112,6 @@ async def test_same_client_order_id_with_another_body_is_a_conflict(market: http
     response = await market.post("/v1/orders", json=order("dup", quantity="2"), headers=AGENT)
     assert response.status_code == 409
     assert "client_order_id" in response.json()["detail"]
-
-
-async def test_concurrent_duplicates_on_two_api_replicas_make_exactly_one_order(
-    settings: TraderApiSettings, clock: ManualClock, market: httpx.AsyncClient, trader_database_url: str
-) -> None:
-    # A second app on the same database and Redis: a second replica with its own pool.
-    other = create_app(settings, clock=clock)
-    async with (
-        other.router.lifespan_context(other),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://t2") as replica,
-    ):
-        clients = [market, replica] * 10
-        responses = await asyncio.gather(
-            *(c.post("/v1/orders", json=order("race", quantity="0.5"), headers=AGENT) for c in clients)
-        )
-    codes = sorted(r.status_code for r in responses)
-    assert codes == [200] * 19 + [201]
-    assert len({r.json()["id"] for r in responses}) == 1
-    with psycopg.connect(trader_database_url.replace("+psycopg", "")) as connection:
-        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (1,)
-        assert connection.execute("SELECT count(*) FROM fills").fetchone() == (1,)
 
 
 async def test_cancel_an_open_order_then_cancel_again_is_a_conflict(market: httpx.AsyncClient) -> None:

@@ -124,11 +124,18 @@ class Engine:
         self.sequence = state.sequence
         self.intakes = state.intakes
         self.changes = Changes()
+        self._portfolio_moved = False
 
     # The shell's side ------------------------------------------------------------------
 
     def take_changes(self) -> Changes:
-        """The effects since the last call, for the journal; the engine starts a new batch."""
+        """The effects since the last call, for the journal; the engine starts a new batch.
+
+        A batch whose commands moved the books ends with one ``portfolio`` event: the
+        portfolio as the batch left it (one per batch, not one per command)."""
+        if self._portfolio_moved:
+            self._emit("portfolio", self.account.portfolio)
+            self._portfolio_moved = False
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
         self._evict_closed_bars()
@@ -429,7 +436,7 @@ class Engine:
         marks = risk.roll_watermarks(self.account.watermarks, equity=equity, today=now.date())
         self.account = dataclasses.replace(self.account, watermarks=marks)
         if changed:
-            self._emit("portfolio", self.account.portfolio)
+            self._portfolio_moved = True
         if self.account.risk_state is not domain.RiskState.HALTED:
             reason = risk.breach(marks, equity=equity, limits=self.account.limits)
             if reason is not None:

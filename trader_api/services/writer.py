@@ -22,13 +22,9 @@ lock and the role, and runs for election again, which reloads from the tables.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import logging
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import domain, engine, records, venue
@@ -36,7 +32,7 @@ from sapphire.trader_api.services import events
 from sapphire.trader_api.services.market import quote_from_payload
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
-from sapphire.trader_api.storage import journal
+from sapphire.trader_api.storage import batches, journal
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +72,7 @@ class Writer:
         self.epoch = 0
         self.engine: engine.Engine | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._connection: AsyncConnection | None = None
+        self._batches: batches.BatchConnection | None = None
         self.venue = engine.PaperVenue(
             venue.VenueConfig(fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps)
         )
@@ -115,17 +111,17 @@ class Writer:
         if self.role is Role.WRITER:
             return True
         database = self.runtime.database
-        if self._connection is None:
-            self._connection = await database.engine.connect()
-        connection = self._connection
-        if not await journal.try_lock(connection):
-            self.leader = await journal.writer_address(connection)
-            await connection.commit()
+        if self._batches is None:
+            self._batches = await self._connect()
+        if not await self._batches.try_lock():
+            async with database.engine.connect() as connection:
+                self.leader = await journal.writer_address(connection)
             self.role = Role.FOLLOWER
             return False
-        self.epoch = await journal.claim(connection, address=self.address, now=self.runtime.clock())
-        async with connection.begin():
-            state = await journal.load(connection)
+        async with database.engine.connect() as connection:
+            self.epoch = await journal.claim(connection, address=self.address, now=self.runtime.clock())
+            async with connection.begin():
+                state = await journal.load(connection)
         state = dataclasses.replace(state, quotes=await self._latest_quotes(state))
         self.engine = engine.Engine(
             state, venue=self.venue, instruments=self.runtime.catalog.get, clock=self.runtime.clock
@@ -141,6 +137,12 @@ class Writer:
 
     async def close(self) -> None:
         await self._step_down(errors.UnavailableError("the API is shutting down"))
+
+    async def _connect(self) -> batches.BatchConnection:
+        database = self.runtime.database
+        if database.engine.dialect.name == "postgresql":
+            return await batches.PostgresBatches.connect(database.url)
+        return await batches.CoreBatches.connect(database.engine, serialized=database.serialized())
 
     async def _latest_quotes(self, state: records.EngineState) -> dict[str, domain.Quote]:
         """The latest quotes the bus holds, so orders need not wait for the next tick after a
@@ -171,7 +173,7 @@ class Writer:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        engine_, connection = self.engine, self._connection
+        engine_, connection = self.engine, self._batches
         if engine_ is None or connection is None:
             raise RuntimeError("the writer serves without an engine")
         wanted: set[records.BarKey] = set()
@@ -179,8 +181,8 @@ class Writer:
             if isinstance(pending.command, records.ApplyTicks):
                 wanted |= engine_.missing_bars(pending.command.quotes)
         if wanted:
-            async with connection.begin():
-                engine_.prime_bars(await journal.load_bars(connection, wanted))
+            async with self.runtime.database.engine.connect() as reader:
+                engine_.prime_bars(await journal.load_bars(reader, wanted))
         outcomes: list[records.Result | errors.TraderApiError] = []
         for pending in batch:
             try:
@@ -189,8 +191,7 @@ class Writer:
                 outcomes.append(error)
         changes = engine_.take_changes()
         try:
-            async with self.runtime.database.serialized():
-                await journal.write(connection, changes, epoch=self.epoch)
+            await connection.write(changes, epoch=self.epoch)
         except Exception as error:
             refusal = errors.UnavailableError(
                 f"the order engine could not persist this batch ({type(error).__name__}); nothing was "
@@ -211,17 +212,9 @@ class Writer:
         self.publisher.enqueue(events.publication(changes, self.runtime.names))
 
     async def _check_epoch(self) -> None:
-        connection = self._connection
-        if connection is None:
+        if self._batches is None:
             return
-        async with connection.begin():
-            epoch = (
-                await connection.execute(
-                    sa.select(journal.ACCOUNTS.c.writer_epoch).where(
-                        journal.ACCOUNTS.c.id == journal.ACCOUNT_ID
-                    )
-                )
-            ).scalar_one()
+        epoch = await self._batches.epoch()  # on the lock's connection: also proves it is alive
         if epoch != self.epoch:
             raise journal.FencedError(f"writer epoch {self.epoch} was replaced by {epoch}")
 
@@ -232,14 +225,9 @@ class Writer:
             pending = self._queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(refusal)
-        connection, self._connection = self._connection, None
+        connection, self._batches = self._batches, None
         if connection is not None:
-            # The connection may be dead; dropping it (not returning it to the pool) also
-            # releases the advisory lock if it is alive.
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await connection.close()  # closing the lock's connection releases the lock
 
     def _count(
         self,

@@ -13,6 +13,8 @@ back, so a deposed writer commits nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -204,34 +206,146 @@ async def load_bars(connection: AsyncConnection, keys: Iterable[BarKey]) -> list
 # Writing --------------------------------------------------------------------------------
 
 
-def _upsert(dialect: str, table: sa.Table, keys: list[str]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column, for this dialect."""
+@functools.cache
+def upsert(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column, for this dialect.
+
+    Built once per table and dialect: constructing a statement costs more than running it."""
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     updated = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
-    return insert.on_conflict_do_update(index_elements=keys, set_=updated)
+    return insert.on_conflict_do_update(index_elements=list(keys), set_=updated)
 
 
-def _order_row(order: Order) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "sequence": order.sequence,
-        "client_order_id": order.client_order_id,
-        "request_hash": order.request_hash,
-        "symbol": order.symbol,
-        "side": order.side.value,
-        "type": order.type.value,
-        "time_in_force": order.time_in_force.value,
-        "quantity": order.quantity,
-        "limit_price": order.limit_price,
-        "status": order.status.value,
-        "filled_quantity": order.filled_quantity,
-        "filled_notional": order.filled_notional,
-        "fees": order.fees,
-        "agent": order.agent,
-        "reason": order.reason,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at,
+_ACCOUNT_COLUMNS = (
+    "cash",
+    "fees",
+    "realized_pnl",
+    "trading_day",
+    "day_start_equity",
+    "peak_equity",
+    "risk_state",
+    "risk_reason",
+    "risk_limits",
+    "event_sequence",
+    "updated_at",
+)
+SAVE_ACCOUNT = (
+    sa.update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == sa.bindparam("account_id"), ACCOUNTS.c.writer_epoch == sa.bindparam("epoch"))
+    .values({name: sa.bindparam(f"new_{name}") for name in _ACCOUNT_COLUMNS})
+)
+INSERT_FILLS = sa.insert(FILLS)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRows:
+    """A batch's changes as table rows (column name -> value), for either batch writer."""
+
+    orders: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    positions: list[dict[str, Any]]
+    bars: list[dict[str, Any]]
+
+
+def batch_rows(changes: Changes) -> BatchRows:
+    account = changes.account
+    positions = account.portfolio.positions if account is not None else {}
+    updated_at = account.updated_at if account is not None else None
+    return BatchRows(
+        orders=[
+            {
+                "id": o.id,
+                "sequence": o.sequence,
+                "client_order_id": o.client_order_id,
+                "request_hash": o.request_hash,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "type": o.type.value,
+                "time_in_force": o.time_in_force.value,
+                "quantity": o.quantity,
+                "limit_price": o.limit_price,
+                "status": o.status.value,
+                "filled_quantity": o.filled_quantity,
+                "filled_notional": o.filled_notional,
+                "fees": o.fees,
+                "agent": o.agent,
+                "reason": o.reason,
+                "created_at": o.created_at,
+                "updated_at": o.updated_at,
+            }
+            for o in changes.orders.values()
+        ],
+        fills=[
+            {
+                "id": f.id,
+                "order_id": f.order_id,
+                "symbol": f.symbol,
+                "side": f.side.value,
+                "quantity": f.quantity,
+                "price": f.price,
+                "fee": f.fee,
+                "liquidity": f.liquidity,
+                "realized_pnl": f.realized_pnl,
+                "agent": f.agent,
+                "ts": f.ts,
+            }
+            for f in changes.fills
+        ],
+        positions=[
+            {
+                "symbol": p.symbol,
+                "quantity": p.quantity,
+                "cost_basis": p.cost_basis,
+                "realized_pnl": p.realized_pnl,
+                "mark": p.mark,
+                "updated_at": updated_at,
+            }
+            for p in (positions[s] for s in sorted(changes.positions) if s in positions)
+        ],
+        bars=[
+            {
+                "symbol": b.symbol,
+                "interval": b.interval.value,
+                "start": b.start,
+                "open": b.open,
+                "high": b.high,
+                "low": b.low,
+                "close": b.close,
+                "volume": b.volume,
+                "open_ts": b.open_ts,
+                "close_ts": b.close_ts,
+                "trades": b.trades,
+            }
+            for b in changes.bars.values()
+        ],
+    )
+
+
+def account_values(changes: Changes, *, epoch: int) -> dict[str, Any]:
+    """The parameters of :data:`SAVE_ACCOUNT` for the account as the batch left it."""
+    account = changes.account
+    if account is None:
+        raise ValueError("a batch without an account has nothing to save")
+    portfolio = account.portfolio
+    values = {
+        "cash": portfolio.cash,
+        "fees": portfolio.fees,
+        "realized_pnl": portfolio.realized_pnl,
+        "trading_day": account.watermarks.trading_day,
+        "day_start_equity": account.watermarks.day_start_equity,
+        "peak_equity": account.watermarks.peak_equity,
+        "risk_state": account.risk_state.value,
+        "risk_reason": account.risk_reason,
+        "risk_limits": limits_to_json(account.limits),
+        "event_sequence": changes.sequence,
+        "updated_at": account.updated_at,
     }
+    return {"account_id": ACCOUNT_ID, "epoch": epoch, **{f"new_{k}": v for k, v in values.items()}}
+
+
+async def current_epoch(connection: AsyncConnection) -> int:
+    result = await connection.execute(sa.select(ACCOUNTS.c.writer_epoch).where(ACCOUNTS.c.id == ACCOUNT_ID))
+    return int(result.scalar_one())
 
 
 async def write(connection: AsyncConnection, changes: Changes, *, epoch: int) -> None:
@@ -240,84 +354,16 @@ async def write(connection: AsyncConnection, changes: Changes, *, epoch: int) ->
     if account is None:
         return
     dialect = connection.dialect.name
-    portfolio = account.portfolio
+    rows = batch_rows(changes)
     async with connection.begin():
-        result = await connection.execute(
-            sa.update(ACCOUNTS)
-            .where(ACCOUNTS.c.id == tables.ACCOUNT_ID, ACCOUNTS.c.writer_epoch == epoch)
-            .values(
-                cash=portfolio.cash,
-                fees=portfolio.fees,
-                realized_pnl=portfolio.realized_pnl,
-                trading_day=account.watermarks.trading_day,
-                day_start_equity=account.watermarks.day_start_equity,
-                peak_equity=account.watermarks.peak_equity,
-                risk_state=account.risk_state.value,
-                risk_reason=account.risk_reason,
-                risk_limits=limits_to_json(account.limits),
-                event_sequence=changes.sequence,
-                updated_at=account.updated_at,
-            )
-        )
+        result = await connection.execute(SAVE_ACCOUNT, account_values(changes, epoch=epoch))
         if result.rowcount != 1:
             raise FencedError(f"writer epoch {epoch} is no longer the account's: another writer took over")
-        if changes.orders:
-            await connection.execute(
-                _upsert(dialect, ORDERS, ["id"]), [_order_row(o) for o in changes.orders.values()]
-            )
-        if changes.fills:
-            await connection.execute(
-                sa.insert(FILLS),
-                [
-                    {
-                        "id": f.id,
-                        "order_id": f.order_id,
-                        "symbol": f.symbol,
-                        "side": f.side.value,
-                        "quantity": f.quantity,
-                        "price": f.price,
-                        "fee": f.fee,
-                        "liquidity": f.liquidity,
-                        "realized_pnl": f.realized_pnl,
-                        "agent": f.agent,
-                        "ts": f.ts,
-                    }
-                    for f in changes.fills
-                ],
-            )
-        positions = [portfolio.positions[s] for s in sorted(changes.positions) if s in portfolio.positions]
-        if positions:
-            await connection.execute(
-                _upsert(dialect, POSITIONS, ["symbol"]),
-                [
-                    {
-                        "symbol": p.symbol,
-                        "quantity": p.quantity,
-                        "cost_basis": p.cost_basis,
-                        "realized_pnl": p.realized_pnl,
-                        "mark": p.mark,
-                        "updated_at": account.updated_at,
-                    }
-                    for p in positions
-                ],
-            )
-        if changes.bars:
-            await connection.execute(
-                _upsert(dialect, BARS, ["symbol", "interval", "start"]),
-                [
-                    {
-                        "symbol": b.symbol,
-                        "interval": b.interval.value,
-                        "start": b.start,
-                        "open": b.open,
-                        "high": b.high,
-                        "low": b.low,
-                        "close": b.close,
-                        "volume": b.volume,
-                        "open_ts": b.open_ts,
-                        "close_ts": b.close_ts,
-                        "trades": b.trades,
-                    }
-                    for b in changes.bars.values()
-                ],
-            )
+        if rows.orders:
+            await connection.execute(upsert(dialect, ORDERS, ("id",)), rows.orders)
+        if rows.fills:
+            await connection.execute(INSERT_FILLS, rows.fills)
+        if rows.positions:
+            await connection.execute(upsert(dialect, POSITIONS, ("symbol",)), rows.positions)
+        if rows.bars:
+            await connection.execute(upsert(dialect, BARS, ("symbol", "interval", "start")), rows.bars)

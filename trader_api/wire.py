@@ -1,0 +1,365 @@
+"""Fast request bodies for the hot routes (``POST /v1/orders``, ``POST /v1/ticks``), with msgspec.
+
+Why this is shaped the way it is:
+
+* **Success path, msgspec only.** ``msgspec.json`` decodes the bytes straight into
+  :class:`OrderCreateWire` / :class:`TickBatchWire` and checks every constraint of the
+  pydantic models in ``schemas/`` (patterns, enums, unknown fields, decimal digits, the
+  1970..2100 range, the cross-field rules). No ``json.loads``, no pydantic.
+* **Same values as pydantic.** FastAPI feeds ``json.loads`` output to
+  ``validate_python``, so a JSON *number* reaches a ``Decimal`` field as a Python
+  float (``1.10`` becomes ``Decimal("1.1")``) while a JSON *string* goes to ``Decimal()``
+  verbatim. msgspec's own ``Decimal`` cannot tell the two apart and its ``datetime``
+  rounds a 7th fraction digit where pydantic truncates, so these fields are decoded as
+  the raw JSON token and converted in ``__post_init__`` exactly the way pydantic-core does.
+* **Failure path, today's code.** msgspec stops at the first bad token in input order;
+  pydantic reports every error in field order. When the fast path refuses a body, the
+  body is run through what FastAPI runs today (``json.loads`` + ``validate_python``), so
+  the 422 body is byte-for-byte FastAPI's. The fast path is deliberately conservative
+  (e.g. unix-epoch ``ts``, UTF-16 bodies, lenient date forms): whatever it does not
+  accept, the reference decides, so behaviour never differs from the pydantic route.
+* **Same OpenAPI document.** :func:`post` registers the fast endpoint hidden from the
+  schema, and right behind it a never-reached twin whose signature takes the pydantic
+  model; FastAPI documents the twin exactly as it documents today's route.
+"""
+
+from __future__ import annotations
+
+import email.message
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Generic, NoReturn, TypeVar
+
+import msgspec
+from fastapi import APIRouter, Depends, HTTPException, Request, params
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from sapphire.trader_api.core.domain import OrderType, Side, TimeInForce
+from sapphire.trader_api.schemas.common import EARLIEST, LATEST
+from sapphire.trader_api.schemas.market import TickBatch
+from sapphire.trader_api.schemas.orders import OrderCreate
+from sapphire.trader_api.settings import SYMBOL_PATTERN
+
+__all__ = [
+    "OrderBody",
+    "OrderCreateWire",
+    "TickBatchBody",
+    "TickBatchWire",
+    "TickCreateWire",
+    "decode_order",
+    "decode_ticks",
+    "post",
+]
+
+if TYPE_CHECKING:
+    WireDecimal = Decimal
+    WireTimestamp = datetime
+else:
+    # What msgspec decodes these fields into: the JSON token as json.loads would give it.
+    # __post_init__ replaces it with the Decimal / UTC datetime that pydantic would produce.
+    WireDecimal = str | int | float
+    WireTimestamp = str
+
+
+def _rust_anchored(pattern: str) -> str:
+    """pydantic matches with Rust's regex, where ``$`` is the end of the text; Python's ``$``
+    also matches before a final newline (msgspec uses ``re``), so ``\\Z`` takes its place."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+
+
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=_rust_anchored(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"))]
+Symbol = Annotated[str, msgspec.Meta(pattern=_rust_anchored(SYMBOL_PATTERN))]
+Name = Annotated[str, msgspec.Meta(pattern=_rust_anchored(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))]
+
+_MAX_DIGITS, _DECIMAL_PLACES = 24, 12
+_MAX_WHOLE_DIGITS = _MAX_DIGITS - _DECIMAL_PLACES
+_MAX_TICKS = 5000
+
+
+def _count(digits: int, exponent: int) -> tuple[int, int]:
+    """(decimal places, digits) of ``digits`` digits times 10**exponent, as pydantic-core counts."""
+    if exponent >= 0:
+        return 0, digits + exponent
+    return -exponent, max(digits, -exponent)
+
+
+def _decimal(value: object, *, allow_zero: bool) -> Decimal:
+    """The Decimal pydantic makes of a JSON token, checked against ``Price``/``Quantity``
+    (``gt=0``) or ``Size`` (``ge=0``) with ``max_digits=24, decimal_places=12``.
+
+    Mirrors pydantic-core: strings go to ``Decimal()`` as they are (so ``" 1_000 "`` is
+    accepted there too), floats through their ``repr``, ints exactly; a digit limit is
+    broken only when both the value as written and without its trailing zeros break it."""
+    if isinstance(value, Decimal):
+        return value  # built from a model pydantic already validated
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a decimal number")
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except ArithmeticError:
+        raise ValueError("must be a valid decimal") from None
+    _, digit_tuple, exponent = number.as_tuple()
+    if not isinstance(exponent, int):  # "n", "N", "F": NaN, sNaN, Infinity
+        raise ValueError("must be a finite number")
+    length = len(digit_tuple)
+    significant = len(bytes(digit_tuple).rstrip(b"\0"))
+    places, digits = _count(length, exponent)
+    if not significant:  # any zero counts as 0E0
+        norm_places, norm_digits = 0, 1
+    elif exponent >= 0:
+        norm_places, norm_digits = places, digits
+    else:
+        norm_places, norm_digits = _count(significant, exponent + length - significant)
+    if digits > _MAX_DIGITS and norm_digits > _MAX_DIGITS:
+        raise ValueError(f"must have no more than {_MAX_DIGITS} digits in total")
+    if places > _DECIMAL_PLACES and norm_places > _DECIMAL_PLACES:
+        raise ValueError(f"must have no more than {_DECIMAL_PLACES} decimal places")
+    if digits - places > _MAX_WHOLE_DIGITS and norm_digits - norm_places > _MAX_WHOLE_DIGITS:
+        raise ValueError(f"must have no more than {_MAX_WHOLE_DIGITS} digits before the point")
+    if allow_zero and not number >= 0:
+        raise ValueError("must be greater than or equal to 0")
+    if not allow_zero and not number > 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+"""The timestamps the fast path parses itself: RFC 3339 with a zone, up to nanoseconds.
+Everything else pydantic might still accept (epoch numbers, ``2024-01-01_00:00Z``, ``,5``
+fractions) goes to the reference path."""
+
+
+def _timestamp(value: object) -> datetime:
+    """``schemas.common.Timestamp``: an aware datetime in 1970..2100, converted to UTC.
+    Fractions past microseconds are truncated, as pydantic's parser does."""
+    if isinstance(value, datetime):
+        return value  # built from a model pydantic already validated
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be an RFC 3339 timestamp with a zone")
+    year, month, day, hour, minute, second, fraction, sign, off_hours, off_minutes = match.groups()
+    zone = UTC
+    if sign is not None:
+        if int(off_hours) > 23 or int(off_minutes) > 59:
+            raise ValueError("has an invalid UTC offset")
+        offset = timedelta(hours=int(off_hours), minutes=int(off_minutes))
+        zone = timezone(-offset if sign == "-" else offset) if offset else UTC
+    micros = int((fraction or "")[:6].ljust(6, "0"))
+    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, zone)
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError("must be between 1970-01-01 and 2100-01-01")
+    return moment.astimezone(UTC)
+
+
+class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
+    """``schemas.orders.OrderCreate``, field for field."""
+
+    client_order_id: ClientOrderId
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    quantity: WireDecimal
+    limit_price: WireDecimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    agent: Name | None = None
+
+    def __post_init__(self) -> None:
+        self.quantity = _decimal(self.quantity, allow_zero=False)
+        if self.limit_price is not None:
+            self.limit_price = _decimal(self.limit_price, allow_zero=False)
+        if self.type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("limit_price: required for limit orders")
+        if self.type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("limit_price: must be omitted for market orders")
+
+
+class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """``schemas.market.TickCreate``. ``gc=False``: only scalars, and up to 5000 per batch."""
+
+    symbol: Symbol
+    bid: WireDecimal
+    ask: WireDecimal
+    last: WireDecimal
+    size: WireDecimal
+    ts: WireTimestamp
+
+    def __post_init__(self) -> None:
+        self.bid = _decimal(self.bid, allow_zero=False)
+        self.ask = _decimal(self.ask, allow_zero=False)
+        self.last = _decimal(self.last, allow_zero=False)
+        self.size = _decimal(self.size, allow_zero=True)
+        self.ts = _timestamp(self.ts)
+        if self.bid > self.ask:
+            raise ValueError(f"ask: must be >= bid ({self.bid}), got {self.ask}")
+
+
+class TickBatchWire(msgspec.Struct, forbid_unknown_fields=True):
+    """``schemas.market.TickBatch``."""
+
+    ticks: Annotated[list[TickCreateWire], msgspec.Meta(min_length=1, max_length=_MAX_TICKS)]
+
+
+_W = TypeVar("_W", bound=msgspec.Struct)
+_M = TypeVar("_M", bound=BaseModel)
+
+_MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's test (``strict_content_type``, its default): ``application/json`` or
+    ``application/*+json``; without a Content-Type the body is not parsed as JSON."""
+    if content_type == "application/json":
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+class _Codec(Generic[_W, _M]):
+    """msgspec first; on refusal, exactly what FastAPI does for a ``model``-typed body."""
+
+    def __init__(self, wire: type[_W], model: type[_M], from_model: Callable[[_M], _W]) -> None:
+        self._decoder = msgspec.json.Decoder(wire)
+        self._reference = TypeAdapter(model)
+        self._from_model = from_model
+
+    def decode(self, body: bytes, content_type: str | None) -> _W:
+        is_json = _is_json(content_type)
+        if body and is_json:
+            try:
+                return self._decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # the reference decides, and words the 422
+        return self._from_model(self._validate(body, is_json))
+
+    def _validate(self, body: bytes, is_json: bool) -> _M:
+        """fastapi.routing.get_request_handler + fastapi._compat.v2.ModelField.validate."""
+        if not body:
+            raise RequestValidationError([dict(_MISSING_BODY)])
+        value: Any = body
+        if is_json:
+            try:
+                value = json.loads(body)
+            except json.JSONDecodeError as error:
+                detail = {
+                    "type": "json_invalid",
+                    "loc": ("body", error.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": error.msg},
+                }
+                raise RequestValidationError([{**detail, "loc": ("body",)}]) from error
+            except Exception as error:  # not text at all, too deep, too long an integer...
+                raise HTTPException(status_code=400, detail="There was an error parsing the body") from error
+        try:
+            return self._reference.validate_python(value, from_attributes=True)
+        except ValidationError as error:
+            errors = [{**item, "loc": ("body", *item["loc"])} for item in error.errors(include_url=False)]
+            raise RequestValidationError(errors, body=value) from None
+
+
+def _order_from_model(model: OrderCreate) -> OrderCreateWire:
+    return OrderCreateWire(**dict(model))
+
+
+def _ticks_from_model(model: TickBatch) -> TickBatchWire:
+    return TickBatchWire(ticks=[TickCreateWire(**dict(tick)) for tick in model.ticks])
+
+
+_ORDER = _Codec(OrderCreateWire, OrderCreate, _order_from_model)
+_TICKS = _Codec(TickBatchWire, TickBatch, _ticks_from_model)
+
+
+def decode_order(body: bytes, *, content_type: str | None = "application/json") -> OrderCreateWire:
+    """The body of ``POST /v1/orders``. Raises ``RequestValidationError`` (422, FastAPI's
+    shape and words) or ``HTTPException`` (400, a body that is not text) as FastAPI would."""
+    return _ORDER.decode(body, content_type)
+
+
+def decode_ticks(body: bytes, *, content_type: str | None = "application/json") -> TickBatchWire:
+    """The body of ``POST /v1/ticks``; errors as :func:`decode_order`."""
+    return _TICKS.decode(body, content_type)
+
+
+async def _order_body(request: Request) -> OrderCreateWire:
+    return decode_order(await request.body(), content_type=request.headers.get("content-type"))
+
+
+async def _ticks_body(request: Request) -> TickBatchWire:
+    return decode_ticks(await request.body(), content_type=request.headers.get("content-type"))
+
+
+OrderBody = Annotated[OrderCreateWire, Depends(_order_body)]
+"""An endpoint parameter: the decoded order. Register the endpoint with :func:`post`."""
+TickBatchBody = Annotated[TickBatchWire, Depends(_ticks_body)]
+"""An endpoint parameter: the decoded tick batch. Register the endpoint with :func:`post`."""
+
+_DOCUMENTED_AS: dict[Callable[..., Any], type[BaseModel]] = {_order_body: OrderCreate, _ticks_body: TickBatch}
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def _documented_model(annotation: Any) -> type[BaseModel] | None:
+    if typing.get_origin(annotation) is not Annotated:
+        return None
+    for meta in annotation.__metadata__:
+        if isinstance(meta, params.Depends) and meta.dependency in _DOCUMENTED_AS:
+            return _DOCUMENTED_AS[meta.dependency]
+    return None
+
+
+def _documentation_twin(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in with ``endpoint``'s name, docstring and signature, except that each
+    ``OrderBody``/``TickBatchBody`` parameter takes the pydantic model instead: FastAPI
+    derives from it the very requestBody, components, 422 and operationId of today."""
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    signature = inspect.signature(endpoint)
+    parameters = []
+    for parameter in signature.parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        parameters.append(parameter.replace(annotation=_documented_model(annotation) or annotation))
+    if all(_documented_model(hints.get(name)) is None for name in signature.parameters):
+        raise TypeError(f"{endpoint.__qualname__} takes no OrderBody or TickBatchBody parameter")
+
+    async def twin(*args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"the documentation twin of {endpoint.__qualname__} was routed to")
+
+    twin.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=hints.get("return", signature.return_annotation)
+    )
+    twin.__name__, twin.__qualname__ = endpoint.__name__, endpoint.__qualname__
+    twin.__doc__, twin.__module__ = endpoint.__doc__, endpoint.__module__
+    return twin
+
+
+def post(router: APIRouter, path: str, **route: Any) -> Callable[[_Endpoint], _Endpoint]:
+    """``@router.post(path, **route)`` for an endpoint taking ``OrderBody``/``TickBatchBody``,
+    keeping the OpenAPI document of the pydantic-typed endpoint it replaces.
+
+    FastAPI puts a model into ``components.schemas`` only when a route's signature uses it;
+    ``openapi_extra`` can patch an operation but not add components. So the endpoint that
+    serves is registered with ``include_in_schema=False``, and a twin taking the pydantic
+    model is registered after it for the same path and method: Starlette routes to the
+    first match, FastAPI documents only the twin."""
+    documented = route.pop("include_in_schema", True)
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        twin = _documentation_twin(endpoint)
+        router.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False, **route)
+        router.add_api_route(path, twin, methods=["POST"], include_in_schema=documented, **route)
+        return endpoint
+
+    return register

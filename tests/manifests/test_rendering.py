@@ -217,6 +217,7 @@ class TestNetworkPolicies:
             ("dns", (53,)),
             ("database", (5432,)),
             ("redis", (6379,)),
+            ("trader-api", (8000,)),  # followers forward writes to the writer
         ]
         assert destinations(egress(documents, "migration-egress")) == [("dns", (53,)), ("database", (5432,))]
 
@@ -237,6 +238,7 @@ class TestNetworkPolicies:
         ]
         trader_api = destinations(egress(documents, "trader-api-egress"))
         assert trader_api[:2] == [("dns", (53,)), (private, (3307, 6379))]
+        assert trader_api[-1] == ("trader-api", (8000,))
         assert destinations(egress(documents, "migration-egress"))[:2] == [("dns", (53,)), (private, (3307,))]
 
     def test_llm_egress_is_opt_in_per_agent(self, tree: str) -> None:

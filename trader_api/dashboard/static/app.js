@@ -203,10 +203,27 @@ function upsert(list, ids, item) {
   list.length = Math.min(list.length, MAX_ROWS);
 }
 
+// Order, fill, portfolio and risk events carry the account's sequence number: one more per
+// event. A jump means events were missed (a reconnect, an outage), so the views are re-read;
+// a number seen before (a retried publication) is dropped.
+function checkSequence(seq) {
+  if (seq === undefined) return true;
+  if (state.seq !== undefined && seq <= state.seq) return false;
+  if (state.seq !== undefined && seq !== state.seq + 1) {
+    console.warn(`event sequence jumped from ${state.seq} to ${seq}: resyncing`);
+    reloadTables().catch(() => {}); refreshPortfolio().catch(() => {}); refreshRisk().catch(() => {});
+  }
+  state.seq = seq;
+  $("#sequence").textContent = `seq ${seq}`;
+  return true;
+}
+
 function onEvent(type, data) {
+  if (!checkSequence(data.seq)) return;
   if (type === "signal") { addSignal(data); renderSignals(); }
   else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); }
   else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
+  else if (type === "portfolio") { renderPortfolio(data); }
   else if (type === "risk") { refreshRisk(); }
 }
 

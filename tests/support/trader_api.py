@@ -1,14 +1,20 @@
-"""Runs the real trader API (``sapphire api``, uvicorn) as a subprocess for end-to-end tests."""
+"""Runs the real trader API (``sapphire api``, uvicorn) as a subprocess for end-to-end tests.
+
+:func:`running_trader_api` is the common case (start, serve, shut down cleanly);
+:class:`TraderApiProcess` is for crash and failover tests, which SIGKILL the process and
+start it again on the same port and the same database.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,6 +24,8 @@ from tests.support import processes
 READ_TOKEN = "e2e-read-token"
 AGENT_TOKEN = "e2e-agent-token"
 ADMIN_TOKEN = "e2e-admin-token"
+
+PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sapphire" / "pycache"
 
 
 @dataclass(frozen=True)
@@ -29,13 +37,19 @@ class TraderApi:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-@contextmanager
-def running_trader_api(*, database_url: str, redis_url: str, **settings: str) -> Iterator[TraderApi]:
-    """``sapphire api`` on a free port; ``settings`` are ``SAPPHIRE_*`` variables (they may
-    override the defaults here, tokens included). Fails if the API does not shut down cleanly."""
-    port = processes.free_port()
-    env = {
-        **os.environ,
+def api_environment(
+    *, database_url: str, redis_url: str, port: int, settings: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of ``sapphire api``: ``settings`` are ``SAPPHIRE_*`` variables without
+    the prefix (``fee_bps="0"``); they may override the defaults here, tokens included.
+
+    The image sets ``PYTHONDONTWRITEBYTECODE`` (see the Dockerfile), so each start would
+    compile every module it imports again, seconds on a busy machine; the API processes of
+    the tests share a bytecode cache outside the repository instead."""
+    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    inherited.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
+    return {
+        **inherited,
         "SAPPHIRE_DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg://", 1),
         "SAPPHIRE_REDIS_URL": redis_url,
         "SAPPHIRE_READ_TOKEN": READ_TOKEN,
@@ -46,18 +60,94 @@ def running_trader_api(*, database_url: str, redis_url: str, **settings: str) ->
         "SAPPHIRE_LOG_LEVEL": "WARNING",
         **{f"SAPPHIRE_{key.upper()}": value for key, value in settings.items()},
     }
-    log = Path(tempfile.mkstemp(prefix="sapphire-api-", suffix=".log")[1])
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sapphire", "api"], env=env, stdout=output, stderr=subprocess.STDOUT
+
+
+@dataclass
+class TraderApiProcess:
+    """One ``sapphire api`` process that a test may SIGKILL and start again: the port, the
+    settings and the log file stay the same across restarts (the log is appended to)."""
+
+    database_url: str
+    redis_url: str
+    settings: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=processes.free_port)
+    log: Path = field(
+        default_factory=lambda: Path(tempfile.mkstemp(prefix="sapphire-api-", suffix=".log")[1])
+    )
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 60) -> TraderApiProcess:
+        """Spawn the API and wait until ``/readyz`` answers 200 (database and bus up; the
+        engine's role may be any)."""
+        return self.spawn().wait_ready(timeout=timeout)
+
+    def spawn(self) -> TraderApiProcess:
+        """Start the process without waiting (several replicas can then start side by side)."""
+        if self.process is not None:
+            raise RuntimeError(f"sapphire api on port {self.port} is already running")
+        env = api_environment(
+            database_url=self.database_url, redis_url=self.redis_url, port=self.port, settings=self.settings
         )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200, timeout=30, what="sapphire api"
-        )
-        yield TraderApi(url=url, log=log)
-    finally:
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "sapphire", "api"], env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def wait_ready(self, *, timeout: float = 60) -> TraderApiProcess:
+        """Wait until ``/readyz`` answers 200; on a timeout (or an exit) stop it and raise with its log."""
+        process = self.process
+        if process is None:
+            raise RuntimeError(f"sapphire api on port {self.port} was not started")
+
+        def ready_or_gone() -> bool:
+            return process.poll() is not None or httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+
+        try:
+            processes.wait_until(ready_or_gone, timeout=timeout, what=f"sapphire api on port {self.port}")
+        except TimeoutError as error:
+            self.stop()
+            raise TimeoutError(f"{error}; log {self.log}:\n{self.output()[-3000:]}") from None
+        if process.poll() is not None:
+            self.process = None
+            raise RuntimeError(
+                f"sapphire api on port {self.port} exited with {process.returncode}; "
+                f"log {self.log}:\n{self.output()[-3000:]}"
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, no shutdown code runs."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> int | None:
+        """SIGTERM (then SIGKILL after a grace period); the exit status, None if not running."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
         processes.stop_process(process)
+        return process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_trader_api(*, database_url: str, redis_url: str, **settings: str) -> Iterator[TraderApi]:
+    """``sapphire api`` on a free port; ``settings`` are ``SAPPHIRE_*`` variables (they may
+    override the defaults here, tokens included). Fails if the API does not shut down cleanly."""
+    api = TraderApiProcess(database_url=database_url, redis_url=redis_url, settings=dict(settings))
+    api.start()
+    try:
+        yield TraderApi(url=api.url, log=api.log)
+    finally:
+        returncode = api.stop()
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
-    assert process.returncode in (0, -15), f"sapphire api exited with {process.returncode}; log: {log}"
+    assert returncode in (0, -15), f"sapphire api exited with {returncode}; log: {api.log}"

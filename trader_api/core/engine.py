@@ -118,7 +118,9 @@ class Engine:
         for order in state.open_orders:
             self.open[order.symbol][order.id] = order
         self.idempotency = dict(state.idempotency)
-        self.recent: collections.OrderedDict[uuid.UUID, Order] = collections.OrderedDict()
+        self.recent: collections.OrderedDict[uuid.UUID, Order] = collections.OrderedDict(
+            (order.id, order) for order in state.recent[-RECENT_ORDERS:]
+        )
         self.quotes = dict(state.quotes)
         self.bars: dict[BarKey, bars.Bar] = {}
         self.sequence = state.sequence

@@ -105,6 +105,8 @@ class EngineState:
     intakes: int
     """The highest order intake number so far."""
     quotes: Mapping[str, domain.Quote] = dataclasses.field(default_factory=dict)
+    recent: tuple[Order, ...] = ()
+    """The latest closed orders, oldest first, so that repeats after a restart need no read."""
 
 
 # Commands ------------------------------------------------------------------------------

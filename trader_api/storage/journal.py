@@ -116,8 +116,9 @@ def order_from_row(row: Any) -> Order:
     )
 
 
-async def load(connection: AsyncConnection) -> EngineState:
-    """The engine's state as the tables hold it (one snapshot: call inside a transaction)."""
+async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineState:
+    """The engine's state as the tables hold it (one snapshot: call inside a transaction),
+    with the ``recent`` latest closed orders, so repeats right after a restart need no read."""
     account = (await connection.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.id == tables.ACCOUNT_ID))).one()
     positions = (await connection.execute(sa.select(POSITIONS))).all()
     portfolio = accounting.Portfolio(
@@ -145,6 +146,14 @@ async def load(connection: AsyncConnection) -> EngineState:
     index = (
         await connection.execute(sa.select(ORDERS.c.client_order_id, ORDERS.c.request_hash, ORDERS.c.id))
     ).all()
+    recent_rows = (
+        await connection.execute(
+            sa.select(ORDERS)
+            .where(ORDERS.c.status.not_in(OPEN_STATUSES))
+            .order_by(ORDERS.c.sequence.desc())
+            .limit(recent)
+        )
+    ).all()
     intakes = (
         await connection.execute(sa.select(sa.func.coalesce(sa.func.max(ORDERS.c.sequence), 0)))
     ).scalar_one()
@@ -166,6 +175,7 @@ async def load(connection: AsyncConnection) -> EngineState:
         idempotency={row.client_order_id: (row.request_hash, row.id) for row in index},
         sequence=int(account.event_sequence),
         intakes=int(intakes),
+        recent=tuple(order_from_row(row) for row in reversed(recent_rows)),
     )
 
 

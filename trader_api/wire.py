@@ -2,16 +2,18 @@
 
 Why this is shaped the way it is:
 
-* **Success path, msgspec only.** ``msgspec.json`` decodes the bytes straight into
-  :class:`OrderCreateWire` / :class:`TickBatchWire` and checks every constraint of the
-  pydantic models in ``schemas/`` (patterns, enums, unknown fields, decimal digits, the
-  1970..2100 range, the cross-field rules). No ``json.loads``, no pydantic.
+* **Success path, no pydantic.** ``msgspec.json`` decodes the bytes straight into
+  :class:`OrderCreateWire` / :class:`TickBatchWire` (enums, unknown fields, the list
+  bounds, the client_order_id/agent patterns checked in C), and ``__post_init__`` checks
+  the rest of the constraints of the pydantic models in ``schemas/``: symbol, decimal
+  digits and sign, the 1970..2100 range, the cross-field rules. No ``json.loads``. About
+  2x faster than json.loads + pydantic for an order and for a batch of 5000 ticks.
 * **Same values as pydantic.** FastAPI feeds ``json.loads`` output to
   ``validate_python``, so a JSON *number* reaches a ``Decimal`` field as a Python
   float (``1.10`` becomes ``Decimal("1.1")``) while a JSON *string* goes to ``Decimal()``
   verbatim. msgspec's own ``Decimal`` cannot tell the two apart and its ``datetime``
   rounds a 7th fraction digit where pydantic truncates, so these fields are decoded as
-  the raw JSON token and converted in ``__post_init__`` exactly the way pydantic-core does.
+  the raw JSON token and converted in ``__post_init__`` the way pydantic-core does.
 * **Failure path, today's code.** msgspec stops at the first bad token in input order;
   pydantic reports every error in field order. When the fast path refuses a body, the
   body is run through what FastAPI runs today (``json.loads`` + ``validate_python``), so
@@ -128,7 +130,7 @@ def _decimal(value: object, *, allow_zero: bool) -> Decimal:
         raise ValueError("must be a finite number")
     if number:
         adjusted = number.adjusted()  # 10**adjusted <= |number| < 10**(adjusted + 1)
-        if not adjusted < _WHOLE_DIGITS:
+        if not -_DECIMAL_PLACES <= adjusted < _WHOLE_DIGITS or _EXACT.remainder(number, _PLACE):
             raise ValueError(
                 f"must have at most {_WHOLE_DIGITS} digits before the point and {_DECIMAL_PLACES} after"
             )

@@ -40,6 +40,18 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.batch_commands = Histogram(
+            "sapphire_engine_batch_commands",
+            "Commands the order engine committed per batch (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "sapphire_engine_batch_commit_seconds",
+            "Time to commit one batch of the order engine's changes",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
         self.bus_errors = Counter(
             "sapphire_bus_unavailable_total",
             "Requests refused because Redis was down",

@@ -172,11 +172,13 @@ def test_books_balance_and_risk_holds_over_random_order_and_price_sequences(
     fill_count = 0
     for serial, step in enumerate(script):
         command = command_for(trader, step, serial)
+        refused: str | None = None
         try:
             trader.apply(command)
         except errors.RiskRefusedError as refusal:
-            if isinstance(command, records.SubmitOrder) and command.symbol not in trader.quotes:
-                assert refusal.rule == "stale_quote"
+            refused = refusal.rule
+        if isinstance(command, records.SubmitOrder) and command.symbol not in trader.quotes:
+            assert refused == "stale_quote"
         for fill in trader.take_changes().fills:
             booked = accounting.Fill(fill.symbol, fill.side, fill.quantity, fill.price, fill.fee)
             before, replayed = replayed, accounting.apply_fill(replayed, booked)

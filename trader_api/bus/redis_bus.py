@@ -67,7 +67,9 @@ class RedisBus(base.Bus):
         self, *, values: Mapping[str, str] | None = None, messages: Sequence[tuple[str, str]] = ()
     ) -> None:
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
+            # No MULTI/EXEC: one connection delivers a pipeline in order, which is all the
+            # subscribers rely on, and the transaction would double the server's work.
+            async with self.client.pipeline(transaction=False) as pipe:
                 if values:
                     pipe.mset(dict(values))
                 for channel, data in messages:

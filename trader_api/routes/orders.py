@@ -5,11 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from sapphire.trader_api import wire
 from sapphire.trader_api.core.domain import OrderStatus
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, WriterDep
 from sapphire.trader_api.errors import NotFoundError
 from sapphire.trader_api.schemas.common import Name, Symbol
-from sapphire.trader_api.schemas.orders import OrderCreate, OrderPublic
+from sapphire.trader_api.schemas.orders import OrderPublic
 from sapphire.trader_api.services import trading
 from sapphire.trader_api.storage import books
 
@@ -23,9 +24,11 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-@router.post("/orders", response_model=OrderPublic, status_code=status.HTTP_201_CREATED, responses=_ERRORS)
+@wire.post(
+    router, "/orders", response_model=OrderPublic, status_code=status.HTTP_201_CREATED, responses=_ERRORS
+)
 async def submit_order(
-    request: OrderCreate, _: AgentScope, runtime: RuntimeDep, writer: WriterDep, response: Response
+    _: AgentScope, request: wire.OrderBody, runtime: RuntimeDep, writer: WriterDep, response: Response
 ) -> OrderPublic:
     """Submit an order to the paper venue: 201 when new, 200 when a retry of the same order.
     Either answer means the order is durable."""

@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from sapphire.trader_api import wire
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.deps import AgentScope, RuntimeDep, WriterDep
-from sapphire.trader_api.schemas.market import TickBatch, TicksAccepted
+from sapphire.trader_api.schemas.market import TicksAccepted
 from sapphire.trader_api.services import ingest
 
 router = APIRouter(tags=["market data"])
 
 
-@router.post("/ticks", response_model=TicksAccepted)
+@wire.post(router, "/ticks", response_model=TicksAccepted)
 async def post_ticks(
-    batch: TickBatch, _: AgentScope, runtime: RuntimeDep, writer: WriterDep
+    _: AgentScope, batch: wire.TickBatchBody, runtime: RuntimeDep, writer: WriterDep
 ) -> TicksAccepted:
     """Ingest ticks: bars, marks and resting-order fills committed, then the latest quote,
     the tick stream and the events published."""

@@ -5,6 +5,8 @@ before it is durable."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -36,4 +38,9 @@ async def ingest(runtime: Runtime, writer: Writer, quotes: Sequence[domain.Quote
     result = await writer.submit(records.ApplyTicks(tuple(quotes)))
     if not isinstance(result, records.TicksApplied):
         raise TypeError(f"unexpected engine result {result!r}")
+    # A feed that reads back what it sent (GET /v1/quotes) sees it: the answer waits until
+    # the batch is also on the bus, for a moment at most (it is committed either way).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(runtime.settings.redis_timeout_seconds):
+            await writer.publisher.wait_delivered(writer.last_publication)
     return result.accepted

@@ -49,13 +49,20 @@ class Publisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.enqueued = 0
+        """Publications handed over so far; each one's number is its ticket."""
+        self.delivered = 0
+        self._progress = asyncio.Condition()
 
-    def enqueue(self, publication: Publication) -> None:
+    def enqueue(self, publication: Publication) -> int:
+        """Queue ``publication``; the ticket :meth:`wait_delivered` takes."""
         if publication.empty:
-            return
+            return self.enqueued
+        self.enqueued += 1
         self.backlog.append(publication)
         self._idle.clear()
         self._wake.set()
+        return self.enqueued
 
     def check(self) -> None:
         """Refuse a new write (503) while committed events cannot be published."""
@@ -65,6 +72,11 @@ class Publisher:
                 f"message bus unavailable: {self.failure} "
                 f"({len(self.backlog)} committed batches wait to be published)"
             )
+
+    async def wait_delivered(self, ticket: int) -> None:
+        """Wait until publication ``ticket`` is on the bus (callers bound it with asyncio.timeout)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.delivered >= ticket)
 
     async def idle(self) -> None:
         """Wait until everything enqueued so far has been published."""
@@ -93,6 +105,9 @@ class Publisher:
                     continue
                 for _ in taken:
                     self.backlog.popleft()
+                async with self._progress:
+                    self.delivered += len(taken)
+                    self._progress.notify_all()
                 if self.failure is not None:
                     log.warning("the bus is back: delivered the events held during the outage")
                 self.failure, delay = None, BACKOFF_FIRST_SECONDS

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import time
 
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import domain, engine, records, venue
@@ -67,6 +68,8 @@ class Writer:
         self.max_batch = settings.writer_max_batch
         self.election_seconds = settings.writer_election_seconds
         self.role = Role.STARTING
+        self.last_publication = 0
+        """The publisher's ticket of the last committed batch."""
         self.leader = ""
         """The writer's address as the account row gives it (this replica's own when writer)."""
         self.epoch = 0
@@ -190,6 +193,7 @@ class Writer:
             except errors.TraderApiError as error:
                 outcomes.append(error)
         changes = engine_.take_changes()
+        started = time.perf_counter()
         try:
             await connection.write(changes, epoch=self.epoch)
         except Exception as error:
@@ -208,8 +212,10 @@ class Writer:
                 pending.future.set_exception(outcome)
             else:
                 pending.future.set_result(outcome)
+        self.runtime.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.runtime.metrics.batch_commands.observe(len(batch))
         self._count(batch, changes, outcomes)
-        self.publisher.enqueue(events.publication(changes, self.runtime.names))
+        self.last_publication = self.publisher.enqueue(events.publication(changes, self.runtime.names))
 
     async def _check_epoch(self) -> None:
         if self._batches is None:

@@ -101,6 +101,14 @@ class Portfolio:
             return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
 
 
+def average_fill_price(filled_notional: Decimal, filled_quantity: Decimal) -> Decimal | None:
+    """Quantity-weighted price of an order's fills (rounded to 1e-12), ``None`` before the first."""
+    if not filled_quantity:
+        return None
+    with decimal.localcontext(CONTEXT):
+        return (filled_notional / filled_quantity).quantize(COST_QUANTUM).normalize()
+
+
 def fee_for(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
     """The venue's fee on one execution: ``fee_bps`` of its notional, rounded up to FEE_QUANTUM."""
     with decimal.localcontext(CONTEXT):

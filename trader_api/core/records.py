@@ -9,7 +9,6 @@ the engine handed them while the engine moves on.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -42,11 +41,8 @@ class Order:
 
     @property
     def average_price(self) -> Decimal | None:
-        """Quantity-weighted price of the fills so far (rounded to 1e-12), ``None`` before the first."""
-        if not self.filled_quantity:
-            return None
-        with decimal.localcontext(accounting.CONTEXT):
-            return (self.filled_notional / self.filled_quantity).quantize(accounting.COST_QUANTUM).normalize()
+        """Quantity-weighted price of the fills so far, ``None`` before the first."""
+        return accounting.average_fill_price(self.filled_notional, self.filled_quantity)
 
     @property
     def working(self) -> venue.WorkingOrder:

@@ -54,21 +54,7 @@ async def account(session: AsyncSession) -> tables.Account:
 
 async def portfolio(session: AsyncSession, row: tables.Account) -> accounting.Portfolio:
     positions = (await session.execute(sa.select(tables.Position))).scalars().all()
-    return accounting.Portfolio(
-        cash=row.cash,
-        fees=row.fees,
-        realized_pnl=row.realized_pnl,
-        positions={
-            p.symbol: accounting.Position(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                cost_basis=p.cost_basis,
-                realized_pnl=p.realized_pnl,
-                mark=p.mark,
-            )
-            for p in positions
-        },
-    )
+    return journal.portfolio_from_rows(row, positions)
 
 
 async def order_by_id(session: AsyncSession, order_id: uuid.UUID) -> tables.Order | None:

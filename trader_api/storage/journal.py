@@ -116,12 +116,9 @@ def order_from_row(row: Any) -> Order:
     )
 
 
-async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineState:
-    """The engine's state as the tables hold it (one snapshot: call inside a transaction),
-    with the ``recent`` latest closed orders, so repeats right after a restart need no read."""
-    account = (await connection.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.id == tables.ACCOUNT_ID))).one()
-    positions = (await connection.execute(sa.select(POSITIONS))).all()
-    portfolio = accounting.Portfolio(
+def portfolio_from_rows(account: Any, positions: Iterable[Any]) -> accounting.Portfolio:
+    """The portfolio from an account row and position rows (Core rows or ORM objects)."""
+    return accounting.Portfolio(
         cash=account.cash,
         fees=account.fees,
         realized_pnl=account.realized_pnl,
@@ -136,6 +133,13 @@ async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineSt
             for p in positions
         },
     )
+
+
+async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineState:
+    """The engine's state as the tables hold it (one snapshot: call inside a transaction),
+    with the ``recent`` latest closed orders, so repeats right after a restart need no read."""
+    account = (await connection.execute(sa.select(ACCOUNTS).where(ACCOUNTS.c.id == tables.ACCOUNT_ID))).one()
+    portfolio = portfolio_from_rows(account, (await connection.execute(sa.select(POSITIONS))).all())
     open_rows = (
         await connection.execute(
             sa.select(ORDERS)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import decimal
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -102,11 +101,8 @@ class Order(Base):
 
     @property
     def average_price(self) -> Decimal | None:
-        """Quantity-weighted price of the fills so far (rounded to 1e-12), ``None`` before the first."""
-        if not self.filled_quantity:
-            return None
-        with decimal.localcontext(accounting.CONTEXT):
-            return (self.filled_notional / self.filled_quantity).quantize(accounting.COST_QUANTUM).normalize()
+        """Quantity-weighted price of the fills so far, ``None`` before the first."""
+        return accounting.average_fill_price(self.filled_notional, self.filled_quantity)
 
 
 class Fill(Base):

@@ -3,9 +3,10 @@ the order accepted and persisted by the trader API.
 
 The real path, every component real:
 
-1. **Clock starts** just before the feed writes the tick to Redis: the same transaction
-   (``MSET`` of the latest quote, ``PUBLISH`` on ``{prefix}ticks:BTC-USD``) that the trader
-   API's ingest sends, written with the trader API's own ``RedisBus``.
+1. **Clock starts** just before the feed POSTs the tick to the trader API's ``/v1/ticks``:
+   the order engine takes the quote (orders are priced and risk-checked against the
+   engine's own quotes), the batch commits, and only then is the tick published on
+   ``{prefix}ticks:BTC-USD`` (durable before visible).
 2. The momentum analyst (``agents/analysts``) receives it on its own Redis connection
    (``agents.bus.RedisBus``), parses it (``market.Tick``), folds it into its indicators and
    is asked for its opinion, which it POSTs to ``/v1/signals`` (``agents.client``).
@@ -13,8 +14,8 @@ The real path, every component real:
    publishes it on ``{prefix}signals``.
 4. The executor (``agents.trading.ExecutorAgent``, unmodified, all its loops running)
    receives it, decides (aggregation, sizing) and POSTs the order to ``/v1/orders``.
-5. The API checks risk, fills it on the paper venue and commits order, fill, position and
-   cash in one Postgres transaction, then answers 201.
+5. The API's order engine checks risk and fills it on the paper venue; the journal commits
+   order, fill, position and cash in the next group commit, then the API answers 201.
 6. **Clock stops** when the executor's HTTP client has read that 201 response: the order
    is accepted and durable (the API answers only after ``COMMIT`` returns).
 
@@ -52,11 +53,10 @@ from pathlib import Path
 import httpx
 import redis.asyncio
 
-from bench import environment, report
+from bench import environment, http, report
 from sapphire.agents import analysts, client, executor, market, runtime, sizing, trading
 from sapphire.agents import bus as agent_bus
 from sapphire.agents.settings import AgentSettings
-from sapphire.trader_api.bus.redis_bus import RedisBus as FeedBus
 
 NAME = "tick_to_order"
 SYMBOL = "BTC-USD"
@@ -265,9 +265,9 @@ async def drive(
     agent = trading.ExecutorAgent(executor_context, engine)
     tasks.append(asyncio.create_task(analyst_on_every_tick(analyst_context, analyst, subscribed)))
     tasks.append(asyncio.create_task(agent.run()))
-    feed = FeedBus(redis_url, timeout=2.0)
+    feed = await http.Connection.open(api_url, token=environment.AGENT_TOKEN)
     names = analyst_context.names
-    quote_key, channel = f"{prefix}quote:{SYMBOL}", names.ticks(SYMBOL)
+    channel = names.ticks(SYMBOL)
     result = PassResult(stages_ns={"analyst": [], "signal_to_order_sent": [], "order_round_trip": []})
     try:
         await _wait_for_subscribers(redis_url, {channel: 2, names.signals: 1})
@@ -292,13 +292,17 @@ async def drive(
             refreshed = timeline.expect("GET /v1/portfolio")
             payload = tick_payload(index)
             t0 = time.perf_counter_ns()
-            await feed.write(values={quote_key: payload}, messages=[(channel, payload)])
+            ingest = asyncio.create_task(feed.request("POST", "/v1/ticks", {"ticks": [json.loads(payload)]}))
             try:
                 status, t1 = await asyncio.wait_for(order, timeout=2.0 if measured else 0.2)
             except TimeoutError:
                 timeline.waiters.clear()
                 result.misses += measured
                 continue
+            finally:
+                ingested, body = await ingest
+                if ingested != 200:
+                    raise RuntimeError(f"{NAME}: the tick was refused: {ingested} {body[:300]!r}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(refreshed, timeout=2.0)
             timeline.waiters.clear()

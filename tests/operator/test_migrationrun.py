@@ -180,7 +180,8 @@ def test_two_runs_for_one_database_are_serialized(
     )
     assert (first["status"]["phase"], second["status"]["phase"]) == ("Succeeded", "Succeeded")
     assert second["status"]["startedAt"] >= first["status"]["finishedAt"]
-    assert first["status"]["message"].endswith(f"applied {migration_config.head()}")
+    assert first["status"]["message"].startswith(f"upgrade base -> {migration_config.head()}; applied ")
+    assert first["status"]["message"].endswith(migration_config.head())
     assert second["status"]["message"].endswith("applied nothing (already there)")
 
 
@@ -269,4 +270,5 @@ def test_a_killed_operator_never_runs_a_migration_twice(
     assert body["status"]["phase"] == "Succeeded"
     assert body["status"]["attempts"] == 1
     assert pods_of(control_plane, namespace, "once") == ["pod/once-1"]
-    assert body["status"]["message"].endswith(f"applied {migration_config.head()}")
+    assert body["status"]["message"].startswith(f"upgrade base -> {migration_config.head()}; applied ")
+    assert body["status"]["message"].endswith(migration_config.head())

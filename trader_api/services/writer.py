@@ -37,6 +37,9 @@ from sapphire.trader_api.storage import batches, journal
 
 log = logging.getLogger(__name__)
 
+GATHER_YIELDS = 4
+"""Event-loop turns a batch waits for more commands, as long as each turn brings some."""
+
 
 class Role(enum.StrEnum):
     STARTING = "starting"
@@ -171,6 +174,17 @@ class Writer:
                 await self._check_epoch()  # idle: notice a lost lock before the next order does
                 continue
             batch = [first]
+            for _ in range(GATHER_YIELDS):
+                # Let requests already read from their sockets reach the queue: a batch
+                # costs about the same to commit with one command or with many.
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                if len(batch) >= self.max_batch:
+                    break
+                waiting = self._queue.qsize()
+                await asyncio.sleep(0)
+                if self._queue.qsize() == waiting:
+                    break
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)

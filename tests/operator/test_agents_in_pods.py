@@ -66,9 +66,10 @@ def test_a_momentum_agent_and_the_executor_trade_from_pods(
         with api.client() as client:
 
             def traded(_: Any = None) -> bool:
+                # A resting order may fill a few ticks later: wait for the fill itself.
                 momentum = client.get("/v1/signals", params={"agent": "momo"}).json()
-                orders = client.get("/v1/orders").json()
-                return bool(momentum) and any(o.get("agent") == "grok" for o in orders)
+                fills = client.get("/v1/fills").json()
+                return bool(momentum) and any(f.get("agent") == "grok" for f in fills)
 
             kube.wait_for(
                 control_plane, "/version", traded, timeout=180, what="signals and orders from the pods"
@@ -89,7 +90,14 @@ def test_a_momentum_agent_and_the_executor_trade_from_pods(
         assert portfolio["positions"], portfolio
         path = f"/apis/trading.sapphire-ai.com/v1alpha1/namespaces/{namespace}/tradingagents/momo"
         body = kube.wait_for(
-            control_plane, path, lambda b: b.get("status", {}).get("lastSignalAt") is not None, timeout=60
+            control_plane,
+            path,
+            # The figures converge on the operator's next refresh (every 2 s here).
+            lambda b: (
+                b.get("status", {}).get("lastSignalAt") is not None
+                and b["status"].get("signalsLastHour", 0) >= 1
+            ),
+            timeout=60,
         )
         assert body["status"]["phase"] == "Running"
         assert body["status"]["signalsLastHour"] >= 1

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -37,6 +41,26 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+async def observe(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    within: float,
+    what: str,
+    interval: float = 0.02,
+) -> T:
+    """Await ``probe`` until it returns something other than ``None`` (an observed fact,
+    such as a field of ``/readyz``); that value. ``TimeoutError`` naming ``what`` otherwise.
+    The one async poll of the test suite: facts a process reports only when asked."""
+    deadline = time.monotonic() + within
+    while True:
+        observed = await probe()
+        if observed is not None:
+            return observed
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -194,11 +194,10 @@ async def kill_mid_storm(api: TraderApiProcess, running: asyncio.Task[None], tal
 
 
 async def until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
+    async def probe() -> bool | None:
+        return True if condition() else None
+
+    await processes.observe(probe, within=within, what=what, interval=0.01)
 
 
 # HTTP helpers -----------------------------------------------------------------------------
@@ -235,9 +234,9 @@ async def wait_for_engine(
     url: str, *, role: str, writer: str | None = None, within: float = 20
 ) -> dict[str, Any]:
     """Poll ``/readyz`` until the replica's engine has ``role`` (and ``writer``); its ``engine``."""
-    deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=2) as client:
-        while True:
+
+        async def probe() -> dict[str, Any] | None:
             engine = await engine_of(client, url)
             if (
                 isinstance(engine, dict)
@@ -245,9 +244,9 @@ async def wait_for_engine(
                 and (writer is None or engine.get("writer") == writer)
             ):
                 return engine
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} was not {role} after {within}s; last /readyz engine: {engine}")
-            await asyncio.sleep(0.02)
+            return None
+
+        return await processes.observe(probe, within=within, what=f"{url} to be {role}")
 
 
 async def wait_for_election(
@@ -255,19 +254,20 @@ async def wait_for_election(
 ) -> tuple[TraderApiProcess, TraderApiProcess, dict[str, Any]]:
     """Wait until one of two replicas is the writer and the other a follower that names it;
     (writer, follower, the writer's engine)."""
-    deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=2) as client:
-        while True:
+
+        async def probe() -> tuple[TraderApiProcess, TraderApiProcess, dict[str, Any]] | None:
             engines = [await engine_of(client, replica.url) for replica in replicas]
             roles = [engine.get("role") if isinstance(engine, dict) else None for engine in engines]
-            if sorted(map(str, roles)) == ["follower", "writer"]:
-                writer = roles.index("writer")
-                follower = 1 - writer
-                if engines[writer]["writer"] == replicas[writer].url == engines[follower]["writer"]:
-                    return replicas[writer], replicas[follower], engines[writer]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no writer and follower after {within}s: {engines}")
-            await asyncio.sleep(0.02)
+            if sorted(map(str, roles)) != ["follower", "writer"]:
+                return None
+            writer = roles.index("writer")
+            follower = 1 - writer
+            if engines[writer]["writer"] == replicas[writer].url == engines[follower]["writer"]:
+                return replicas[writer], replicas[follower], engines[writer]
+            return None
+
+        return await processes.observe(probe, within=within, what="one writer and one follower naming it")
 
 
 # The tables -------------------------------------------------------------------------------

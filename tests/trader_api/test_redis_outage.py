@@ -4,7 +4,6 @@ recovers by itself once Redis returns."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import psycopg
 import redis.asyncio
 
-from tests.support import services
+from tests.support import processes, services
 from tests.trader_api.support import AGENT, READ, ManualClock, make_settings, order, running_client, tick
 
 SIGNAL = {
@@ -46,11 +45,11 @@ async def ready_state(client: httpx.AsyncClient) -> dict[str, object]:
 
 async def until(client: httpx.AsyncClient, condition: Callable[[dict[str, Any]], bool], what: str) -> None:
     """Poll /readyz until ``condition`` holds (10 s at most)."""
-    for _ in range(200):
-        if condition(await ready_state(client)):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}; last /readyz: {await ready_state(client)}")
+
+    async def probe() -> bool | None:
+        return True if condition(await ready_state(client)) else None
+
+    await processes.observe(probe, within=10, what=what)
 
 
 def unpublished(state: dict[str, Any]) -> int:

@@ -211,7 +211,3 @@ class Changes:
     """The account after the batch (``None``: nothing was applied)."""
     sequence: int = 0
     """The last sequence number the batch used."""
-
-    @property
-    def empty(self) -> bool:
-        return self.account is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -57,19 +58,22 @@ class Position:
     mark: Decimal = ZERO
     """Last price the position was valued at: the quote mid, or the last fill price."""
 
-    @property
+    # Positions and portfolios are immutable values (every change makes a new one), so each
+    # figure is computed once: the risk rules, the engine and the published portfolio read
+    # the same figures several times for every order.
+    @functools.cached_property
     def average_price(self) -> Decimal:
         if self.quantity == 0:
             return ZERO
         with decimal.localcontext(CONTEXT):
             return (self.cost_basis / self.quantity).quantize(COST_QUANTUM).normalize()
 
-    @property
+    @functools.cached_property
     def market_value(self) -> Decimal:
         with decimal.localcontext(CONTEXT):
             return self.quantity * self.mark
 
-    @property
+    @functools.cached_property
     def unrealized_pnl(self) -> Decimal:
         with decimal.localcontext(CONTEXT):
             return self.quantity * self.mark - self.cost_basis
@@ -85,17 +89,17 @@ class Portfolio:
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol)
 
-    @property
+    @functools.cached_property
     def equity(self) -> Decimal:
         with decimal.localcontext(CONTEXT):
             return self.cash + sum((p.market_value for p in self.positions.values()), ZERO)
 
-    @property
+    @functools.cached_property
     def unrealized_pnl(self) -> Decimal:
         with decimal.localcontext(CONTEXT):
             return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
 
-    @property
+    @functools.cached_property
     def gross_exposure(self) -> Decimal:
         with decimal.localcontext(CONTEXT):
             return sum((abs(p.market_value) for p in self.positions.values()), ZERO)

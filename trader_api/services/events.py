@@ -17,37 +17,35 @@ from typing import Any
 from sapphire.trader_api import bus
 from sapphire.trader_api.core import accounting
 from sapphire.trader_api.core.records import Account, Changes, Event, Fill, Order
+from sapphire.trader_api.schemas.dump import Dump, encode
 from sapphire.trader_api.schemas.orders import FillPublic, OrderPublic
-from sapphire.trader_api.schemas.portfolio import PortfolioPublic, PositionPublic
+from sapphire.trader_api.schemas.portfolio import PortfolioPublic
 from sapphire.trader_api.services.market import quote_payload
 from sapphire.trader_api.services.publisher import Publication
 from sapphire.trader_api.services.runtime import dumps
 from sapphire.trader_api.storage import journal
 
 
+def open_positions(portfolio: accounting.Portfolio) -> list[accounting.Position]:
+    """The positions the wire shows, by symbol: open ones, and closed ones with realized PnL."""
+    return [
+        p
+        for p in sorted(portfolio.positions.values(), key=lambda p: p.symbol)
+        if p.quantity != 0 or p.realized_pnl != 0
+    ]
+
+
 def portfolio_public(portfolio: accounting.Portfolio) -> PortfolioPublic:
-    """The portfolio on the wire: open positions and closed ones with realized PnL."""
-    return PortfolioPublic(
-        cash=portfolio.cash,
-        equity=portfolio.equity,
-        realized_pnl=portfolio.realized_pnl,
-        unrealized_pnl=portfolio.unrealized_pnl,
-        fees=portfolio.fees,
-        gross_exposure=portfolio.gross_exposure,
-        positions=[
-            PositionPublic(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                average_price=p.average_price,
-                mark=p.mark,
-                market_value=p.market_value,
-                unrealized_pnl=p.unrealized_pnl,
-                realized_pnl=p.realized_pnl,
-            )
-            for p in sorted(portfolio.positions.values(), key=lambda p: p.symbol)
-            if p.quantity != 0 or p.realized_pnl != 0
-        ],
-    )
+    """The portfolio on the wire, as a model (the read route's answer)."""
+    return PortfolioPublic.model_validate(portfolio_data(portfolio))
+
+
+_ORDER, _FILL = Dump.of(OrderPublic), Dump.of(FillPublic)
+_PORTFOLIO = Dump.of(PortfolioPublic)
+
+
+def portfolio_data(portfolio: accounting.Portfolio) -> dict[str, Any]:
+    return _PORTFOLIO.data(portfolio, positions=open_positions(portfolio))
 
 
 def risk_payload(account: Account) -> dict[str, Any]:
@@ -59,13 +57,14 @@ def risk_payload(account: Account) -> dict[str, Any]:
 
 
 def payload(event: Event) -> dict[str, Any]:
+    """The event's data as :func:`dump.encode` takes it."""
     subject = event.subject
     if isinstance(subject, Order):
-        return OrderPublic.model_validate(subject).model_dump(mode="json")
+        return _ORDER.data(subject)
     if isinstance(subject, Fill):
-        return FillPublic.model_validate(subject).model_dump(mode="json")
+        return _FILL.data(subject)
     if isinstance(subject, accounting.Portfolio):
-        return portfolio_public(subject).model_dump(mode="json")
+        return portfolio_data(subject)
     return risk_payload(subject)
 
 
@@ -76,11 +75,14 @@ def publication(changes: Changes, names: bus.Names) -> Publication:
         messages=[(names.ticks(q.symbol), dumps(quote_payload(q))) for q in changes.ticks],
     )
     for event in changes.events:
-        data = payload(event)
+        # The data is encoded once and framed twice: {"type", "seq", "data"} on the events
+        # channel, the data with "seq" last on its own channel.
+        data = encode(payload(event)).decode()
         channel = channels.get(event.kind)
         if channel is not None:
-            result.messages.append((channel, dumps({**data, "seq": event.sequence})))
+            separator = "," if len(data) > 2 else ""
+            result.messages.append((channel, f'{data[:-1]}{separator}"seq":{event.sequence}}}'))
         result.messages.append(
-            (names.events, dumps({"type": event.kind, "seq": event.sequence, "data": data}))
+            (names.events, f'{{"type":"{event.kind}","seq":{event.sequence},"data":{data}}}')
         )
     return result

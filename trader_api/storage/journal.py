@@ -230,7 +230,7 @@ def upsert(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
     return insert.on_conflict_do_update(index_elements=list(keys), set_=updated)
 
 
-_ACCOUNT_COLUMNS = (
+ACCOUNT_COLUMNS = (
     "cash",
     "fees",
     "realized_pnl",
@@ -246,7 +246,7 @@ _ACCOUNT_COLUMNS = (
 SAVE_ACCOUNT = (
     sa.update(ACCOUNTS)
     .where(ACCOUNTS.c.id == sa.bindparam("account_id"), ACCOUNTS.c.writer_epoch == sa.bindparam("epoch"))
-    .values({name: sa.bindparam(f"new_{name}") for name in _ACCOUNT_COLUMNS})
+    .values({name: sa.bindparam(f"new_{name}") for name in ACCOUNT_COLUMNS})
 )
 INSERT_FILLS = sa.insert(FILLS)
 
@@ -335,13 +335,13 @@ def batch_rows(changes: Changes) -> BatchRows:
     )
 
 
-def account_values(changes: Changes, *, epoch: int) -> dict[str, Any]:
-    """The parameters of :data:`SAVE_ACCOUNT` for the account as the batch left it."""
+def account_row(changes: Changes) -> dict[str, Any]:
+    """The account row's :data:`ACCOUNT_COLUMNS` as the batch left them."""
     account = changes.account
     if account is None:
         raise ValueError("a batch without an account has nothing to save")
     portfolio = account.portfolio
-    values = {
+    return {
         "cash": portfolio.cash,
         "fees": portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -354,6 +354,11 @@ def account_values(changes: Changes, *, epoch: int) -> dict[str, Any]:
         "event_sequence": changes.sequence,
         "updated_at": account.updated_at,
     }
+
+
+def account_values(changes: Changes, *, epoch: int) -> dict[str, Any]:
+    """The parameters of :data:`SAVE_ACCOUNT` for the account as the batch left it."""
+    values = account_row(changes)
     return {"account_id": ACCOUNT_ID, "epoch": epoch, **{f"new_{k}": v for k, v in values.items()}}
 
 

@@ -45,7 +45,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sapphire.trader_api.core.domain import OrderType, Side, TimeInForce
 from sapphire.trader_api.schemas.common import EARLIEST, LATEST
 from sapphire.trader_api.schemas.market import TickBatch
-from sapphire.trader_api.schemas.orders import OrderCreate
+from sapphire.trader_api.schemas.orders import OrderCreate, shape_problem
 from sapphire.trader_api.settings import SYMBOL_PATTERN
 
 __all__ = [
@@ -171,16 +171,27 @@ class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
     limit_price: WireDecimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
     agent: Name | None = None
+    stop_price: WireDecimal | None = None
+    trail_amount: WireDecimal | None = None
+    trail_bps: WireDecimal | None = None
+    oco_group: Name | None = None
 
     def __post_init__(self) -> None:
         _symbol(self.symbol)
         self.quantity = _decimal(self.quantity, allow_zero=False)
         if self.limit_price is not None:
             self.limit_price = _decimal(self.limit_price, allow_zero=False)
-        if self.type is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("limit_price: required for limit orders")
-        if self.type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("limit_price: must be omitted for market orders")
+        if self.stop_price is not None:
+            self.stop_price = _decimal(self.stop_price, allow_zero=False)
+        if self.trail_amount is not None:
+            self.trail_amount = _decimal(self.trail_amount, allow_zero=False)
+        if self.trail_bps is not None:
+            self.trail_bps = _decimal(self.trail_bps, allow_zero=False)
+            if self.trail_bps >= 10_000:
+                raise ValueError("trail_bps: must be less than 10000")
+        problem = shape_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):

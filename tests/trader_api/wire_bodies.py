@@ -279,7 +279,9 @@ def _mangle(draw: st.DrawFn, body: dict[str, Any]) -> dict[str, Any]:
 
 @st.composite
 def order_bodies(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(enums("market", "limit"))
+    kind = draw(
+        enums("market", "limit", "stop", "stop_limit", "take_profit", "take_profit_limit", "trailing_stop")
+    )
     body = {
         "client_order_id": draw(client_order_ids),
         "symbol": draw(symbols),
@@ -287,8 +289,16 @@ def order_bodies(draw: st.DrawFn) -> dict[str, Any]:
         "type": kind,
         "quantity": draw(decimal_tokens()),
     }
-    if kind == "limit" or draw(st.integers(0, 9)) == 3:
+    if kind in ("limit", "stop_limit", "take_profit_limit") or draw(st.integers(0, 9)) == 3:
         body["limit_price"] = draw(mostly(decimal_tokens(), st.none()))
+    if kind in ("stop", "stop_limit", "take_profit", "take_profit_limit") or draw(st.integers(0, 9)) == 3:
+        body["stop_price"] = draw(mostly(decimal_tokens(), st.none()))
+    if kind == "trailing_stop" or draw(st.integers(0, 9)) == 3:
+        trail = draw(st.sampled_from(["trail_amount", "trail_bps", "both"]))
+        for name in ("trail_amount", "trail_bps") if trail == "both" else (trail,):
+            body[name] = draw(mostly(decimal_tokens(), st.none()))
+    if draw(st.integers(0, 3)) == 1:
+        body["oco_group"] = draw(names)
     if draw(st.booleans()):
         body["time_in_force"] = draw(enums("gtc", "ioc", "day"))
     if draw(st.booleans()):

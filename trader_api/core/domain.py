@@ -21,6 +21,34 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    STOP = "stop"
+    """Stop-market: a market order once the stop price is touched against the position."""
+    STOP_LIMIT = "stop_limit"
+    """A limit order once the stop price is touched."""
+    TAKE_PROFIT = "take_profit"
+    """A market order once the price reaches the target in the position's favour."""
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+    TRAILING_STOP = "trailing_stop"
+    """A stop-market whose stop follows the best price by an amount or a number of bps."""
+
+    @property
+    def is_protective(self) -> bool:
+        """Triggered by the market (``core/triggers.py``) and only ever reducing a position."""
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+    @property
+    def takes_limit_price(self) -> bool:
+        """What it becomes once triggered (or at once) is a limit order."""
+        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
+
+    @property
+    def takes_stop_price(self) -> bool:
+        return self in (
+            OrderType.STOP,
+            OrderType.STOP_LIMIT,
+            OrderType.TAKE_PROFIT,
+            OrderType.TAKE_PROFIT_LIMIT,
+        )
 
 
 class TimeInForce(StrEnum):

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import accounting, bars, domain, risk, venue
+from sapphire.trader_api.core import accounting, bars, domain, risk, triggers, venue
 from sapphire.trader_api.core.records import (
     Account,
     ApplyTicks,
@@ -214,8 +214,14 @@ class Engine:
             reason="",
             created_at=now,
             updated_at=now,
+            stop_price=command.stop_price,
+            trail_amount=command.trail_amount,
+            trail_bps=command.trail_bps,
+            oco_group=command.oco_group,
         )
         quote = self.quotes.get(command.symbol)
+        if command.type.is_protective:
+            return self._submit_protective(order, quote, instrument, now)
         working = order.working
         refusal = risk.check_order(
             intent=risk.OrderIntent(
@@ -252,8 +258,37 @@ class Engine:
             order = self._execute(order, arrival.execution, now)
         self._store(order)
         self._emit("order", order)
+        self._cancel_group_of(order, now)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         return OrderAccepted(order, created=True)
+
+    def _submit_protective(
+        self, order: Order, quote: domain.Quote | None, instrument: Instrument, now: datetime
+    ) -> OrderAccepted:
+        """A stop, take-profit or trailing stop: it waits for its trigger, which the arrival
+        quote may already fire (``core/triggers.py``)."""
+        refusal = risk.check_protective(
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            portfolio=self.account.portfolio,
+            limits=self.account.limits,
+            quote=quote,
+            now=now,
+        )
+        if refusal is not None:
+            raise errors.RiskRefusedError(refusal.rule, refusal.message)
+        if quote is None:  # check_protective refuses without a quote; this narrows the type
+            raise errors.RiskRefusedError("stale_quote", "no quote")
+        self.intakes = order.sequence
+        self.idempotency[order.client_order_id] = (order.request_hash, order.id)
+        portfolio_before = self.account.portfolio
+        self._store(order)
+        self._emit("order", order)
+        self._watch(order, quote, instrument, now)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        stored = self.order(order.id)
+        return OrderAccepted(stored if stored is not None else order, created=True)
 
     def _cancel(self, command: CancelOrder) -> OrderAccepted:
         order = self.order(command.order_id)
@@ -286,12 +321,20 @@ class Engine:
             instrument = self.instruments(quote.symbol)
             if instrument is None:
                 continue
-            for order in list(self.open[quote.symbol].values()):
-                execution = self.venue.on_tick(order.working, quote, lot_size=instrument.lot_size)
+            book = self.open[quote.symbol]
+            for order_id in list(book):
+                resting = book.get(order_id)
+                if resting is None:  # canceled meanwhile by an OCO sibling's fill
+                    continue
+                if resting.waiting:
+                    self._watch(resting, quote, instrument, now)
+                    continue
+                execution = self.venue.on_tick(resting.working, quote, lot_size=instrument.lot_size)
                 if execution is not None:
-                    executed = self._execute(order, execution, now)
+                    executed = self._execute(resting, execution, now)
                     self._store(executed)
                     self._emit("order", executed)
+                    self._cancel_group_of(executed, now)
             marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
             if marked is not self.account.portfolio:
                 self._set_portfolio(marked)
@@ -354,6 +397,7 @@ class Engine:
             side=order.side,
             quantity=execution.quantity,
             price=execution.price,
+            protective=order.type.is_protective,
         )
         if refusal is not None:
             status = (
@@ -402,6 +446,60 @@ class Engine:
         self._emit("fill", fill)
         return order
 
+    def _watch(self, order: Order, quote: domain.Quote, instrument: Instrument, now: datetime) -> None:
+        """Move a trailing stop, and fire a protective order whose trigger ``quote`` reaches."""
+        stop = order.stop_price
+        if order.type is domain.OrderType.TRAILING_STOP:
+            stop = triggers.trailed_stop(
+                order.side,
+                quote,
+                current=order.stop_price,
+                trail_amount=order.trail_amount,
+                trail_bps=order.trail_bps,
+                tick_size=instrument.tick_size,
+            )
+        if stop is None:
+            raise ValueError(f"order {order.id}: a {order.type.value} order without a stop_price")
+        if not triggers.fires(order.type, order.side, stop, quote):
+            if stop != order.stop_price:
+                moved = dataclasses.replace(order, stop_price=stop, updated_at=now)
+                self._store(moved)
+                self._emit("order", moved)
+            return
+        reason = triggers.why(order.type, order.side, stop, quote)
+        fired = dataclasses.replace(order, stop_price=stop, triggered_at=now, reason=reason, updated_at=now)
+        # Reduce only: never more than the position left on the other side.
+        held = self.account.portfolio.position(order.symbol).quantity
+        available = max(Decimal(0), -order.side.sign * held)
+        remaining = fired.quantity - fired.filled_quantity
+        if available <= 0:
+            self._close(fired, domain.OrderStatus.CANCELED, f"{reason}; no position left to reduce", now)
+            return
+        if available < remaining:
+            fired = dataclasses.replace(
+                fired, quantity=fired.filled_quantity + available, reason=f"{reason}; reduced to the position"
+            )
+        arrival = self.venue.on_arrival(fired.working, quote, tick_size=instrument.tick_size)
+        fired = dataclasses.replace(fired, status=arrival.status)
+        if arrival.execution is not None:
+            fired = self._execute(dataclasses.replace(fired, status=order.status), arrival.execution, now)
+        self._store(fired)
+        self._emit("order", fired)
+        self._cancel_group_of(fired, now)
+
+    def _cancel_group_of(self, order: Order, now: datetime) -> None:
+        """One order of an OCO group has filled (some or all of it): cancel the others."""
+        if order.oco_group is None or order.filled_quantity == 0:
+            return
+        for other in self.open_orders:
+            if other.oco_group == order.oco_group and other.id != order.id:
+                self._close(
+                    other,
+                    domain.OrderStatus.CANCELED,
+                    f"oco: {order.id} of group {order.oco_group} filled",
+                    now,
+                )
+
     def _store(self, order: Order) -> None:
         """Record the order's new state in the open book or among the recent closed ones."""
         book = self.open[order.symbol]
@@ -449,6 +547,8 @@ class Engine:
         self.account = dataclasses.replace(self.account, risk_state=state, risk_reason=reason, updated_at=now)
         if state is domain.RiskState.HALTED:
             for order in self.open_orders:
+                if order.type.is_protective:  # they only reduce positions: they keep protecting
+                    continue
                 self._close(order, domain.OrderStatus.CANCELED, f"canceled: trading HALTED ({reason})", now)
         self._emit("risk", self.account)
         self._touch_account(now)

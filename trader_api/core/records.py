@@ -38,6 +38,14 @@ class Order:
     reason: str
     created_at: datetime
     updated_at: datetime
+    stop_price: Decimal | None = None
+    """Protective orders: the trigger (a trailing stop's moves with the market)."""
+    trail_amount: Decimal | None = None
+    trail_bps: Decimal | None = None
+    oco_group: str | None = None
+    """Orders of one group cancel each other: the first fill of one cancels the rest."""
+    triggered_at: datetime | None = None
+    """When a protective order fired; it is then worked as :attr:`working` says."""
 
     @property
     def average_price(self) -> Decimal | None:
@@ -45,11 +53,21 @@ class Order:
         return accounting.average_fill_price(self.filled_notional, self.filled_quantity)
 
     @property
+    def waiting(self) -> bool:
+        """A protective order whose trigger has not fired: the venue does not work it yet."""
+        return self.type.is_protective and self.triggered_at is None
+
+    @property
     def working(self) -> venue.WorkingOrder:
+        """The order as the venue works it: a fired protective order is a market order, or
+        a limit order for the ``*_limit`` types."""
+        worked = self.type
+        if worked.is_protective:
+            worked = domain.OrderType.LIMIT if worked.takes_limit_price else domain.OrderType.MARKET
         return venue.WorkingOrder(
             symbol=self.symbol,
             side=self.side,
-            type=self.type,
+            type=worked,
             time_in_force=self.time_in_force,
             quantity=self.quantity,
             limit_price=self.limit_price,
@@ -119,6 +137,10 @@ class SubmitOrder:
     limit_price: Decimal | None
     time_in_force: domain.TimeInForce
     agent: str | None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_bps: Decimal | None = None
+    oco_group: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Checks run in a fixed order and the first refusal wins; each refusal names its rule
 (``risk_state``, ``stale_quote``, ``price_collar``, ``max_order_notional``,
-``max_position_notional``, ``max_gross_exposure``) so a client can tell them apart.
+``max_position_notional``, ``max_gross_exposure``, and ``reduce_only`` for protective
+orders) so a client can tell them apart.
 
 Pre-trade checks assume the worst case: every open order on the same side fills. The
 venue repeats the notional checks at fill time (:func:`check_fill`), so a resting order
@@ -104,15 +105,9 @@ def check_order(
             "risk_state",
             f"risk state is REDUCING: only orders that shrink the {intent.symbol} position are accepted",
         )
-    if quote is None:
-        return Refusal("stale_quote", f"no quote for {intent.symbol} yet: orders need fresh market data")
-    age = quote.age_seconds(now)
-    if age > limits.stale_quote_seconds:
-        return Refusal(
-            "stale_quote",
-            f"the {intent.symbol} quote is {age:.3f}s old, "
-            f"above stale_quote_seconds={limits.stale_quote_seconds}",
-        )
+    stale = _stale(quote, intent.symbol, limits, now)
+    if stale is not None or quote is None:
+        return stale
     with decimal.localcontext(accounting.CONTEXT):
         if intent.limit_price is not None:
             mid = quote.mid
@@ -136,6 +131,45 @@ def check_order(
     )
 
 
+def _stale(quote: domain.Quote | None, symbol: str, limits: RiskLimits, now: datetime) -> Refusal | None:
+    if quote is None:
+        return Refusal("stale_quote", f"no quote for {symbol} yet: orders need fresh market data")
+    age = quote.age_seconds(now)
+    if age > limits.stale_quote_seconds:
+        return Refusal(
+            "stale_quote",
+            f"the {symbol} quote is {age:.3f}s old, above stale_quote_seconds={limits.stale_quote_seconds}",
+        )
+    return None
+
+
+def check_protective(
+    *,
+    symbol: str,
+    side: domain.Side,
+    quantity: Decimal,
+    portfolio: accounting.Portfolio,
+    limits: RiskLimits,
+    quote: domain.Quote | None,
+    now: datetime,
+) -> Refusal | None:
+    """The rule for stops, take-profits and trailing stops (``core/triggers.py``).
+
+    They only ever reduce a position: one is accepted when it would shrink the position
+    without flipping it, in any risk state (ACTIVE, REDUCING and HALTED alike), and the
+    notional limits do not apply, since reducing is always allowed. A fresh quote is still
+    needed. When it fires, it is cut to the position then left (or canceled if none is),
+    and each of its fills is checked again by :func:`check_fill`."""
+    held = portfolio.position(symbol).quantity
+    if not _reduces(held, quantity * side.sign):
+        return Refusal(
+            "reduce_only",
+            f"a protective order only reduces a position: {side.value} {quantity} {symbol} would not "
+            f"shrink the position of {held} without flipping it",
+        )
+    return _stale(quote, symbol, limits, now)
+
+
 def check_fill(
     *,
     portfolio: accounting.Portfolio,
@@ -145,10 +179,17 @@ def check_fill(
     side: domain.Side,
     quantity: Decimal,
     price: Decimal,
+    protective: bool = False,
 ) -> Refusal | None:
-    """Whether the venue may execute this fill now (the last line of defence)."""
+    """Whether the venue may execute this fill now (the last line of defence).
+
+    A protective order's fill must reduce the position; then it passes in any state."""
     signed = quantity * side.sign
     held = portfolio.position(symbol).quantity
+    if protective:
+        if _reduces(held, signed):
+            return None
+        return Refusal("reduce_only", f"the fill would not reduce the {symbol} position of {held}")
     if state is domain.RiskState.HALTED:
         return Refusal("risk_state", "trading is HALTED")
     if state is domain.RiskState.REDUCING and not _reduces(held, signed):

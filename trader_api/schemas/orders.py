@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
 
 from pydantic import Field, model_validator
 
@@ -23,14 +25,66 @@ class OrderCreate(WireModel):
     limit_price: Price | None = Field(default=None, description="Required for limit orders only.")
     time_in_force: TimeInForce = TimeInForce.GTC
     agent: Name | None = Field(default=None, description="Agent the order is attributed to (PnL).")
+    stop_price: Price | None = Field(
+        default=None,
+        description="The trigger of a stop, stop_limit, take_profit or take_profit_limit order.",
+    )
+    trail_amount: Price | None = Field(
+        default=None, description="trailing_stop: the stop follows the touch at this distance."
+    )
+    trail_bps: Decimal | None = Field(
+        default=None,
+        gt=0,
+        lt=10_000,
+        max_digits=24,
+        decimal_places=12,
+        description="trailing_stop: the distance in basis points of the touch (instead of trail_amount).",
+    )
+    oco_group: Name | None = Field(
+        default=None, description="Orders sharing a group cancel each other: the first fill cancels the rest."
+    )
 
     @model_validator(mode="after")
-    def _limit_price_matches_type(self) -> OrderCreate:
-        if self.type is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("limit_price: required for limit orders")
-        if self.type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("limit_price: must be omitted for market orders")
+    def _prices_match_type(self) -> OrderCreate:
+        problem = shape_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+
+class OrderShape(Protocol):
+    """The fields that decide which prices an order needs (any decoded order body)."""
+
+    @property
+    def type(self) -> OrderType: ...
+    @property
+    def limit_price(self) -> Decimal | None: ...
+    @property
+    def stop_price(self) -> Decimal | None: ...
+    @property
+    def trail_amount(self) -> Decimal | None: ...
+    @property
+    def trail_bps(self) -> Decimal | None: ...
+
+
+def shape_problem(order: OrderShape) -> str | None:
+    """Which price field the order's type requires or forbids (the message names it)."""
+    kind = order.type.value
+    if order.type.takes_limit_price and order.limit_price is None:
+        return f"limit_price: required for {kind} orders"
+    if not order.type.takes_limit_price and order.limit_price is not None:
+        return f"limit_price: must be omitted for {kind} orders"
+    if order.type.takes_stop_price and order.stop_price is None:
+        return f"stop_price: required for {kind} orders"
+    if not order.type.takes_stop_price and order.stop_price is not None:
+        return f"stop_price: must be omitted for {kind} orders"
+    trails = (order.trail_amount is not None) + (order.trail_bps is not None)
+    if order.type is OrderType.TRAILING_STOP and trails != 1:
+        return "trail_amount: a trailing_stop needs exactly one of trail_amount and trail_bps"
+    if order.type is not OrderType.TRAILING_STOP and trails:
+        field = "trail_amount" if order.trail_amount is not None else "trail_bps"
+        return f"{field}: only for trailing_stop orders"
+    return None
 
 
 class OrderPublic(PublicModel):
@@ -50,6 +104,11 @@ class OrderPublic(PublicModel):
     reason: str
     created_at: datetime
     updated_at: datetime
+    stop_price: Amount | None = None
+    trail_amount: Amount | None = None
+    trail_bps: Amount | None = None
+    oco_group: str | None = None
+    triggered_at: datetime | None = None
 
 
 class FillPublic(PublicModel):

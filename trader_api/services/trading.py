@@ -17,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, records, venue
+from sapphire.trader_api.schemas.orders import OrderShape
 from sapphire.trader_api.services.runtime import Catalog, Runtime
 from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.storage import journal, tables
 
 
-class OrderRequest(Protocol):
+class OrderRequest(OrderShape, Protocol):
     """An order as the wire decoded it (the pydantic model or the fast codec's struct)."""
 
     @property
@@ -32,20 +33,21 @@ class OrderRequest(Protocol):
     @property
     def side(self) -> domain.Side: ...
     @property
-    def type(self) -> domain.OrderType: ...
-    @property
     def quantity(self) -> Decimal: ...
-    @property
-    def limit_price(self) -> Decimal | None: ...
     @property
     def time_in_force(self) -> domain.TimeInForce: ...
     @property
     def agent(self) -> str | None: ...
+    @property
+    def oco_group(self) -> str | None: ...
 
 
 def request_hash(request: OrderRequest) -> str:
-    """A fingerprint of the order body; equal decimals ("1.0" and "1") hash alike."""
-    fields = {
+    """A fingerprint of the order body; equal decimals ("1.0" and "1") hash alike.
+
+    The protective-order fields count only when given, so the fingerprints of orders
+    stored before they existed are unchanged."""
+    fields: dict[str, object] = {
         "agent": request.agent,
         "client_order_id": request.client_order_id,
         "limit_price": request.limit_price,
@@ -55,6 +57,10 @@ def request_hash(request: OrderRequest) -> str:
         "time_in_force": request.time_in_force,
         "type": request.type,
     }
+    for name in ("stop_price", "trail_amount", "trail_bps", "oco_group"):
+        value = getattr(request, name)
+        if value is not None:
+            fields[name] = value
     parts = []
     for name, value in sorted(fields.items()):
         shown = format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
@@ -69,10 +75,12 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         raise errors.FieldError(
             ["body", "quantity"], f"must be a multiple of the lot size {instrument.lot_size}"
         )
-    if request.limit_price is not None and not venue.is_multiple(request.limit_price, instrument.tick_size):
-        raise errors.FieldError(
-            ["body", "limit_price"], f"must be a multiple of the tick size {instrument.tick_size}"
-        )
+    for name in ("limit_price", "stop_price", "trail_amount"):
+        price = getattr(request, name)
+        if price is not None and not venue.is_multiple(price, instrument.tick_size):
+            raise errors.FieldError(
+                ["body", name], f"must be a multiple of the tick size {instrument.tick_size}"
+            )
     return records.SubmitOrder(
         client_order_id=request.client_order_id,
         request_hash=request_hash(request),
@@ -83,6 +91,10 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         limit_price=request.limit_price,
         time_in_force=request.time_in_force,
         agent=request.agent,
+        stop_price=request.stop_price,
+        trail_amount=request.trail_amount,
+        trail_bps=request.trail_bps,
+        oco_group=request.oco_group,
     )
 
 

@@ -113,6 +113,11 @@ def order_from_row(row: Any) -> Order:
         reason=row.reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        stop_price=row.stop_price,
+        trail_amount=row.trail_amount,
+        trail_bps=row.trail_bps,
+        oco_group=row.oco_group,
+        triggered_at=row.triggered_at,
     )
 
 
@@ -286,6 +291,11 @@ def batch_rows(changes: Changes) -> BatchRows:
                 "reason": o.reason,
                 "created_at": o.created_at,
                 "updated_at": o.updated_at,
+                "stop_price": o.stop_price,
+                "trail_amount": o.trail_amount,
+                "trail_bps": o.trail_bps,
+                "oco_group": o.oco_group,
+                "triggered_at": o.triggered_at,
             }
             for o in changes.orders.values()
         ],

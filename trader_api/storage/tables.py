@@ -84,7 +84,7 @@ class Order(Base):
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     symbol: Mapped[str] = mapped_column(sa.String(32))
     side: Mapped[str] = mapped_column(sa.String(8))
-    type: Mapped[str] = mapped_column(sa.String(8))
+    type: Mapped[str] = mapped_column(sa.String(32))
     time_in_force: Mapped[str] = mapped_column(sa.String(8))
     quantity: Mapped[Decimal] = mapped_column(Money())
     limit_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
@@ -98,6 +98,11 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sequence: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
     """The account's intake number of the order: its time priority."""
+    stop_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    trail_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    trail_bps: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    oco_group: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    triggered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     @property
     def average_price(self) -> Decimal | None:

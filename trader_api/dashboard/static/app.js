@@ -140,10 +140,21 @@ function renderAgents(agents) {
   ]);
 }
 
+// What an order waits for: "market", a limit price, or a protective order's trigger
+// ("stop 99.00", "trailing_stop 102.00 → 101.50" for a stop-limit's limit).
+function orderPrice(o) {
+  if (o.stop_price || o.trail_amount || o.trail_bps) {
+    const trigger = o.stop_price ? money(o.stop_price) : "…";
+    const then = o.limit_price ? ` → ${money(o.limit_price)}` : "";
+    return `${o.type} ${trigger}${then}${o.triggered_at ? " (fired)" : ""}`;
+  }
+  return o.limit_price ? money(o.limit_price) : "market";
+}
+
 function renderOrders() {
   fillTable("orders", state.orders, (o) => [
     [time(o.created_at)], [o.agent || "–"], [o.symbol], [o.side, `side-${o.side}`], [qty(o.quantity)],
-    [o.limit_price ? money(o.limit_price) : "market"], [o.status],
+    [orderPrice(o)], [o.status],
   ]);
   $("#kpi-counts").textContent = `${state.orderIds.size} / ${state.fillIds.size}`;
 }

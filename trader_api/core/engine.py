@@ -240,13 +240,7 @@ class Engine:
             quote=quote,
             now=now,
         )
-        if refusal is not None:
-            raise errors.RiskRefusedError(refusal.rule, refusal.message)
-        if quote is None:  # check_order refuses without a quote; this narrows the type
-            raise errors.RiskRefusedError("stale_quote", "no quote")
-        # From here on the command succeeds: state changes begin.
-        self.intakes = order.sequence
-        self.idempotency[command.client_order_id] = (command.request_hash, order.id)
+        quote = self._admit(order, refusal, quote)
         arrival = self.venue.on_arrival(working, quote, tick_size=instrument.tick_size)
         order = dataclasses.replace(
             order,
@@ -262,6 +256,17 @@ class Engine:
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         return OrderAccepted(order, created=True)
 
+    def _admit(self, order: Order, refusal: risk.Refusal | None, quote: domain.Quote | None) -> domain.Quote:
+        """Raise the risk rules' refusal, or take the order in (its intake number and its
+        idempotency key): from here on the command succeeds and state changes begin."""
+        if refusal is not None:
+            raise errors.RiskRefusedError(refusal.rule, refusal.message)
+        if quote is None:  # the risk rules refuse without a quote; this narrows the type
+            raise errors.RiskRefusedError("stale_quote", "no quote")
+        self.intakes = order.sequence
+        self.idempotency[order.client_order_id] = (order.request_hash, order.id)
+        return quote
+
     def _submit_protective(
         self, order: Order, quote: domain.Quote | None, instrument: Instrument, now: datetime
     ) -> OrderAccepted:
@@ -276,12 +281,7 @@ class Engine:
             quote=quote,
             now=now,
         )
-        if refusal is not None:
-            raise errors.RiskRefusedError(refusal.rule, refusal.message)
-        if quote is None:  # check_protective refuses without a quote; this narrows the type
-            raise errors.RiskRefusedError("stale_quote", "no quote")
-        self.intakes = order.sequence
-        self.idempotency[order.client_order_id] = (order.request_hash, order.id)
+        quote = self._admit(order, refusal, quote)
         portfolio_before = self.account.portfolio
         self._store(order)
         self._emit("order", order)

@@ -135,10 +135,15 @@ def agent_run() -> None:
     """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
     import asyncio
 
+    import prometheus_client
+
     from sapphire.agents import runtime
     from sapphire.agents.settings import AgentSettings
 
-    asyncio.run(runtime.run_agent(load_settings(AgentSettings)))
+    settings = load_settings(AgentSettings)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    asyncio.run(runtime.run_agent(settings))
 
 
 @operator_app.command("run")

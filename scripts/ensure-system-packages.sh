@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need (PostgreSQL 15, Redis 7, Chromium and its
-# driver for the dashboard tests, promtool from Prometheus for the alert-rule tests) when they are missing and we are root; otherwise prints
+# driver for the dashboard tests, promtool from Prometheus for the alert-rule tests) when
+# they are missing and we are root; otherwise prints
 # exactly what to install and fails.
 set -euo pipefail
 need=()

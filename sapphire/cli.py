@@ -45,6 +45,7 @@ class Service(StrEnum):
     AGENT = "agent"
     OPERATOR = "operator"
     NEWS_FEED = "news-feed"
+    NOTIFY = "notify"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -67,6 +68,10 @@ def settings_class_for(service: Service) -> type[config.ServiceSettings]:
         from sapphire.news import settings as news_settings
 
         return news_settings.NewsFeedSettings
+    if service is Service.NOTIFY:
+        from sapphire.notify import settings as notify_settings
+
+        return notify_settings.NotifySettings
     from sapphire.operator import settings as operator_settings
 
     return operator_settings.OperatorSettings
@@ -183,6 +188,22 @@ def feed(
         fail(str(error), code=1)
     if once:
         typer.echo(json.dumps(dataclasses.asdict(totals), sort_keys=True))
+
+
+@app.command("notify")
+def notify() -> None:
+    """Send notifications (halts, large fills, degraded agents, failed migrations, daily PnL)
+    through Apprise, configured by SAPPHIRE_NOTIFY_* env (see sapphire config show notify)."""
+    import asyncio
+
+    from sapphire.notify import service
+    from sapphire.notify.settings import NotifySettings
+
+    settings = load_settings(NotifySettings)
+    try:
+        asyncio.run(service.run_notifier(settings))
+    except ValueError as error:  # an Apprise URL it cannot load, named by position
+        fail(str(error))
 
 
 @operator_app.command("run")

@@ -147,6 +147,8 @@ async def test_the_sentiment_analyst_turns_the_posted_headlines_into_signals(
         headlines = await reader.headlines(limit=1000)
     finally:
         await reader.aclose()
+    for headline in sorted(headlines, key=lambda h: h.ts):
+        print(f"headline {headline.symbol}: {headline.text!r} ({headline.source})")
     analyst = SentimentAnalyst(agent="sentiment-news")
     for headline in headlines:
         analyst.observe_headline(headline)

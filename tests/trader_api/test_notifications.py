@@ -141,6 +141,7 @@ async def test_a_halt_is_notified_once_even_across_restarts_and_one_missed_while
         assert receiver.bodies() == []  # ACTIVE at start is no news
         await set_risk_state(api, "HALTED", "desk kill switch")
         (halt,) = await receiver.wait_for(1)
+        print(f"received by the local receiver: {json.dumps(halt)}")
         assert (halt["title"], halt["message"], halt["type"]) == (
             "Sapphire: trading HALTED",
             "Risk state ACTIVE -> HALTED: desk kill switch",

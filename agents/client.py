@@ -171,9 +171,9 @@ class TraderApiClient:
         return result
 
     async def headlines(
-        self, *, symbol: str | None = None, since: datetime | None = None
+        self, *, symbol: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[market.Headline]:
-        params = {"symbol": symbol, "since": since.isoformat() if since else None}
+        params = {"symbol": symbol, "since": since.isoformat() if since else None, "limit": limit}
         rows = await self._request(
             "GET", "/v1/headlines", params={k: v for k, v in params.items() if v is not None}
         )

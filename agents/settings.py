@@ -43,6 +43,13 @@ class AgentSettings(config.ServiceSettings):
         default=30.0, gt=0, description="How often all-market mode re-reads /v1/instruments."
     )
     backoff_max_seconds: float = Field(default=30.0, gt=0, description="Ceiling of the reconnect backoff.")
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="SAPPHIRE_METRICS_PORT: serve /metrics (LLM calls, latency) here; 0 serves none. "
+        "The operator sets it in agent pods.",
+    )
 
     model_provider: str = Field(default="", description="vertex, openai-compatible, or empty for none.")
     model_name: str = ""

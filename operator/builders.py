@@ -128,6 +128,8 @@ def agent_env(
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
+    if settings.agent_metrics_port:
+        env.append({"name": "SAPPHIRE_METRICS_PORT", "value": str(settings.agent_metrics_port)})
     model = spec.model
     if model is not None:
         env += [
@@ -174,6 +176,9 @@ def build_agent_deployment(
     }
     selector = {AGENT_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}
     resources = spec.resources.to_wire() if spec.resources is not None else DEFAULT_AGENT_RESOURCES
+    ports: list[Manifest] = [{"name": "health", "containerPort": 8081}]
+    if settings.agent_metrics_port:  # scraped by the monitoring component's PodMonitor
+        ports.append({"name": "metrics", "containerPort": settings.agent_metrics_port})
     container: Manifest = {
         "name": AGENT_CONTAINER,
         "image": spec.image or settings.agent_image,
@@ -183,7 +188,7 @@ def build_agent_deployment(
         "env": agent_env(name=name, spec=spec, settings=settings),
         "resources": copy.deepcopy(resources),
         "securityContext": restricted_container_security(),
-        "ports": [{"name": "health", "containerPort": 8081}],
+        "ports": ports,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

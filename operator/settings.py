@@ -24,6 +24,12 @@ class OperatorSettings(config.ServiceSettings):
     agent_token_secret: str = Field(default="sapphire-agent-token", description="Secret holding key 'token'.")
     health_port: int = Field(default=8080, ge=1, le=65535)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
+    agent_metrics_port: int = Field(
+        default=9091,
+        ge=0,
+        le=65535,
+        description="Port of each agent pod's /metrics (LLM calls, latency); 0 serves none.",
+    )
     watch_server_timeout_seconds: int = Field(default=300, ge=10)
     watch_client_timeout_seconds: int = Field(default=330, ge=10)
     post_events: bool = True

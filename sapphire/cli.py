@@ -44,6 +44,8 @@ class Service(StrEnum):
     TRADER_API = "trader-api"
     AGENT = "agent"
     OPERATOR = "operator"
+    NEWS_FEED = "news-feed"
+    NOTIFY = "notify"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -62,6 +64,14 @@ def settings_class_for(service: Service) -> type[config.ServiceSettings]:
         from sapphire.agents import settings as agent_settings
 
         return agent_settings.AgentSettings
+    if service is Service.NEWS_FEED:
+        from sapphire.news import settings as news_settings
+
+        return news_settings.NewsFeedSettings
+    if service is Service.NOTIFY:
+        from sapphire.notify import settings as notify_settings
+
+        return notify_settings.NotifySettings
     from sapphire.operator import settings as operator_settings
 
     return operator_settings.OperatorSettings
@@ -135,10 +145,65 @@ def agent_run() -> None:
     """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
     import asyncio
 
+    import prometheus_client
+
     from sapphire.agents import runtime
     from sapphire.agents.settings import AgentSettings
 
-    asyncio.run(runtime.run_agent(load_settings(AgentSettings)))
+    settings = load_settings(AgentSettings)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    asyncio.run(runtime.run_agent(settings))
+
+
+class FeedSource(StrEnum):
+    NEWS = "news"
+
+
+@app.command("feed")
+def feed(
+    source: Annotated[
+        FeedSource,
+        typer.Option(
+            "--source",
+            help="news: RSS/Atom headlines into /v1/headlines. (Market data feeds run inside the "
+            "trader API: SAPPHIRE_FEED=simulated or replay.)",
+        ),
+    ],
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll every feed once, print the totals, exit.")
+    ] = False,
+) -> None:
+    """Run a feed into the trader API, configured by SAPPHIRE_* env (see sapphire config show news-feed)."""
+    import asyncio
+    import dataclasses
+
+    from sapphire.news import feed as news_feed
+    from sapphire.news.settings import NewsFeedSettings
+
+    settings = load_settings(NewsFeedSettings)
+    try:
+        totals = asyncio.run(news_feed.run_news_feed(settings, once=once))
+    except news_feed.NewsFeedError as error:
+        fail(str(error), code=1)
+    if once:
+        typer.echo(json.dumps(dataclasses.asdict(totals), sort_keys=True))
+
+
+@app.command("notify")
+def notify() -> None:
+    """Send notifications (halts, large fills, degraded agents, failed migrations, daily PnL)
+    through Apprise, configured by SAPPHIRE_NOTIFY_* env (see sapphire config show notify)."""
+    import asyncio
+
+    from sapphire.notify import service
+    from sapphire.notify.settings import NotifySettings
+
+    settings = load_settings(NotifySettings)
+    try:
+        asyncio.run(service.run_notifier(settings))
+    except ValueError as error:  # an Apprise URL it cannot load, named by position
+        fail(str(error))
 
 
 @operator_app.command("run")

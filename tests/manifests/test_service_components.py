@@ -1,0 +1,104 @@
+"""The notifier's and the news feed's components: least privilege, the pod security of the
+other workloads, and an environment that names only settings the processes have."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydantic_settings
+import pytest
+import yaml
+
+from sapphire.news.settings import NewsFeedSettings
+from sapphire.notify.settings import NotifySettings
+from tests.manifests.conftest import BASE, MANIFESTS, Json, container, env, find, render
+
+COMPONENTS = MANIFESTS / "components"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Json]:
+    folder = tmp_path_factory.mktemp("services")
+    kustomization = {
+        "namespace": "trading",
+        "resources": [os.path.relpath(BASE, folder)],
+        "components": [os.path.relpath(COMPONENTS / name, folder) for name in ("notifications", "news-feed")],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return render(folder)
+
+
+def settings_variables(settings: type[pydantic_settings.BaseSettings]) -> set[str]:
+    return {f"SAPPHIRE_{name.upper()}" for name in settings.model_fields} | {"REDIS_URL"}
+
+
+@pytest.mark.parametrize(
+    ("deployment", "name", "settings", "args"),
+    [
+        ("sapphire-notify", "notify", NotifySettings, ["notify"]),
+        ("sapphire-news-feed", "news-feed", NewsFeedSettings, ["feed", "--source", "news"]),
+    ],
+)
+def test_each_runs_one_replica_of_its_command_with_only_known_settings(
+    rendered: list[Json],
+    deployment: str,
+    name: str,
+    settings: type[pydantic_settings.BaseSettings],
+    args: list[str],
+) -> None:
+    spec = find(rendered, "Deployment", deployment)["spec"]
+    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    pod = spec["template"]["spec"]
+    main = container(pod, name)
+    assert main["args"] == args
+    assert set(env(main)) <= settings_variables(settings)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    configmaps = {doc["metadata"]["name"] for doc in rendered if doc["kind"] == "ConfigMap"}
+    for item in env(main).values():
+        reference = item.get("valueFrom", {}).get("configMapKeyRef")
+        if reference:
+            assert reference["name"] in configmaps  # kustomize renamed it with the hash
+
+
+def test_the_notifier_keeps_its_record_on_its_volume_and_may_only_read_the_custom_resources(
+    rendered: list[Json],
+) -> None:
+    pod = find(rendered, "Deployment", "sapphire-notify")["spec"]["template"]["spec"]
+    variables = env(container(pod, "notify"))
+    record = Path(variables["SAPPHIRE_NOTIFY_RECORD_PATH"]["value"])
+    mounts = {m["name"]: m["mountPath"] for m in container(pod, "notify")["volumeMounts"]}
+    assert str(record.parent) == mounts["data"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "data")["persistentVolumeClaim"]["claimName"]
+    find(rendered, "PersistentVolumeClaim", claim)
+    assert variables["SAPPHIRE_NOTIFY_URLS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sapphire-notify",
+        "key": "urls",
+    }
+    role = find(rendered, "Role", "sapphire-notify")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["trading.sapphire-ai.com"],
+            "resources": ["tradingagents", "migrationruns"],
+            "verbs": ["get", "list"],
+        }
+    ]
+    binding = find(rendered, "RoleBinding", "sapphire-notify")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "sapphire-notify", "namespace": "trading"}
+    ]
+    assert pod["serviceAccountName"] == "sapphire-notify"
+
+
+def test_the_news_feed_mounts_no_kubernetes_token_and_takes_its_feeds_from_a_configmap(
+    rendered: list[Json],
+) -> None:
+    pod = find(rendered, "Deployment", "sapphire-news-feed")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    variables = env(container(pod, "news-feed"))
+    news = find(rendered, "ConfigMap", "sapphire-news")
+    assert yaml.safe_load(news["data"]["feed-urls"]) == []  # the overlay must set it: the feed refuses []
+    assert variables["SAPPHIRE_NEWS_ALIASES"]["valueFrom"]["configMapKeyRef"]["optional"] is True
+    assert variables["SAPPHIRE_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "sapphire-agent-token"

@@ -133,16 +133,7 @@ class Watch:
 
 
 def trading_agent(name: str) -> kube.Json:
-    return {
-        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
-        "kind": "TradingAgent",
-        "metadata": {"name": name},
-        "spec": {
-            "role": "momentum",
-            "symbols": ["BTC-USD"],
-            "podTemplate": {"spec": {"containers": [{"name": "agent", "command": SLEEP, "args": []}]}},
-        },
-    }
+    return operator_support.sleeping_agent(name)
 
 
 def bare_deployment(name: str) -> kube.Json:

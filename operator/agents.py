@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sapphire.operator import builders, kubeapi
+from sapphire.operator import builders, kubeapi, specs
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun, tradingagent
 
@@ -164,7 +164,8 @@ def agent_status(
         ready = (False, "AgentStarting", "waiting for the agent's pod to become ready")
         progressing = (True, "RollingOut", "the Deployment is rolling out the current spec")
 
-    conditions = list(previous.conditions)
+    # A spec that was invalid and now is not: the InvalidSpec condition goes with the problem.
+    conditions = [c for c in previous.conditions if c.type != Condition.INVALID_SPEC.value]
     for kind, (value, reason, message) in (
         (Condition.READY, ready),
         (Condition.PROGRESSING, progressing),
@@ -192,6 +193,46 @@ def agent_status(
             "symbols_summary": spec.symbols_summary(),
         }
     )
+
+
+def invalid_status(
+    *,
+    previous: tradingagent.TradingAgentStatus,
+    generation: int,
+    error: specs.InvalidSpecError,
+    now: datetime.datetime,
+) -> tradingagent.TradingAgentStatus:
+    """The status of an agent whose admitted spec this operator cannot use. Pure.
+
+    The Deployment (if any) is left as it is: a running agent keeps its last good spec rather
+    than being stopped because a newer field arrived before a newer operator."""
+    message = f"the operator cannot use this spec: {error}"
+    conditions = list(previous.conditions)
+    for kind, value in (
+        (Condition.INVALID_SPEC, True),
+        (Condition.READY, False),
+        (Condition.PROGRESSING, False),
+    ):
+        conditions = common.set_condition(
+            conditions,
+            type=kind.value,
+            status=common.ConditionStatus.TRUE if value else common.ConditionStatus.FALSE,
+            reason="InvalidSpec",
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    return previous.model_copy(
+        update={"phase": Phase.INVALID_SPEC, "observed_generation": generation, "conditions": conditions}
+    )
+
+
+def is_known_invalid(body: Json) -> bool:
+    """Whether ``body``'s current generation was already found invalid: nothing to retry."""
+    status = body.get("status") or {}
+    return status.get("phase") == Phase.INVALID_SPEC.value and status.get("observedGeneration") == body[
+        "metadata"
+    ].get("generation")
 
 
 def transition_event(
@@ -223,13 +264,15 @@ async def converge(
     api: kubeapi.KubeApi,
     *,
     body: Json,
+    spec: tradingagent.TradingAgentSpec,
     settings: OperatorSettings,
     now: datetime.datetime,
 ) -> tuple[tradingagent.TradingAgentStatus, tuple[str, str, str] | None]:
-    """Apply the agent's desired Deployment and compute its new status and transition Event."""
+    """Apply the agent's desired Deployment and compute its new status and transition Event.
+
+    ``spec`` is ``body``'s spec as :func:`specs.read_spec` read it."""
     metadata = body["metadata"]
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
-    spec = tradingagent.TradingAgentSpec.model_validate(body.get("spec") or {})
     previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
     gate_before = await observe(api, name=name, namespace=namespace, required_schema=spec.requires_schema)
     desired = builders.build_agent_deployment(

@@ -9,8 +9,10 @@ triggers, the per-object serialization, Events and metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +21,7 @@ import httpx
 import kopf
 
 import sapphire
-from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync
+from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync, specs
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun, tradingagent
 
@@ -34,6 +36,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+def _deleting(body: Json) -> bool:
+    return bool(body["metadata"].get("deletionTimestamp"))
+
+
 class OperatorState:
     """What the handlers share: the API client and one lock per object."""
 
@@ -43,6 +49,8 @@ class OperatorState:
         self._api: kubeapi.KubeApi | None = None
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.resync = resync.Resync(api=lambda: self.api, settings=settings, identity=identity)
+        self._trader_api: httpx.AsyncClient | None = None
+        self.figures_read_at: dict[str, float] = {}
 
     @property
     def api(self) -> kubeapi.KubeApi:
@@ -64,12 +72,45 @@ class OperatorState:
         except (kubeapi.KubeApiError, httpx.HTTPError) as error:
             LOGGER.warning("could not post an event", extra={"reason": reason, "error": str(error)})
 
+    async def figures_if_due(self, key: str, *, name: str, status: Json) -> Json:
+        """The figures part of a status patch (fields and the TradingFigures condition, built on
+        ``status``), when ``status_refresh_seconds`` have passed since the last read; else {}.
+
+        Called by the reconcile under the object's lock, so the patch it feeds is the only
+        status write of that moment. Without a token, figures are disabled."""
+        token = self.settings.trader_api_token
+        last = self.figures_read_at.get(key)
+        if token is None or (
+            last is not None and time.monotonic() - last < self.settings.status_refresh_seconds
+        ):
+            return {}
+        if self._trader_api is None:
+            self._trader_api = httpx.AsyncClient(
+                base_url=str(self.settings.trader_api_url), timeout=self.settings.trader_api_timeout_seconds
+            )
+        self.figures_read_at[key] = time.monotonic()
+        return await figures.read_figures(
+            self._trader_api, token=token.get_secret_value(), agent=name, status=status, now=_now()
+        )
+
+    async def deleted_meanwhile(self, path: str, body: Json) -> bool:
+        """Whether the object of ``body`` was deleted (or is being deleted) since it was read:
+        then a refused request is the deletion's doing, not an error worth an Event."""
+        try:
+            current = await self.api.get(path)
+        except (kubeapi.KubeApiError, httpx.HTTPError):
+            return False
+        return current is None or _deleting(current) or current["metadata"]["uid"] != body["metadata"]["uid"]
+
     def forget(self, key: str) -> None:
         """Drop the lock of an object that is gone, so the table does not grow forever. The
         holder keeps its reference; a new reconcile of the same key makes a new lock."""
         self.locks.pop(key, None)
+        self.figures_read_at.pop(key, None)
 
     async def close(self) -> None:
+        if self._trader_api is not None:
+            await self._trader_api.aclose()
         if self._api is not None:
             await self._api.close()
 
@@ -93,7 +134,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     # Every trigger (the object's own events, its children's events, the resync) ends in one
     # reconcile that, under a per-object lock, re-reads the object, converges, and writes the
     # status itself: so two triggers in a row never compute from a stale status, and each
-    # phase transition is reported once.
+    # phase transition is reported once. The trading figures are read by that same reconcile
+    # (when they are due) and written in the same status patch: the status has one writer, so
+    # no trigger can write back conditions another one has already replaced.
 
     async def reconcile_agent(namespace: str, name: str, trigger: str) -> None:
         path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
@@ -102,31 +145,78 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             if not await state.resync.may_act():
                 return  # a peer with a higher or equal priority acts (see resync.peering_allows)
             body = await state.api.get(path)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
                 state.forget(key)
                 return  # gone: garbage collection removes the children
+            if agents.is_known_invalid(body):
+                return  # already reported for this generation; only a spec change helps
             with metrics.reconciling(tradingagent.KIND, trigger):
                 try:
-                    status, event = await agents.converge(state.api, body=body, settings=settings, now=_now())
-                    await state.api.patch_status(path, status.to_wire())
+                    reading = specs.read_spec(tradingagent.TradingAgentSpec, body.get("spec") or {})
+                except specs.InvalidSpecError as error:
+                    await refuse_agent(path, body, error)
+                    raise
+                await notice_ignored(body, reading.ignored)
+                try:
+                    status, event = await agents.converge(
+                        state.api, body=body, spec=reading.spec, settings=settings, now=_now()
+                    )
+                    update = status.to_wire()
+                    update.update(await state.figures_if_due(key, name=name, status=update))
+                    await state.api.patch_status(path, update)
                 except kubeapi.KubeApiError as error:
+                    if await state.deleted_meanwhile(path, body):
+                        LOGGER.debug("the agent was deleted during its reconcile", extra={"agent": key})
+                        return
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(f"reconciling the agent failed: {error}", delay=5) from error
             await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
+
+    async def refuse_agent(path: str, body: Json, error: specs.InvalidSpecError) -> None:
+        previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
+        status = agents.invalid_status(
+            previous=previous, generation=int(body["metadata"].get("generation", 0)), error=error, now=_now()
+        )
+        try:
+            await state.api.patch_status(path, status.to_wire())
+        except kubeapi.KubeApiError as patch_error:
+            if await state.deleted_meanwhile(path, body):
+                return
+            raise kopf.TemporaryError(f"reporting the invalid spec failed: {patch_error}", delay=5) from None
+        LOGGER.warning("the agent's spec cannot be used", extra={"agent": body["metadata"]["name"]})
+        await state.post(body, ("Warning", "InvalidSpec", f"the operator cannot use this spec: {error}"))
+
+    async def notice_ignored(body: Json, ignored: tuple[str, ...]) -> None:
+        """Fields of a newer CRD: ignored, said once per generation (in an Event and the log)."""
+        status = body.get("status") or {}
+        if not ignored or status.get("observedGeneration") == body["metadata"].get("generation"):
+            return
+        fields = ", ".join(ignored)
+        LOGGER.warning(
+            "unknown spec fields ignored", extra={"agent": body["metadata"]["name"], "fields": fields}
+        )
+        await state.post(
+            body, ("Normal", "UnknownFieldsIgnored", f"this operator does not know {fields}; ignored")
+        )
 
     @kopf.on.resume(*TA, registry=registry, id="tradingagent_resume")
     @kopf.on.create(*TA, registry=registry, id="tradingagent_create")
     @kopf.on.update(*TA, registry=registry, id="tradingagent_update", field="spec")
     async def tradingagent_reconcile(name: str | None, namespace: str | None, reason: str, **_: Any) -> None:
         if name and namespace:
-            await reconcile_agent(namespace, name, trigger=str(reason))
+            try:
+                await reconcile_agent(namespace, name, trigger=str(reason))
+            except specs.InvalidSpecError as error:
+                # Status and Event are written; retrying cannot help until the spec changes.
+                raise kopf.PermanentError(f"invalid spec: {error}") from None
 
     async def reconcile_agent_of_child(namespace: str | None, labels: kopf.Labels) -> None:
         name = labels.get(builders.AGENT_LABEL)
         if name and namespace:
-            await reconcile_agent(namespace, name, trigger="child")
+            with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
+                await reconcile_agent(namespace, name, trigger="child")
 
     agent_children = {
         "app.kubernetes.io/managed-by": builders.MANAGED_BY,
@@ -152,7 +242,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             if not await state.resync.may_act():
                 return
             body = await state.api.get(path)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None or _deleting(body):
                 metrics.record_phase(migrationrun.KIND, key, None)
                 state.forget(key)
                 return
@@ -163,6 +253,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                     decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
                     await state.api.patch_status(path, decision.status)
                 except kubeapi.KubeApiError as error:
+                    if await state.deleted_meanwhile(path, body):
+                        LOGGER.debug("the migration was deleted during its reconcile", extra={"run": key})
+                        return
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(
                         f"reconciling the migration failed: {error}", delay=5
@@ -190,30 +283,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     # -- periodic resync (see resync.py for why not kopf timers) --------------------------
 
     async def resync_agent(body: Json) -> None:
-        await reconcile_agent(body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync")
+        if agents.is_known_invalid(body):
+            return  # no request at all for a spec that waits for a change
+        with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
+            await reconcile_agent(body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync")
 
     async def resync_migration(body: Json) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_migration(
                 body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync"
             )
-
-    async def refresh_figures(body: Json) -> None:
-        token = settings.trader_api_token
-        if token is None:
-            return
-        async with httpx.AsyncClient(base_url=str(settings.trader_api_url), timeout=5) as client:
-            update = await figures.read_figures(
-                client,
-                token=token.get_secret_value(),
-                agent=body["metadata"]["name"],
-                status=dict(body.get("status") or {}),
-                now=_now(),
-            )
-        path = kubeapi.namespaced(
-            tradingagent.API_VERSION, body["metadata"]["namespace"], tradingagent.PLURAL
-        )
-        await state.api.patch_status(f"{path}/{body['metadata']['name']}", update)
 
     @kopf.on.startup(registry=registry, id="operator_resync_start")
     async def operator_resync_start(**_: Any) -> None:
@@ -224,14 +303,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             ("migrations", settings.migration_poll_seconds,
              lambda: loops.each(migrationrun.API_VERSION, migrationrun.PLURAL, resync_migration)),
         ]  # fmt: skip
-        if settings.trader_api_token is not None:
-            plan.append(
-                (
-                    "figures",
-                    settings.status_refresh_seconds,
-                    lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, refresh_figures),
-                )
-            )
         loops.start(plan)
 
     return state

@@ -7,9 +7,7 @@ about the life cycle; the real agent command is covered by the agents' tests.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -21,24 +19,7 @@ from tests.support import operator as operator_support
 pytestmark = pytest.mark.k8s
 
 StartOperator = Callable[..., operator_support.OperatorProcess]
-SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)"]
-
-
-def agent(
-    name: str, *, symbols: list[str] | None = None, paused: bool = False, **spec: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
-        "kind": "TradingAgent",
-        "metadata": {"name": name},
-        "spec": {
-            "role": "momentum",
-            "symbols": symbols if symbols is not None else ["BTC-USD"],
-            "paused": paused,
-            "podTemplate": {"spec": {"containers": [{"name": "agent", "command": SLEEP, "args": []}]}},
-            **spec,
-        },
-    }
+agent = operator_support.sleeping_agent
 
 
 def agent_path(namespace: str, name: str) -> str:

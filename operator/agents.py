@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from sapphire.operator import builders, kubeapi, specs
 from sapphire.operator.settings import OperatorSettings
@@ -278,7 +280,7 @@ async def converge(
     desired = builders.build_agent_deployment(
         name=name, namespace=namespace, spec=spec, settings=settings, schema_ready=gate_before.schema.ready
     )
-    desired["metadata"]["ownerReferences"] = [owner_reference(body)]
+    adopt(desired, owner=body)
     deployment = await api.apply(
         kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]), desired
     )
@@ -294,13 +296,7 @@ async def converge(
     return status, transition_event(previous.phase, status.phase or Phase.PENDING, status)
 
 
-def owner_reference(body: Json) -> Json:
-    """Makes the owner's deletion garbage-collect the object; no finalizer needed."""
-    return {
-        "apiVersion": str(body["apiVersion"]),
-        "kind": str(body["kind"]),
-        "name": str(body["metadata"]["name"]),
-        "uid": str(body["metadata"]["uid"]),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def adopt(child: Json, *, owner: Json) -> None:
+    """Make ``owner``'s deletion garbage-collect ``child`` (no finalizer needed): kopf's own
+    controller owner reference, with blockOwnerDeletion."""
+    kopf.append_owner_reference(child, owner=kopf.Body(cast(kopf.RawBody, owner)))

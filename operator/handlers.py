@@ -142,8 +142,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
         key = f"ta/{namespace}/{name}"
         async with state.locks[key]:
-            if not await state.resync.may_act():
-                return  # a peer with a higher or equal priority acts (see resync.peering_allows)
+            if trigger == resync.TRIGGER and not await state.resync.may_act():
+                # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
+                return
             body = await state.api.get(path)
             if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
@@ -239,7 +240,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
         key = f"mr/{namespace}/{name}"
         async with state.locks[key]:
-            if not await state.resync.may_act():
+            if trigger == resync.TRIGGER and not await state.resync.may_act():
                 return
             body = await state.api.get(path)
             if body is None or _deleting(body):
@@ -286,12 +287,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         if agents.is_known_invalid(body):
             return  # no request at all for a spec that waits for a change
         with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
-            await reconcile_agent(body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync")
+            await reconcile_agent(
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
+            )
 
     async def resync_migration(body: Json) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_migration(
-                body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync"
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
             )
 
     @kopf.on.startup(registry=registry, id="operator_resync_start")

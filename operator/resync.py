@@ -7,11 +7,12 @@ trading figures. It is one loop per concern for the whole operator, not a kopf t
 object: kopf timers put a finalizer on every object, which would block ``kubectl delete``
 whenever the operator is down, for no work of ours (children go by garbage collection).
 
-Peering: every reconcile (the loops' and kopf's handlers') acts only while this operator
-would act under kopf's own peering rule (no live peer with a higher or equal priority), read
-from the same KopfPeering object. kopf pauses its handlers itself when a higher-priority peer
-appears, but an operator that *joins* below a live leader was seen acting in our tests; the
-check makes "two operators never both act" hold either way.
+Peering: kopf pauses its own handlers while a peer with a higher or equal priority is alive
+(tests/operator/test_peering.py shows it does so when a leader appears and when an operator
+joins below one), but it knows nothing of these loops, which are ours. So the loops, and every
+reconcile they trigger, act only while kopf's own rule (:func:`peering_allows`), read from the
+same KopfPeering object, lets this operator act. With that check removed, the test's paused
+operator reconciled again through its resync; kopf's handlers no longer ask.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from sapphire.operator.settings import OperatorSettings
 
 Json = dict[str, Any]
 LOGGER = logging.getLogger(__name__)
+TRIGGER = "resync"
+"""The trigger label of reconciles the loops start (metrics) and the mark of those that ask peering."""
 PEERING_CACHE_SECONDS = 1.0
 """Far below kopf's peering lifetime (60 s), so a takeover is honoured within a second."""
 

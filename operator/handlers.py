@@ -14,7 +14,7 @@ import datetime
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -36,6 +36,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+def _first_of_each(index: Mapping[Any, Iterable[Json]]) -> list[Json]:
+    """The one object under each key of an index keyed by object."""
+    return [body for store in list(index.values()) for body in list(store)[:1]]
+
+
 def _deleting(body: Json) -> bool:
     return bool(body["metadata"].get("deletionTimestamp"))
 
@@ -51,6 +56,8 @@ class OperatorState:
         self.resync = resync.Resync(api=lambda: self.api, settings=settings, identity=identity)
         self._trader_api: httpx.AsyncClient | None = None
         self.figures_read_at: dict[str, float] = {}
+        self.indexes: agents.AgentIndexes | None = None
+        self.applied: dict[str, agents.Applied] = {}
 
     @property
     def api(self) -> kubeapi.KubeApi:
@@ -107,6 +114,7 @@ class OperatorState:
         holder keeps its reference; a new reconcile of the same key makes a new lock."""
         self.locks.pop(key, None)
         self.figures_read_at.pop(key, None)
+        self.applied.pop(key, None)
 
     async def close(self) -> None:
         if self._trader_api is not None:
@@ -160,12 +168,31 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                     raise
                 await notice_ignored(body, reading.ignored)
                 try:
-                    status, event = await agents.converge(
-                        state.api, body=body, spec=reading.spec, settings=settings, now=_now()
+                    required = reading.spec.requires_schema
+                    if state.indexes is not None:
+                        observed = agents.observe_indexed(
+                            state.indexes, name=name, namespace=namespace, required_schema=required
+                        )
+                    else:  # before startup has handed the indexes over
+                        observed = await agents.observe(
+                            state.api, name=name, namespace=namespace, required_schema=required
+                        )
+                    converged = await agents.converge(
+                        state.api,
+                        body=body,
+                        spec=reading.spec,
+                        settings=settings,
+                        observation=observed,
+                        applied=state.applied.get(key),
+                        now=_now(),
                     )
+                    state.applied[key] = converged.applied
+                    status, event = converged.status, converged.event
                     update = status.to_wire()
                     update.update(await state.figures_if_due(key, name=name, status=update))
-                    await state.api.patch_status(path, update)
+                    current = body.get("status") or {}
+                    if any(current.get(field) != value for field, value in update.items()):
+                        await state.api.patch_status(path, update)  # else: nothing to write
                 except kubeapi.KubeApiError as error:
                     if await state.deleted_meanwhile(path, body):
                         LOGGER.debug("the agent was deleted during its reconcile", extra={"agent": key})
@@ -291,20 +318,56 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                 body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
             )
 
+    async def resync_agents() -> None:
+        """Every agent kopf's watch knows, reconciled once: one GET each when nothing changed,
+        because its children come from the indexes too."""
+        if state.indexes is not None:
+            await state.resync.each(_first_of_each(state.indexes.agents), resync_agent)
+
+    async def resync_migrations() -> None:
+        if state.indexes is not None:
+            runs = [body for store in list(state.indexes.runs.values()) for body in store]
+            await state.resync.each(runs, resync_migration)
+
     async def resync_migration(body: Json) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_migration(
                 body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
             )
 
+    # -- indexes: kopf's watches keep them, so an unchanged resync reads nothing but the agent
+
+    @kopf.index(*TA, registry=registry, id="trading_agents")
+    def trading_agents(
+        namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], Json] | None:
+        return {(namespace, name): dict(body)} if namespace and name else None
+
+    @kopf.index("apps", "v1", "deployments", registry=registry, id="agent_deployments", labels=agent_children)
+    @kopf.index("", "v1", "pods", registry=registry, id="agent_pods", labels=agent_children)
+    def agent_child_by_agent(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], Json] | None:
+        agent = labels.get(builders.AGENT_LABEL)
+        return {(namespace, agent): dict(body)} if agent and namespace else None
+
+    @kopf.index(*MR, registry=registry, id="migration_runs")
+    def migration_runs(namespace: str | None, body: kopf.Body, **_: Any) -> Json | None:
+        return {namespace: dict(body)} if namespace else None
+
     @kopf.on.startup(registry=registry, id="operator_resync_start")
-    async def operator_resync_start(**_: Any) -> None:
+    async def operator_resync_start(**kwargs: Any) -> None:
+        # kopf hands its live indexes to startup handlers too, by index id; the reconciles use them.
+        state.indexes = agents.AgentIndexes(
+            agents=kwargs["trading_agents"],
+            deployments=kwargs["agent_deployments"],
+            pods=kwargs["agent_pods"],
+            runs=kwargs["migration_runs"],
+        )
         loops = state.resync
         plan: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
-            ("agents", settings.reconcile_interval_seconds,
-             lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, resync_agent)),
-            ("migrations", settings.migration_poll_seconds,
-             lambda: loops.each(migrationrun.API_VERSION, migrationrun.PLURAL, resync_migration)),
+            ("agents", settings.reconcile_interval_seconds, resync_agents),
+            ("migrations", settings.migration_poll_seconds, resync_migrations),
         ]  # fmt: skip
         loops.start(plan)
 

@@ -21,7 +21,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sapphire.operator import kubeapi
@@ -66,13 +66,6 @@ class Resync:
         self.identity = identity
         self._tasks: list[asyncio.Task[None]] = []
         self._verdict: tuple[float, bool] | None = None
-
-    def collection_paths(self, group_version: str, plural: str) -> list[str]:
-        if self.settings.cluster_wide:
-            return [f"/apis/{group_version}/{plural}"]
-        return [
-            kubeapi.namespaced(group_version, ns, plural) for ns in self.settings.namespaces or ["default"]
-        ]
 
     async def may_act(self) -> bool:
         """Whether this operator may act now. Every reconcile asks, so the peering object is
@@ -130,16 +123,17 @@ class Resync:
                 # One bad pass must not end the loop; the next pass retries everything.
                 LOGGER.exception("resync pass failed", extra={"loop": name})
 
-    async def each(self, group_version: str, plural: str, action: Callable[[Json], Awaitable[None]]) -> None:
-        """Run ``action`` on every object of the collection, one failure not stopping the rest."""
-        for path in self.collection_paths(group_version, plural):
-            for body in await self._api().list(path):
-                if body["metadata"].get("deletionTimestamp"):
-                    continue
-                try:
-                    await action(body)
-                except Exception:
-                    LOGGER.exception(
-                        "resync of one object failed",
-                        extra={"object": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}"},
-                    )
+    @staticmethod
+    async def each(bodies: Iterable[Json], action: Callable[[Json], Awaitable[None]]) -> None:
+        """Run ``action`` on every object (kopf's index holds them: no LIST), one failure not
+        stopping the rest; objects being deleted are skipped."""
+        for body in list(bodies):
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                await action(body)
+            except Exception:
+                LOGGER.exception(
+                    "resync of one object failed",
+                    extra={"object": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}"},
+                )

@@ -15,11 +15,20 @@ Every field is read from ``SAPPHIRE_<FIELD>`` (upper case), for example:
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from typing import Any
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 
 from sapphire import config
+from sapphire.resources import tradingagent
+
+
+def _spec_default(model: type[Any], field: str) -> Any:
+    """The default the CRD gives ``field`` (the CRD is generated from this model): an agent
+    started without the setting behaves as one started from a spec without the field."""
+    return model.model_fields[field].default
 
 
 class AgentSettings(config.ServiceSettings):
@@ -37,7 +46,11 @@ class AgentSettings(config.ServiceSettings):
     )
     redis_key_prefix: str = Field(default="sapphire:", description="SAPPHIRE_REDIS_KEY_PREFIX of channels.")
     agent_token: SecretStr = Field(default=SecretStr(""), description="Bearer token with scope agent.")
-    interval_seconds: float = Field(default=5.0, gt=0, description="Analysis cadence (analysts).")
+    interval_seconds: float = Field(
+        default=_spec_default(tradingagent.TradingAgentSpec, "interval_seconds"),
+        gt=0,
+        description="Analysis cadence (analysts): spec.intervalSeconds.",
+    )
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="SAPPHIRE_HEARTBEAT_SECONDS.")
     instruments_refresh_seconds: float = Field(
         default=30.0, gt=0, description="How often all-market mode re-reads /v1/instruments."
@@ -57,8 +70,12 @@ class AgentSettings(config.ServiceSettings):
     model_api_key: SecretStr = Field(default=SecretStr("unused"))
     model_project: str = Field(default="", description="Vertex project (else GOOGLE_CLOUD_PROJECT / ADC).")
     model_location: str = Field(default="", description="Vertex location (else GOOGLE_CLOUD_LOCATION).")
-    model_timeout_seconds: float = Field(default=10.0, gt=0)
-    model_max_calls_per_minute: int = Field(default=30, ge=1)
+    model_timeout_seconds: float = Field(
+        default=_spec_default(tradingagent.ModelSpec, "timeout_seconds"), gt=0, description="spec.model."
+    )
+    model_max_calls_per_minute: int = Field(
+        default=_spec_default(tradingagent.ModelSpec, "max_calls_per_minute"), ge=1, description="spec.model."
+    )
 
     risk_max_order_notional: Decimal | None = Field(default=None, gt=0, description="Executor: spec.risk.")
     risk_max_position_notional: Decimal | None = Field(default=None, gt=0)
@@ -94,3 +111,50 @@ class AgentSettings(config.ServiceSettings):
         """The key, or empty when it holds the ``unused`` placeholder of keyless providers."""
         key = self.model_api_key.get_secret_value()
         return "" if key == "unused" else key
+
+
+def spec_settings(*, name: str, spec: tradingagent.TradingAgentSpec) -> dict[str, Any]:
+    """The :class:`AgentSettings` fields a TradingAgent's spec sets, by field name.
+
+    The one translation from spec to settings: the operator turns it into the Deployment's
+    ``SAPPHIRE_*`` environment (:func:`env_value`), ``sapphire up`` into the settings of its
+    in-process agents, so one YAML runs the same way in both. Secrets are only referenced by
+    a spec (``model.apiKeySecretRef``), so they are the builder's to wire, not here."""
+    fields: dict[str, Any] = {
+        "agent_name": name,
+        "role": spec.role.value,
+        "symbols": list(spec.symbols),
+        "interval_seconds": spec.interval_seconds,
+    }
+    model = spec.model
+    if model is not None:
+        fields |= {
+            "model_provider": model.provider.value,
+            "model_name": model.name,
+            "model_timeout_seconds": model.timeout_seconds,
+            "model_max_calls_per_minute": model.max_calls_per_minute,
+        }
+        optional = {
+            "model_endpoint": model.endpoint,
+            "model_project": model.project,
+            "model_location": model.location,
+        }
+        fields |= {key: value for key, value in optional.items() if value}
+    if spec.risk is not None:
+        fields |= {
+            "risk_max_order_notional": spec.risk.max_order_notional,
+            "risk_max_position_notional": spec.risk.max_position_notional,
+            "risk_max_gross_exposure": spec.risk.max_gross_exposure,
+            "risk_max_daily_loss": spec.risk.max_daily_loss,
+        }
+    return fields
+
+
+def env_name(field: str) -> str:
+    """The environment variable of an :class:`AgentSettings` field."""
+    return f"SAPPHIRE_{field.upper()}"
+
+
+def env_value(value: Any) -> str:
+    """A setting as its environment variable holds it (lists as JSON, as pydantic-settings reads them)."""
+    return json.dumps(value) if isinstance(value, list) else str(value)

@@ -133,16 +133,7 @@ class Watch:
 
 
 def trading_agent(name: str) -> kube.Json:
-    return {
-        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
-        "kind": "TradingAgent",
-        "metadata": {"name": name},
-        "spec": {
-            "role": "momentum",
-            "symbols": ["BTC-USD"],
-            "podTemplate": {"spec": {"containers": [{"name": "agent", "command": SLEEP, "args": []}]}},
-        },
-    }
+    return operator_support.sleeping_agent(name)
 
 
 def bare_deployment(name: str) -> kube.Json:
@@ -244,7 +235,10 @@ def _measure(
                     stack.enter_context(watch)
                 operator.start()
                 stack.callback(operator.stop)
-                return _scenarios(plane, services, sizes, namespace, deployments, phases, exited, succeeded)
+                measured = _scenarios(
+                    plane, services, sizes, namespace, deployments, phases, exited, succeeded, operator
+                )
+                return measured
 
 
 def _scenarios(
@@ -256,6 +250,7 @@ def _scenarios(
     phases: Seen,
     exited: Seen,
     succeeded: Seen,
+    operator: operator_support.OperatorProcess,
 ) -> dict[str, Any]:
     floor = []
     for index in range(sizes.floor_applies + 1):
@@ -277,6 +272,7 @@ def _scenarios(
     timeout = 120 + sizes.agents * 2.0
     created = deployments.wait([f"agent-{n}" for n in names], timeout=timeout)
     phased = phases.wait(names, timeout=timeout)
+    calls_per_agent = _calls_per_unchanged_resync(operator, agents=len(names) + sizes.single_applies + 1)
 
     # Before any node runs: delete the agents so that their pods never start.
     plane.kubectl("delete", "tradingagents", "--all", "-n", namespace, "--wait=true", timeout=600)
@@ -309,7 +305,27 @@ def _scenarios(
         "burst_deployments": max(created.values()) - started,
         "burst_phases": max(phased.values()) - started,
         "migrations": migrations,
+        "calls_per_agent_per_resync": calls_per_agent,
     }
+
+
+def _resync_reconciles(operator: operator_support.OperatorProcess) -> float:
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    pattern = 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} '
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+
+
+def _calls_per_unchanged_resync(operator: operator_support.OperatorProcess, *, agents: int) -> float:
+    """The operator's own API requests (its httpx log; kopf's watches are streams, not calls)
+    during two resync passes after the burst has settled, per agent reconciled."""
+    settled = _resync_reconciles(operator) + agents  # a whole pass after every phase was set
+    processes.wait_until(lambda: _resync_reconciles(operator) >= settled, timeout=120, what="a settling pass")
+    mark, counted = len(operator.output()), _resync_reconciles(operator)
+    processes.wait_until(
+        lambda: _resync_reconciles(operator) >= counted + 2 * agents, timeout=120, what="two resync passes"
+    )
+    requests = sum(1 for line in operator.output()[mark:].splitlines() if "HTTP Request:" in line)
+    return requests / (_resync_reconciles(operator) - counted)
 
 
 def _p50_ms(samples: list[float]) -> float:
@@ -345,6 +361,9 @@ async def run(
         "burst_all_phases": report.Figure(measured["burst_phases"], "s"),
         "burst_agents_per_s": report.Figure(sizes.agents / measured["burst_phases"], "agents/s"),
         "migration_exit_to_succeeded_p50": report.Figure(migration, "ms"),
+        "api_calls_per_agent_per_unchanged_resync": report.Figure(
+            measured["calls_per_agent_per_resync"], "calls", "target <= 1"
+        ),
     }
     result.floor["kubectl_apply_deployment_p50"] = report.Figure(floor, "ms")
     result.ratios = {

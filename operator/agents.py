@@ -10,11 +10,13 @@ Deployment or its pods). The status is a pure function of what was observed
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sapphire.operator import builders, kubeapi
+import kopf
+
+from sapphire.operator import builders, kubeapi, specs
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun, tradingagent
 
@@ -164,7 +166,8 @@ def agent_status(
         ready = (False, "AgentStarting", "waiting for the agent's pod to become ready")
         progressing = (True, "RollingOut", "the Deployment is rolling out the current spec")
 
-    conditions = list(previous.conditions)
+    # A spec that was invalid and now is not: the InvalidSpec condition goes with the problem.
+    conditions = [c for c in previous.conditions if c.type != Condition.INVALID_SPEC.value]
     for kind, (value, reason, message) in (
         (Condition.READY, ready),
         (Condition.PROGRESSING, progressing),
@@ -194,6 +197,46 @@ def agent_status(
     )
 
 
+def invalid_status(
+    *,
+    previous: tradingagent.TradingAgentStatus,
+    generation: int,
+    error: specs.InvalidSpecError,
+    now: datetime.datetime,
+) -> tradingagent.TradingAgentStatus:
+    """The status of an agent whose admitted spec this operator cannot use. Pure.
+
+    The Deployment (if any) is left as it is: a running agent keeps its last good spec rather
+    than being stopped because a newer field arrived before a newer operator."""
+    message = f"the operator cannot use this spec: {error}"
+    conditions = list(previous.conditions)
+    for kind, value in (
+        (Condition.INVALID_SPEC, True),
+        (Condition.READY, False),
+        (Condition.PROGRESSING, False),
+    ):
+        conditions = common.set_condition(
+            conditions,
+            type=kind.value,
+            status=common.ConditionStatus.TRUE if value else common.ConditionStatus.FALSE,
+            reason="InvalidSpec",
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    return previous.model_copy(
+        update={"phase": Phase.INVALID_SPEC, "observed_generation": generation, "conditions": conditions}
+    )
+
+
+def is_known_invalid(body: Json) -> bool:
+    """Whether ``body``'s current generation was already found invalid: nothing to retry."""
+    status = body.get("status") or {}
+    return status.get("phase") == Phase.INVALID_SPEC.value and status.get("observedGeneration") == body[
+        "metadata"
+    ].get("generation")
+
+
 def transition_event(
     previous: Phase | None, current: Phase, status: tradingagent.TradingAgentStatus
 ) -> tuple[str, str, str] | None:
@@ -219,45 +262,102 @@ async def observe(
     return AgentObservation(deployment=deployment, pods=pods, schema=schema_gate(required_schema, runs))
 
 
+def observe_indexed(
+    indexes: AgentIndexes, *, name: str, namespace: str, required_schema: str | None
+) -> AgentObservation:
+    """:func:`observe` from kopf's indexes, which kopf's watches keep current: no request.
+
+    kopf updates an index before it runs the handlers of the same event, so the reconcile a
+    Deployment's or pod's event triggers sees that event's object."""
+    deployment = next(iter(indexes.deployments.get((namespace, name), [])), None)
+    pods = list(indexes.pods.get((namespace, name), []))
+    runs = list(indexes.runs.get(namespace, [])) if required_schema is not None else []
+    return AgentObservation(deployment=deployment, pods=pods, schema=schema_gate(required_schema, runs))
+
+
+@dataclass(frozen=True)
+class AgentIndexes:
+    """kopf indexes of the agents' children and of the MigrationRuns (see ``handlers``)."""
+
+    agents: Mapping[tuple[str, str], Iterable[Json]]
+    deployments: Mapping[tuple[str, str], Iterable[Json]]
+    pods: Mapping[tuple[str, str], Iterable[Json]]
+    runs: Mapping[str, Iterable[Json]]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the operator last applied to an agent's Deployment: the desired spec's hash, and
+    the Deployment's uid and generation in the answer. The same three on the Deployment now
+    mean nobody has changed or replaced it since (any edit of its spec bumps the generation)."""
+
+    spec_hash: str
+    uid: str
+    generation: int
+
+    @classmethod
+    def of(cls, deployment: Json) -> Applied:
+        metadata = deployment["metadata"]
+        return cls(
+            spec_hash=str((metadata.get("annotations") or {}).get(builders.SPEC_HASH_ANNOTATION, "")),
+            uid=str(metadata.get("uid", "")),
+            generation=int(metadata.get("generation", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Convergence:
+    status: tradingagent.TradingAgentStatus
+    event: tuple[str, str, str] | None
+    applied: Applied
+
+
 async def converge(
     api: kubeapi.KubeApi,
     *,
     body: Json,
+    spec: tradingagent.TradingAgentSpec,
     settings: OperatorSettings,
+    observation: AgentObservation,
+    applied: Applied | None,
     now: datetime.datetime,
-) -> tuple[tradingagent.TradingAgentStatus, tuple[str, str, str] | None]:
-    """Apply the agent's desired Deployment and compute its new status and transition Event."""
+) -> Convergence:
+    """Apply the agent's desired Deployment unless ``applied`` shows it is already there, and
+    compute the new status and transition Event.
+
+    ``spec`` is ``body``'s spec as :func:`specs.read_spec` read it; ``observation`` is what
+    :func:`observe` or :func:`observe_indexed` saw."""
     metadata = body["metadata"]
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
-    spec = tradingagent.TradingAgentSpec.model_validate(body.get("spec") or {})
     previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
-    gate_before = await observe(api, name=name, namespace=namespace, required_schema=spec.requires_schema)
     desired = builders.build_agent_deployment(
-        name=name, namespace=namespace, spec=spec, settings=settings, schema_ready=gate_before.schema.ready
+        name=name, namespace=namespace, spec=spec, settings=settings, schema_ready=observation.schema.ready
     )
-    desired["metadata"]["ownerReferences"] = [owner_reference(body)]
-    deployment = await api.apply(
-        kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]), desired
-    )
-    observation = AgentObservation(deployment=deployment, pods=gate_before.pods, schema=gate_before.schema)
+    deployment = observation.deployment
+    wanted = desired["metadata"]["annotations"][builders.SPEC_HASH_ANNOTATION]
+    if (
+        deployment is None
+        or applied is None
+        or Applied.of(deployment) != applied
+        or applied.spec_hash != wanted
+    ):
+        adopt(desired, owner=body)
+        deployment = await api.apply(
+            kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]), desired
+        )
     status = agent_status(
         name=name,
         spec=spec,
         generation=int(metadata.get("generation", 0)),
         previous=previous,
-        observation=observation,
+        observation=AgentObservation(deployment=deployment, pods=observation.pods, schema=observation.schema),
         now=now,
     )
-    return status, transition_event(previous.phase, status.phase or Phase.PENDING, status)
+    event = transition_event(previous.phase, status.phase or Phase.PENDING, status)
+    return Convergence(status=status, event=event, applied=Applied.of(deployment))
 
 
-def owner_reference(body: Json) -> Json:
-    """Makes the owner's deletion garbage-collect the object; no finalizer needed."""
-    return {
-        "apiVersion": str(body["apiVersion"]),
-        "kind": str(body["kind"]),
-        "name": str(body["metadata"]["name"]),
-        "uid": str(body["metadata"]["uid"]),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def adopt(child: Json, *, owner: Json) -> None:
+    """Make ``owner``'s deletion garbage-collect ``child`` (no finalizer needed): kopf's own
+    controller owner reference, with blockOwnerDeletion."""
+    kopf.append_owner_reference(child, owner=kopf.Body(cast(kopf.RawBody, owner)))

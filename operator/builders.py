@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 import sapphire
+from sapphire.agents import settings as agent_settings
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import migrationrun, tradingagent
 
@@ -115,45 +116,27 @@ def agent_env(
     spec: tradingagent.TradingAgentSpec,
     settings: OperatorSettings,
 ) -> list[Manifest]:
-    """The environment ``sapphire agent run`` reads (``AgentSettings``, prefix ``SAPPHIRE_``)."""
+    """The environment ``sapphire agent run`` reads (``AgentSettings``, prefix ``SAPPHIRE_``):
+    the spec's part from :func:`agent_settings.spec_settings`, the one translation."""
+    from_spec = [
+        {"name": agent_settings.env_name(field), "value": agent_settings.env_value(value)}
+        for field, value in agent_settings.spec_settings(name=name, spec=spec).items()
+    ]
     env: list[Manifest] = [
-        {"name": "SAPPHIRE_AGENT_NAME", "value": name},
-        {"name": "SAPPHIRE_ROLE", "value": spec.role.value},
-        {"name": "SAPPHIRE_SYMBOLS", "value": json.dumps(list(spec.symbols))},
-        {"name": "SAPPHIRE_INTERVAL_SECONDS", "value": str(spec.interval_seconds)},
+        *from_spec[:4],  # name, role, symbols, interval: first, where they always were
         {"name": "SAPPHIRE_TRADER_API_URL", "value": str(settings.trader_api_url)},
         {"name": "SAPPHIRE_REDIS_URL", "value": str(settings.agent_redis_url)},
         {"name": "SAPPHIRE_LOG_FORMAT", "value": "json"},
         _secret_env("SAPPHIRE_AGENT_TOKEN", settings.agent_token_secret, "token"),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        *from_spec[4:],
     ]
     if settings.agent_metrics_port:
         env.append({"name": "SAPPHIRE_METRICS_PORT", "value": str(settings.agent_metrics_port)})
-    model = spec.model
-    if model is not None:
-        env += [
-            {"name": "SAPPHIRE_MODEL_PROVIDER", "value": model.provider.value},
-            {"name": "SAPPHIRE_MODEL_NAME", "value": model.name},
-            {"name": "SAPPHIRE_MODEL_TIMEOUT_SECONDS", "value": str(model.timeout_seconds)},
-            {"name": "SAPPHIRE_MODEL_MAX_CALLS_PER_MINUTE", "value": str(model.max_calls_per_minute)},
-        ]
-        optional = {
-            "SAPPHIRE_MODEL_ENDPOINT": model.endpoint,
-            "SAPPHIRE_MODEL_PROJECT": model.project,
-            "SAPPHIRE_MODEL_LOCATION": model.location,
-        }
-        env += [{"name": key, "value": value} for key, value in optional.items() if value]
-        if model.api_key_secret_ref is not None:
-            reference = model.api_key_secret_ref
-            env.append(_secret_env("SAPPHIRE_MODEL_API_KEY", reference.name, reference.key))
-    if spec.risk is not None:
-        env += [
-            {"name": "SAPPHIRE_RISK_MAX_ORDER_NOTIONAL", "value": str(spec.risk.max_order_notional)},
-            {"name": "SAPPHIRE_RISK_MAX_POSITION_NOTIONAL", "value": str(spec.risk.max_position_notional)},
-            {"name": "SAPPHIRE_RISK_MAX_GROSS_EXPOSURE", "value": str(spec.risk.max_gross_exposure)},
-            {"name": "SAPPHIRE_RISK_MAX_DAILY_LOSS", "value": str(spec.risk.max_daily_loss)},
-        ]
+    if spec.model is not None and spec.model.api_key_secret_ref is not None:
+        reference = spec.model.api_key_secret_ref
+        env.append(_secret_env("SAPPHIRE_MODEL_API_KEY", reference.name, reference.key))
     # The user's extra variables come last; the CRD refuses names that start with SAPPHIRE_.
     env += [variable.to_wire() for variable in spec.env]
     return env

@@ -1,5 +1,13 @@
 """Trading figures in TradingAgent status, read from the trader API.
 
+They stay in status (``kubectl get ta`` shows LAST-SIGNAL; ``kubectl describe`` the rest), so
+they are written by the one writer of the status: the agent's reconcile, under its per-object
+lock, in the same patch as the phase and conditions, when ``status_refresh_seconds`` have
+passed (see ``handlers.OperatorState.figures_if_due``). A separate refresh loop used to patch
+the whole conditions list from a listing up to 30 s old, and so could write back a Ready
+condition a newer reconcile had replaced. Prometheus and the trader API remain the place for
+history; status holds the latest reading only.
+
 An unreachable API is reported in the ``TradingFigures`` condition only: the agent's
 ``Ready`` condition describes its pod, and must not flap because the API is down.
 """

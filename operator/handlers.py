@@ -9,17 +9,19 @@ triggers, the per-object serialization, Events and metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
 import kopf
 
 import sapphire
-from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync
+from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync, specs
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun, tradingagent
 
@@ -34,6 +36,15 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+def _first_of_each(index: Mapping[Any, Iterable[Json]]) -> list[Json]:
+    """The one object under each key of an index keyed by object."""
+    return [body for store in list(index.values()) for body in list(store)[:1]]
+
+
+def _deleting(body: Json) -> bool:
+    return bool(body["metadata"].get("deletionTimestamp"))
+
+
 class OperatorState:
     """What the handlers share: the API client and one lock per object."""
 
@@ -43,6 +54,10 @@ class OperatorState:
         self._api: kubeapi.KubeApi | None = None
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.resync = resync.Resync(api=lambda: self.api, settings=settings, identity=identity)
+        self._trader_api: httpx.AsyncClient | None = None
+        self.figures_read_at: dict[str, float] = {}
+        self.indexes: agents.AgentIndexes | None = None
+        self.applied: dict[str, agents.Applied] = {}
 
     @property
     def api(self) -> kubeapi.KubeApi:
@@ -64,12 +79,46 @@ class OperatorState:
         except (kubeapi.KubeApiError, httpx.HTTPError) as error:
             LOGGER.warning("could not post an event", extra={"reason": reason, "error": str(error)})
 
+    async def figures_if_due(self, key: str, *, name: str, status: Json) -> Json:
+        """The figures part of a status patch (fields and the TradingFigures condition, built on
+        ``status``), when ``status_refresh_seconds`` have passed since the last read; else {}.
+
+        Called by the reconcile under the object's lock, so the patch it feeds is the only
+        status write of that moment. Without a token, figures are disabled."""
+        token = self.settings.trader_api_token
+        last = self.figures_read_at.get(key)
+        if token is None or (
+            last is not None and time.monotonic() - last < self.settings.status_refresh_seconds
+        ):
+            return {}
+        if self._trader_api is None:
+            self._trader_api = httpx.AsyncClient(
+                base_url=str(self.settings.trader_api_url), timeout=self.settings.trader_api_timeout_seconds
+            )
+        self.figures_read_at[key] = time.monotonic()
+        return await figures.read_figures(
+            self._trader_api, token=token.get_secret_value(), agent=name, status=status, now=_now()
+        )
+
+    async def deleted_meanwhile(self, path: str, body: Json) -> bool:
+        """Whether the object of ``body`` was deleted (or is being deleted) since it was read:
+        then a refused request is the deletion's doing, not an error worth an Event."""
+        try:
+            current = await self.api.get(path)
+        except (kubeapi.KubeApiError, httpx.HTTPError):
+            return False
+        return current is None or _deleting(current) or current["metadata"]["uid"] != body["metadata"]["uid"]
+
     def forget(self, key: str) -> None:
         """Drop the lock of an object that is gone, so the table does not grow forever. The
         holder keeps its reference; a new reconcile of the same key makes a new lock."""
         self.locks.pop(key, None)
+        self.figures_read_at.pop(key, None)
+        self.applied.pop(key, None)
 
     async def close(self) -> None:
+        if self._trader_api is not None:
+            await self._trader_api.aclose()
         if self._api is not None:
             await self._api.close()
 
@@ -93,40 +142,109 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     # Every trigger (the object's own events, its children's events, the resync) ends in one
     # reconcile that, under a per-object lock, re-reads the object, converges, and writes the
     # status itself: so two triggers in a row never compute from a stale status, and each
-    # phase transition is reported once.
+    # phase transition is reported once. The trading figures are read by that same reconcile
+    # (when they are due) and written in the same status patch: the status has one writer, so
+    # no trigger can write back conditions another one has already replaced.
 
     async def reconcile_agent(namespace: str, name: str, trigger: str) -> None:
         path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
         key = f"ta/{namespace}/{name}"
         async with state.locks[key]:
-            if not await state.resync.may_act():
-                return  # a peer with a higher or equal priority acts (see resync.peering_allows)
+            if trigger == resync.TRIGGER and not await state.resync.may_act():
+                # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
+                return
             body = await state.api.get(path)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
                 state.forget(key)
                 return  # gone: garbage collection removes the children
+            if agents.is_known_invalid(body):
+                return  # already reported for this generation; only a spec change helps
             with metrics.reconciling(tradingagent.KIND, trigger):
                 try:
-                    status, event = await agents.converge(state.api, body=body, settings=settings, now=_now())
-                    await state.api.patch_status(path, status.to_wire())
+                    reading = specs.read_spec(tradingagent.TradingAgentSpec, body.get("spec") or {})
+                except specs.InvalidSpecError as error:
+                    await refuse_agent(path, body, error)
+                    raise
+                await notice_ignored(body, reading.ignored)
+                try:
+                    required = reading.spec.requires_schema
+                    if state.indexes is not None:
+                        observed = agents.observe_indexed(
+                            state.indexes, name=name, namespace=namespace, required_schema=required
+                        )
+                    else:  # before startup has handed the indexes over
+                        observed = await agents.observe(
+                            state.api, name=name, namespace=namespace, required_schema=required
+                        )
+                    converged = await agents.converge(
+                        state.api,
+                        body=body,
+                        spec=reading.spec,
+                        settings=settings,
+                        observation=observed,
+                        applied=state.applied.get(key),
+                        now=_now(),
+                    )
+                    state.applied[key] = converged.applied
+                    status, event = converged.status, converged.event
+                    update = status.to_wire()
+                    update.update(await state.figures_if_due(key, name=name, status=update))
+                    current = body.get("status") or {}
+                    if any(current.get(field) != value for field, value in update.items()):
+                        await state.api.patch_status(path, update)  # else: nothing to write
                 except kubeapi.KubeApiError as error:
+                    if await state.deleted_meanwhile(path, body):
+                        LOGGER.debug("the agent was deleted during its reconcile", extra={"agent": key})
+                        return
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(f"reconciling the agent failed: {error}", delay=5) from error
             await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
+
+    async def refuse_agent(path: str, body: Json, error: specs.InvalidSpecError) -> None:
+        previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
+        status = agents.invalid_status(
+            previous=previous, generation=int(body["metadata"].get("generation", 0)), error=error, now=_now()
+        )
+        try:
+            await state.api.patch_status(path, status.to_wire())
+        except kubeapi.KubeApiError as patch_error:
+            if await state.deleted_meanwhile(path, body):
+                return
+            raise kopf.TemporaryError(f"reporting the invalid spec failed: {patch_error}", delay=5) from None
+        LOGGER.warning("the agent's spec cannot be used", extra={"agent": body["metadata"]["name"]})
+        await state.post(body, ("Warning", "InvalidSpec", f"the operator cannot use this spec: {error}"))
+
+    async def notice_ignored(body: Json, ignored: tuple[str, ...]) -> None:
+        """Fields of a newer CRD: ignored, said once per generation (in an Event and the log)."""
+        status = body.get("status") or {}
+        if not ignored or status.get("observedGeneration") == body["metadata"].get("generation"):
+            return
+        fields = ", ".join(ignored)
+        LOGGER.warning(
+            "unknown spec fields ignored", extra={"agent": body["metadata"]["name"], "fields": fields}
+        )
+        await state.post(
+            body, ("Normal", "UnknownFieldsIgnored", f"this operator does not know {fields}; ignored")
+        )
 
     @kopf.on.resume(*TA, registry=registry, id="tradingagent_resume")
     @kopf.on.create(*TA, registry=registry, id="tradingagent_create")
     @kopf.on.update(*TA, registry=registry, id="tradingagent_update", field="spec")
     async def tradingagent_reconcile(name: str | None, namespace: str | None, reason: str, **_: Any) -> None:
         if name and namespace:
-            await reconcile_agent(namespace, name, trigger=str(reason))
+            try:
+                await reconcile_agent(namespace, name, trigger=str(reason))
+            except specs.InvalidSpecError as error:
+                # Status and Event are written; retrying cannot help until the spec changes.
+                raise kopf.PermanentError(f"invalid spec: {error}") from None
 
     async def reconcile_agent_of_child(namespace: str | None, labels: kopf.Labels) -> None:
         name = labels.get(builders.AGENT_LABEL)
         if name and namespace:
-            await reconcile_agent(namespace, name, trigger="child")
+            with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
+                await reconcile_agent(namespace, name, trigger="child")
 
     agent_children = {
         "app.kubernetes.io/managed-by": builders.MANAGED_BY,
@@ -149,10 +267,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
         key = f"mr/{namespace}/{name}"
         async with state.locks[key]:
-            if not await state.resync.may_act():
+            if trigger == resync.TRIGGER and not await state.resync.may_act():
                 return
             body = await state.api.get(path)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None or _deleting(body):
                 metrics.record_phase(migrationrun.KIND, key, None)
                 state.forget(key)
                 return
@@ -163,6 +281,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                     decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
                     await state.api.patch_status(path, decision.status)
                 except kubeapi.KubeApiError as error:
+                    if await state.deleted_meanwhile(path, body):
+                        LOGGER.debug("the migration was deleted during its reconcile", extra={"run": key})
+                        return
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
                     raise kopf.TemporaryError(
                         f"reconciling the migration failed: {error}", delay=5
@@ -190,48 +311,64 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     # -- periodic resync (see resync.py for why not kopf timers) --------------------------
 
     async def resync_agent(body: Json) -> None:
-        await reconcile_agent(body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync")
+        if agents.is_known_invalid(body):
+            return  # no request at all for a spec that waits for a change
+        with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
+            await reconcile_agent(
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
+            )
+
+    async def resync_agents() -> None:
+        """Every agent kopf's watch knows, reconciled once: one GET each when nothing changed,
+        because its children come from the indexes too."""
+        if state.indexes is not None:
+            await state.resync.each(_first_of_each(state.indexes.agents), resync_agent)
+
+    async def resync_migrations() -> None:
+        if state.indexes is not None:
+            runs = [body for store in list(state.indexes.runs.values()) for body in store]
+            await state.resync.each(runs, resync_migration)
 
     async def resync_migration(body: Json) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_migration(
-                body["metadata"]["namespace"], body["metadata"]["name"], trigger="resync"
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
             )
 
-    async def refresh_figures(body: Json) -> None:
-        token = settings.trader_api_token
-        if token is None:
-            return
-        async with httpx.AsyncClient(base_url=str(settings.trader_api_url), timeout=5) as client:
-            update = await figures.read_figures(
-                client,
-                token=token.get_secret_value(),
-                agent=body["metadata"]["name"],
-                status=dict(body.get("status") or {}),
-                now=_now(),
-            )
-        path = kubeapi.namespaced(
-            tradingagent.API_VERSION, body["metadata"]["namespace"], tradingagent.PLURAL
-        )
-        await state.api.patch_status(f"{path}/{body['metadata']['name']}", update)
+    # -- indexes: kopf's watches keep them, so an unchanged resync reads nothing but the agent
+
+    @kopf.index(*TA, registry=registry, id="trading_agents")
+    def trading_agents(
+        namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], Json] | None:
+        return {(namespace, name): dict(body)} if namespace and name else None
+
+    @kopf.index("apps", "v1", "deployments", registry=registry, id="agent_deployments", labels=agent_children)
+    @kopf.index("", "v1", "pods", registry=registry, id="agent_pods", labels=agent_children)
+    def agent_child_by_agent(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], Json] | None:
+        agent = labels.get(builders.AGENT_LABEL)
+        return {(namespace, agent): dict(body)} if agent and namespace else None
+
+    @kopf.index(*MR, registry=registry, id="migration_runs")
+    def migration_runs(namespace: str | None, body: kopf.Body, **_: Any) -> Json | None:
+        return {namespace: dict(body)} if namespace else None
 
     @kopf.on.startup(registry=registry, id="operator_resync_start")
-    async def operator_resync_start(**_: Any) -> None:
+    async def operator_resync_start(**kwargs: Any) -> None:
+        # kopf hands its live indexes to startup handlers too, by index id; the reconciles use them.
+        state.indexes = agents.AgentIndexes(
+            agents=kwargs["trading_agents"],
+            deployments=kwargs["agent_deployments"],
+            pods=kwargs["agent_pods"],
+            runs=kwargs["migration_runs"],
+        )
         loops = state.resync
         plan: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
-            ("agents", settings.reconcile_interval_seconds,
-             lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, resync_agent)),
-            ("migrations", settings.migration_poll_seconds,
-             lambda: loops.each(migrationrun.API_VERSION, migrationrun.PLURAL, resync_migration)),
+            ("agents", settings.reconcile_interval_seconds, resync_agents),
+            ("migrations", settings.migration_poll_seconds, resync_migrations),
         ]  # fmt: skip
-        if settings.trader_api_token is not None:
-            plan.append(
-                (
-                    "figures",
-                    settings.status_refresh_seconds,
-                    lambda: loops.each(tradingagent.API_VERSION, tradingagent.PLURAL, refresh_figures),
-                )
-            )
         loops.start(plan)
 
     return state

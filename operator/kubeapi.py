@@ -3,15 +3,19 @@
 kopf watches and patches the objects it handles; everything else (server-side apply of
 Deployments, bare Pods, status of other objects) goes through this client. Credentials
 come from the kubernetes library's loader (in-cluster ServiceAccount or a kubeconfig,
-exec plugins included), so the operator authenticates exactly as kopf does. Raw JSON
-dicts keep the operator free of the generated model classes.
+exec plugins included), so the operator authenticates exactly as kopf does, and they are
+never frozen: a 401 makes :class:`ReloadingCredentials` load them again (the kubelet's
+rotated ServiceAccount token file, a new token from GKE's exec plugin) and send the request
+once more, as kopf re-runs its login handler on a 401. Raw JSON dicts keep the operator free
+of the generated model classes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +44,44 @@ def _load_configuration() -> Any:
     return configuration
 
 
+def _authorization(configuration: Any) -> str | None:
+    """The Authorization header the loaded ``configuration`` implies, if it uses a bearer token."""
+    token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+    if not token:
+        return None
+    prefix = configuration.api_key_prefix.get("authorization", "")
+    return str(token) if str(token).startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
+
+
+class ReloadingCredentials(httpx.Auth):
+    """Bearer credentials loaded again whenever the API server answers 401.
+
+    An expired exec-plugin token (GKE's last about an hour) or a rotated and revoked
+    ServiceAccount token is replaced by what the loader yields now, and the refused request
+    is sent once more; a second 401 is the caller's to see. Loading runs in a thread: an exec
+    plugin is a subprocess."""
+
+    def __init__(self, load: Callable[[], Any], header: str | None) -> None:
+        self._load = load
+        self._header = header
+        self._lock = asyncio.Lock()
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        sent = self._header
+        if sent is not None:
+            request.headers["Authorization"] = sent
+        response = yield request
+        if response.status_code != 401:
+            return
+        async with self._lock:
+            if self._header == sent:  # not already reloaded by a concurrent request
+                self._header = _authorization(await asyncio.to_thread(self._load))
+        if self._header is None or self._header == sent:
+            return  # nothing new to try
+        request.headers["Authorization"] = self._header
+        yield request
+
+
 class KubeApi:
     """Async JSON access to the API server."""
 
@@ -50,12 +92,7 @@ class KubeApi:
     def from_environment(cls, *, timeout: float = 30.0) -> KubeApi:
         configuration = _load_configuration()
         headers = {"Accept": "application/json"}
-        token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
-        if token:
-            prefix = configuration.api_key_prefix.get("authorization", "")
-            headers["Authorization"] = (
-                token if token.startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
-            )
+        auth = ReloadingCredentials(_load_configuration, _authorization(configuration))
         verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
         if configuration.verify_ssl:
             context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
@@ -63,7 +100,7 @@ class KubeApi:
                 context.load_cert_chain(configuration.cert_file, configuration.key_file)
             verify = context
         client = httpx.AsyncClient(
-            base_url=configuration.host, headers=headers, verify=verify, timeout=timeout
+            base_url=configuration.host, headers=headers, verify=verify, timeout=timeout, auth=auth
         )
         return cls(client)
 

@@ -25,7 +25,7 @@ from typing import Any
 from sapphire import config
 from sapphire.migrations.report import MigrationReport
 from sapphire.operator import builders, kubeapi
-from sapphire.operator.agents import owner_reference
+from sapphire.operator.agents import adopt
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun
 
@@ -308,7 +308,7 @@ async def reconcile(
         pod = builders.build_migration_pod(
             name=name, namespace=namespace, spec=spec, attempt=decision.create_attempt, settings=settings
         )
-        pod["metadata"]["ownerReferences"] = [owner_reference(body)]
+        adopt(pod, owner=body)
         decision.status["podName"] = pod["metadata"]["name"]
         try:
             await api.create(pods_path, pod)

@@ -7,11 +7,12 @@ trading figures. It is one loop per concern for the whole operator, not a kopf t
 object: kopf timers put a finalizer on every object, which would block ``kubectl delete``
 whenever the operator is down, for no work of ours (children go by garbage collection).
 
-Peering: every reconcile (the loops' and kopf's handlers') acts only while this operator
-would act under kopf's own peering rule (no live peer with a higher or equal priority), read
-from the same KopfPeering object. kopf pauses its handlers itself when a higher-priority peer
-appears, but an operator that *joins* below a live leader was seen acting in our tests; the
-check makes "two operators never both act" hold either way.
+Peering: kopf pauses its own handlers while a peer with a higher or equal priority is alive
+(tests/operator/test_peering.py shows it does so when a leader appears and when an operator
+joins below one), but it knows nothing of these loops, which are ours. So the loops, and every
+reconcile they trigger, act only while kopf's own rule (:func:`peering_allows`), read from the
+same KopfPeering object, lets this operator act. With that check removed, the test's paused
+operator reconciled again through its resync; kopf's handlers no longer ask.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sapphire.operator import kubeapi
@@ -28,6 +29,8 @@ from sapphire.operator.settings import OperatorSettings
 
 Json = dict[str, Any]
 LOGGER = logging.getLogger(__name__)
+TRIGGER = "resync"
+"""The trigger label of reconciles the loops start (metrics) and the mark of those that ask peering."""
 PEERING_CACHE_SECONDS = 1.0
 """Far below kopf's peering lifetime (60 s), so a takeover is honoured within a second."""
 
@@ -63,13 +66,6 @@ class Resync:
         self.identity = identity
         self._tasks: list[asyncio.Task[None]] = []
         self._verdict: tuple[float, bool] | None = None
-
-    def collection_paths(self, group_version: str, plural: str) -> list[str]:
-        if self.settings.cluster_wide:
-            return [f"/apis/{group_version}/{plural}"]
-        return [
-            kubeapi.namespaced(group_version, ns, plural) for ns in self.settings.namespaces or ["default"]
-        ]
 
     async def may_act(self) -> bool:
         """Whether this operator may act now. Every reconcile asks, so the peering object is
@@ -127,16 +123,17 @@ class Resync:
                 # One bad pass must not end the loop; the next pass retries everything.
                 LOGGER.exception("resync pass failed", extra={"loop": name})
 
-    async def each(self, group_version: str, plural: str, action: Callable[[Json], Awaitable[None]]) -> None:
-        """Run ``action`` on every object of the collection, one failure not stopping the rest."""
-        for path in self.collection_paths(group_version, plural):
-            for body in await self._api().list(path):
-                if body["metadata"].get("deletionTimestamp"):
-                    continue
-                try:
-                    await action(body)
-                except Exception:
-                    LOGGER.exception(
-                        "resync of one object failed",
-                        extra={"object": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}"},
-                    )
+    @staticmethod
+    async def each(bodies: Iterable[Json], action: Callable[[Json], Awaitable[None]]) -> None:
+        """Run ``action`` on every object (kopf's index holds them: no LIST), one failure not
+        stopping the rest; objects being deleted are skipped."""
+        for body in list(bodies):
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                await action(body)
+            except Exception:
+                LOGGER.exception(
+                    "resync of one object failed",
+                    extra={"object": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}"},
+                )

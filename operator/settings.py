@@ -49,7 +49,14 @@ class OperatorSettings(config.ServiceSettings):
         default=10.0, gt=0, description="Delay before retry n is backoff * 2^(n-1), capped at 5 minutes."
     )
     status_refresh_seconds: float = Field(
-        default=30.0, gt=0, description="How often trading figures are read from the trader API."
+        default=30.0,
+        gt=0,
+        description="How often trading figures are read from the trader API (by the agent's own reconcile).",
+    )
+    trader_api_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timeout of one figures read; it runs inside the agent's reconcile, which waits for it.",
     )
     trader_api_token: SecretStr | None = Field(
         default=None, description="Read-scope token for the trader API figures; none disables them."

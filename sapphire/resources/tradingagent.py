@@ -454,6 +454,9 @@ class TradingAgentPhase(enum.StrEnum):
     PAUSED = "Paused"
     DEGRADED = "Degraded"
     FAILED = "Failed"
+    INVALID_SPEC = "InvalidSpec"
+    """The API server admitted the spec but this operator cannot use it (see the InvalidSpec
+    condition); nothing is retried until the spec changes."""
 
 
 class TradingAgentConditionType(enum.StrEnum):
@@ -462,13 +465,14 @@ class TradingAgentConditionType(enum.StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     SCHEMA_READY = "SchemaReady"
+    INVALID_SPEC = "InvalidSpec"
 
 
 class TradingAgentStatus(common.StatusModel):
     """Observed state of the agent, written by the operator."""
 
     phase: TradingAgentPhase | None = None
-    """Pending, WaitingForSchema, Starting, Running, Paused, Degraded or Failed."""
+    """Pending, WaitingForSchema, Starting, Running, Paused, Degraded, Failed or InvalidSpec."""
 
     observed_generation: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
     """The metadata.generation the operator last acted on."""
@@ -479,7 +483,8 @@ class TradingAgentStatus(common.StatusModel):
             json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
         ),
     ] = pydantic.Field(default_factory=list)
-    """Ready, Progressing and SchemaReady, in metav1.Condition shape."""
+    """Ready, Progressing, SchemaReady and, while the spec cannot be used, InvalidSpec (naming the
+    fields), in metav1.Condition shape."""
 
     ready_replicas: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
     """Ready pods of the agent's Deployment (0 or 1)."""

@@ -58,6 +58,8 @@ class LocalAgent:
     model: str | None
     """``provider/name`` of the spec's model, which this run does not call."""
     source: Path
+    spec: tradingagent.TradingAgentSpec
+    """The whole spec, for the one translation to settings (``agents.settings.spec_settings``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +125,7 @@ def _local_agent(agent: tradingagent.TradingAgent, source: Path) -> LocalAgent:
         risk=risk,
         model=model,
         source=source,
+        spec=spec,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pydantic
 
 from sapphire import config
-from sapphire.agents.settings import AgentSettings
+from sapphire.agents.settings import AgentSettings, spec_settings
 from sapphire.trader_api.settings import DEFAULT_INSTRUMENTS, InstrumentConfig, TraderApiSettings
 from sapphire.up import plan as plan_module
 
@@ -135,25 +135,19 @@ def api_settings(
 def agent_settings(
     agent: plan_module.LocalAgent, options: Options, stores: Stores, tokens: Tokens, prefix: str
 ) -> AgentSettings:
-    """One TradingAgent's process settings, as the operator would set them, less the model."""
-    risk = agent.risk
+    """One TradingAgent's process settings, from the same translation the operator uses
+    (:func:`spec_settings`), less the model (this run calls none) and sped up by ``--speed``."""
+    fields = spec_settings(name=agent.name, spec=agent.spec)
+    fields |= {"interval_seconds": agent.spec.interval_seconds / options.speed, "model_provider": ""}
     return AgentSettings(
-        agent_name=agent.name,
-        role=agent.role,
-        symbols=list(agent.symbols),
+        **fields,
         REDIS_URL=stores.redis_url,
         redis_key_prefix=prefix,
         agent_token=tokens.agent,
-        interval_seconds=agent.interval_seconds / options.speed,
         heartbeat_seconds=5.0,
         backoff_max_seconds=5.0,
         executor_half_life_seconds=EXECUTOR_HALF_LIFE_SECONDS / options.speed,
         executor_decide_seconds=max(0.2, 1.0 / options.speed),
-        model_provider="",
-        risk_max_order_notional=risk.max_order_notional if risk else None,
-        risk_max_position_notional=risk.max_position_notional if risk else None,
-        risk_max_gross_exposure=risk.max_gross_exposure if risk else None,
-        risk_max_daily_loss=risk.max_daily_loss if risk else None,
     )
 
 

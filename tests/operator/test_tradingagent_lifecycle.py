@@ -7,38 +7,19 @@ about the life cycle; the real agent command is covered by the agents' tests.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.operator.conftest import AGENT_TOKEN_SECRET
-from tests.support import kube
+from tests.support import kube, processes
 from tests.support import operator as operator_support
 
 pytestmark = pytest.mark.k8s
 
 StartOperator = Callable[..., operator_support.OperatorProcess]
-SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)"]
-
-
-def agent(
-    name: str, *, symbols: list[str] | None = None, paused: bool = False, **spec: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
-        "kind": "TradingAgent",
-        "metadata": {"name": name},
-        "spec": {
-            "role": "momentum",
-            "symbols": symbols if symbols is not None else ["BTC-USD"],
-            "paused": paused,
-            "podTemplate": {"spec": {"containers": [{"name": "agent", "command": SLEEP, "args": []}]}},
-            **spec,
-        },
-    }
+agent = operator_support.sleeping_agent
 
 
 def agent_path(namespace: str, name: str) -> str:
@@ -204,3 +185,34 @@ def test_a_missing_secret_degrades_the_agent_until_it_appears(
         "get", "events", "-n", namespace, "--field-selector=involvedObject.name=needy"
     ).stdout
     assert "Degraded" in events
+
+
+def resync_reconciles(operator: operator_support.OperatorProcess) -> float:
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    pattern = 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} '
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+
+
+def test_a_resync_that_finds_nothing_changed_costs_one_request_per_agent(
+    control_plane: kube.ControlPlane, namespace: str, start_operator: StartOperator, agent_token: None
+) -> None:
+    operator = start_operator()
+    names = ["calm-1", "calm-2", "calm-3"]
+    for name in names:
+        kube.apply(control_plane, agent(name), namespace)
+    for name in names:
+        kube.wait_for(control_plane, agent_path(namespace, name), phase_is("Running"), timeout=60)
+    # Settled: one resync pass over every agent has run since they were all Running.
+    settled = resync_reconciles(operator) + len(names)
+    processes.wait_until(lambda: resync_reconciles(operator) >= settled, timeout=30, what="a settling pass")
+    mark, counted = len(operator.output()), resync_reconciles(operator)
+    processes.wait_until(
+        lambda: resync_reconciles(operator) >= counted + 2 * len(names), timeout=30, what="two resync passes"
+    )
+    requests = [line for line in operator.output()[mark:].splitlines() if "HTTP Request:" in line]
+    reconciles = resync_reconciles(operator) - counted
+    assert reconciles >= 2 * len(names)
+    print(f"requests: {len(requests)} for {reconciles:.0f} resync reconciles")  # for `pytest -s`
+    assert requests, "the operator's log shows its requests"
+    assert len(requests) <= reconciles, "\n".join(requests)
+    assert all(" GET " in line and "/tradingagents/calm-" in line for line in requests), "\n".join(requests)

@@ -10,13 +10,34 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tests.support import kube, processes
 
+SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)"]
+"""The agent command of life-cycle tests: they are about the operator, not the agent."""
 RBAC = kube.REPOSITORY / "manifests" / "base" / "operator-rbac.yaml"
 SERVICE_ACCOUNT = "sapphire-operator"
+
+
+def sleeping_agent(
+    name: str, *, symbols: list[str] | None = None, paused: bool = False, **spec: Any
+) -> dict[str, Any]:
+    """A momentum TradingAgent whose container only sleeps (``podTemplate`` replaces its command)."""
+    return {
+        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
+        "kind": "TradingAgent",
+        "metadata": {"name": name},
+        "spec": {
+            "role": "momentum",
+            "symbols": symbols if symbols is not None else ["BTC-USD"],
+            "paused": paused,
+            "podTemplate": {"spec": {"containers": [{"name": "agent", "command": SLEEP, "args": []}]}},
+            **spec,
+        },
+    }
 
 
 def install_cluster_roles(plane: kube.ControlPlane) -> None:

@@ -69,6 +69,21 @@ async def test_signals_are_filtered_by_agent_symbol_and_time(
     assert len(await symbols(limit="1")) == 1
 
 
+async def test_a_signal_under_another_role_than_the_agents_registered_one_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    heartbeat = {"role": "momentum", "symbols": ["BTC-USD"]}
+    assert (await client.post("/v1/agents/mom-1/heartbeat", json=heartbeat, headers=AGENT)).status_code == 200
+    refused = await client.post("/v1/signals", json=signal(role="volatility"), headers=AGENT)
+    assert refused.status_code == 422, refused.text
+    (detail,) = refused.json()["detail"]
+    assert detail["loc"] == ["body", "role"]
+    assert "registered with role 'momentum'" in detail["msg"]
+    assert (await client.get("/v1/signals", headers=READ)).json() == [], "nothing was stored"
+    accepted = await client.post("/v1/signals", json=signal(role="momentum"), headers=AGENT)
+    assert accepted.status_code == 201, accepted.text
+
+
 async def test_heartbeats_register_agents(client: httpx.AsyncClient, clock: ManualClock) -> None:
     first = await client.post(
         "/v1/agents/mom-1/heartbeat", json={"role": "momentum", "symbols": ["BTC-USD"]}, headers=AGENT

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from sapphire.trader_api import errors
 from sapphire.trader_api.core import accounting, domain
 from sapphire.trader_api.schemas.signals import HeadlineCreate, HeartbeatCreate, SignalCreate, SignalPublic
 from sapphire.trader_api.services.publisher import Publication, Publisher
@@ -21,9 +22,19 @@ async def store_signal(runtime: Runtime, publisher: Publisher, request: SignalCr
     """Persist one signal, then publish it (after the commit: durable before visible).
 
     While the bus is known to be down the signal is refused (503) before anything is
-    written; a commit whose publication then fails is published once the bus is back."""
+    written; a commit whose publication then fails is published once the bus is back.
+
+    A registered agent signals under the role it registered with (its heartbeat, sent from
+    its TradingAgent's ``spec.role``), or the signal is refused (422 naming ``role``): a
+    ``volatility`` vote from a momentum agent would damp every position."""
     publisher.check()
     async with runtime.database.write() as session:
+        registered = await session.get(tables.Agent, request.agent)
+        if registered is not None and registered.role != request.role:
+            raise errors.FieldError(
+                ["body", "role"],
+                f"agent {request.agent!r} is registered with role {registered.role!r}, not '{request.role}'",
+            )
         row = tables.Signal(id=uuid.uuid4(), created_at=runtime.clock(), **request.model_dump())
         session.add(row)
     data = SignalPublic.model_validate(row).model_dump(mode="json")

@@ -216,3 +216,56 @@ def trade_stats(trades: Sequence[Trade]) -> TradeStats:
 def periods_per_year(sample_seconds: Decimal) -> Decimal:
     with decimal.localcontext(CONTEXT):
         return SECONDS_PER_YEAR / sample_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """One fill, as the round-trip count sees it."""
+
+    symbol: str
+    signed_quantity: Decimal
+    """Positive for a buy, negative for a sell."""
+    realized_pnl: Decimal
+    fee: Decimal
+    ts: datetime
+
+
+@dataclasses.dataclass
+class _OpenTrade:
+    side: str
+    opened_at: datetime
+    pnl: Decimal
+    fees: Decimal
+
+
+def round_trips(executions: Sequence[Execution]) -> list[Trade]:
+    """Round trips per symbol, in order of opening. A trade opens when the position leaves zero
+    and closes when it returns there; a fill that flips the position closes one and opens the
+    next. Each fill's fee goes to the trade it belongs to (a flipping fill's to the closing one)."""
+    held: dict[str, Decimal] = {}
+    current: dict[str, _OpenTrade] = {}
+    trades: list[Trade] = []
+
+    def close(symbol: str, at: datetime | None) -> None:
+        state = current.pop(symbol)
+        trades.append(Trade(symbol, state.side, state.opened_at, at, state.pnl, state.fees))
+
+    with decimal.localcontext(CONTEXT):
+        for fill in executions:
+            before = held.get(fill.symbol, ZERO)
+            after = before + fill.signed_quantity
+            held[fill.symbol] = after
+            if before == 0:
+                side = "long" if after > 0 else "short"
+                current[fill.symbol] = _OpenTrade(side, fill.ts, -fill.fee, fill.fee)
+                continue
+            state = current[fill.symbol]
+            state.pnl += fill.realized_pnl - fill.fee
+            state.fees += fill.fee
+            if after == 0 or (after > 0) != (before > 0):
+                close(fill.symbol, fill.ts)
+                if after != 0:
+                    current[fill.symbol] = _OpenTrade("long" if after > 0 else "short", fill.ts, ZERO, ZERO)
+        for symbol in sorted(current):
+            close(symbol, None)
+    return sorted(trades, key=lambda trade: trade.opened_at)

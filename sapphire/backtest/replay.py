@@ -138,6 +138,7 @@ class Backtest:
         sample_seconds: int = 60,
         analyst_factory: AnalystFactory = analysts.build_analyst,
     ) -> None:
+        self.plan = plan
         self.history = history
         self.settings = settings
         self.sample_seconds = sample_seconds
@@ -229,7 +230,9 @@ class Backtest:
         """Replay every quote once; ``progress(n)`` is told how many quotes have been replayed."""
         rec = self.recording
         quotes = self.history.quotes
-        rec.samples.append(self._sample(quotes[0].ts))
+        opening = itertools.takewhile(lambda q: q.ts == quotes[0].ts, quotes)
+        cash = self.engine.account.portfolio.equity
+        rec.samples.append(Sample(quotes[0].ts, cash, Decimal(0), {q.symbol: q.mid for q in opening}))
         next_decision = quotes[0].ts
         bucket = self._bucket(quotes[0].ts)
         for ts, group in itertools.groupby(quotes, key=lambda q: q.ts):

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sapphire.backtest import data, replay, report
+from sapphire.backtest import data, html, replay, report
 from sapphire.up import plan as plan_module
 from sapphire.up import setup
 
@@ -101,6 +101,7 @@ def run(options: Options, console: Console) -> dict[str, Any]:
     try:
         options.output.mkdir(parents=True, exist_ok=True)
         (options.output / "report.json").write_text(report.dumps(built), encoding="utf-8")
+        (options.output / "report.html").write_text(html.render(built), encoding="utf-8")
     except OSError as error:
         raise replay.BacktestError(f"--output: cannot write {options.output}: {error.strerror}") from None
     return built

@@ -160,6 +160,16 @@ def test_the_command_prints_the_summary_and_writes_the_report(bars: Path, tmp_pa
     written = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert written["data"]["from"] == "2026-01-05T01:00:00+00:00"
     assert written["data"]["to"] < "2026-01-05T02:00:00+00:00"
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script src=" not in page  # plotly.js is inlined: the file opens offline
+    assert "Plotly.newPlot" in page
+    for title in (
+        "Equity vs buy and hold",
+        "Underwater (drawdown)",
+        "BTC-USD: mid, entries, exits",
+        "Monthly returns",
+    ):
+        assert title in page
 
 
 @pytest.mark.parametrize(

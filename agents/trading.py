@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from datetime import timedelta
@@ -28,10 +29,38 @@ from sapphire.agents import bus as agent_bus
 from sapphire.agents import client, executor, market, sizing, supervision
 from sapphire.agents.llm import base as llm
 from sapphire.agents.runtime import AgentContext
+from sapphire.agents.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
 
 ORDER_ATTEMPTS = 5
+
+
+def executor_config(s: AgentSettings, *, epoch: str | None = None) -> executor.ExecutorConfig:
+    """The executor's decision settings from its process settings (``spec.risk`` and the rest).
+
+    ``epoch`` defaults to the start time (a restarted executor never reuses an order id); a
+    backtest passes a fixed one so that its order ids, and so its report, repeat exactly."""
+    if (
+        s.risk_max_order_notional is None
+        or s.risk_max_position_notional is None
+        or s.risk_max_gross_exposure is None
+        or s.risk_max_daily_loss is None
+    ):
+        raise ValueError("the executor needs every SAPPHIRE_RISK_* limit")
+    config = executor.ExecutorConfig(
+        agent=s.agent_name,
+        limits=sizing.RiskLimits(
+            max_order_notional=s.risk_max_order_notional,
+            max_position_notional=s.risk_max_position_notional,
+            max_gross_exposure=s.risk_max_gross_exposure,
+            max_daily_loss=s.risk_max_daily_loss,
+        ),
+        half_life_seconds=s.executor_half_life_seconds,
+        collar_bps=s.executor_collar_bps,
+        arbitration_timeout_seconds=s.arbitration_timeout_seconds,
+    )
+    return config if epoch is None else dataclasses.replace(config, epoch=epoch)
 
 
 class ExecutorAgent:
@@ -46,26 +75,7 @@ class ExecutorAgent:
     def from_settings(
         cls, context: AgentContext, *, arbiter: llm.StructuredModel | None = None
     ) -> ExecutorAgent:
-        s = context.settings
-        if (
-            s.risk_max_order_notional is None
-            or s.risk_max_position_notional is None
-            or s.risk_max_gross_exposure is None
-            or s.risk_max_daily_loss is None
-        ):
-            raise ValueError("the executor needs every SAPPHIRE_RISK_* limit")
-        config = executor.ExecutorConfig(
-            agent=s.agent_name,
-            limits=sizing.RiskLimits(
-                max_order_notional=s.risk_max_order_notional,
-                max_position_notional=s.risk_max_position_notional,
-                max_gross_exposure=s.risk_max_gross_exposure,
-                max_daily_loss=s.risk_max_daily_loss,
-            ),
-            half_life_seconds=s.executor_half_life_seconds,
-            collar_bps=s.executor_collar_bps,
-            arbitration_timeout_seconds=s.arbitration_timeout_seconds,
-        )
+        config = executor_config(context.settings)
         return cls(context, executor.Executor(config, arbiter=arbiter))
 
     # --- inputs -------------------------------------------------------------------------

@@ -271,6 +271,67 @@ class MigrationDirection(StrEnum):
     DOWNGRADE = "downgrade"
 
 
+@app.command("backtest")
+def backtest(
+    file: Annotated[
+        Path, typer.Option("-f", "--file", help="TradingAgent YAML: one file, or a directory of *.yaml.")
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="CSV of ticks (symbol,bid,ask,last,size,ts) or OHLCV bars "
+            "(symbol,ts,open,high,low,close,volume).",
+        ),
+    ],
+    start: Annotated[
+        str | None, typer.Option("--from", help="Replay from this ISO-8601 time (UTC if no zone), inclusive.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Replay up to this time, exclusive.")] = None,
+    timeframe: Annotated[
+        int, typer.Option("--timeframe", min=1, help="Length of one bar in seconds (bar data).")
+    ] = 60,
+    spread_bps: Annotated[
+        float, typer.Option("--spread-bps", min=0, max=1000, help="Bid/ask spread put around bar prices.")
+    ] = 2.0,
+    sample_seconds: Annotated[
+        int, typer.Option("--sample-seconds", min=1, help="Equity is sampled this often for the metrics.")
+    ] = 60,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for report.json and report.html.")
+    ] = Path("backtest-report"),
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Replay history through the agents in FILE, the executor and the paper venue; write a report."""
+    from decimal import Decimal
+
+    from rich.console import Console
+
+    from sapphire.backtest import command, replay, report
+
+    console = Console()
+    try:
+        options = command.Options(
+            path=file,
+            data=data,
+            start=command.parse_time(start, "--from"),
+            end=command.parse_time(end, "--to"),
+            timeframe_seconds=timeframe,
+            spread_bps=Decimal(repr(spread_bps)),
+            sample_seconds=sample_seconds,
+            output=output,
+            progress=progress,
+        )
+        built = command.run(options, console)
+    except replay.BacktestError as error:
+        fail(str(error))
+    for notice in built["notices"]:
+        console.print(f"[dim]note: {notice}[/dim]")
+    for table in report.summary_tables(built):
+        console.print(table)
+    console.print(f"report: {output / 'report.json'}")
+
+
 @app.command("migrate")
 def migrate(
     revision: Annotated[

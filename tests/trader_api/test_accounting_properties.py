@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -161,6 +162,7 @@ def command_for(trader: engine.Engine, step: tuple[object, ...], serial: int) ->
     )
 
 
+@pytest.mark.timeout(360)  # 5,000 CPU-bound examples: about a minute alone, far more on a busy machine
 @settings(PROPERTY_SETTINGS, max_examples=5_000)
 @given(limits=limits(), script=steps)
 def test_books_balance_and_risk_holds_over_random_order_and_price_sequences(

@@ -23,7 +23,7 @@ import dataclasses
 import decimal
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -37,6 +37,7 @@ from sapphire.trader_api.core.records import (
     Changes,
     Command,
     EngineState,
+    EquityPoint,
     Event,
     Fill,
     Order,
@@ -52,6 +53,9 @@ from sapphire.trader_api.core.records import (
 
 RECENT_ORDERS = 50_000
 """Closed orders kept in memory to answer repeats without a database read."""
+EQUITY_POINT_SPACING = timedelta(seconds=1)
+"""The equity history gets at most one point this often, from batches that moved the books:
+its cost is bounded however busy the account is (older points are thinned by the journal)."""
 
 
 class Instrument(Protocol):
@@ -127,6 +131,7 @@ class Engine:
         self.intakes = state.intakes
         self.changes = Changes()
         self._portfolio_moved = False
+        self._last_point_at: datetime | None = None
 
     # The shell's side ------------------------------------------------------------------
 
@@ -138,6 +143,10 @@ class Engine:
         if self._portfolio_moved:
             self._emit("portfolio", self.account.portfolio)
             self._portfolio_moved = False
+            now = self.clock()
+            if self._last_point_at is None or now - self._last_point_at >= EQUITY_POINT_SPACING:
+                self.changes.equity_point = EquityPoint.of(self.account.portfolio, now)
+                self._last_point_at = now
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
         self._evict_closed_bars()

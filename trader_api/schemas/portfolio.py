@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -28,6 +30,30 @@ class PortfolioPublic(PublicModel):
     fees: Amount
     gross_exposure: Amount
     positions: list[PositionPublic]
+
+
+class HistoryInterval(StrEnum):
+    """The spacing of ``GET /v1/portfolio/history``: the last point of each bucket."""
+
+    SECOND = "1s"
+    MINUTE = "1m"
+    HOUR = "1h"
+    DAY = "1d"
+
+    @property
+    def width(self) -> timedelta:
+        return {"1s": timedelta(seconds=1), "1m": timedelta(minutes=1), "1h": timedelta(hours=1)}.get(
+            self.value, timedelta(days=1)
+        )
+
+
+class EquityPointPublic(PublicModel):
+    ts: datetime
+    equity: Amount
+    cash: Amount
+    realized_pnl: Amount = Field(description="Gross of fees.")
+    unrealized_pnl: Amount
+    fees: Amount
 
 
 class RiskLimitsPublic(PublicModel):

@@ -37,6 +37,8 @@ from sapphire.trader_api.storage import batches, journal
 
 log = logging.getLogger(__name__)
 
+HISTORY_THINNING_SECONDS = 300.0
+"""How often the writer thins the equity history (``journal.thin_equity_history``)."""
 GATHER_YIELDS = 4
 """Event-loop turns a batch waits for more commands, as long as each turn brings some."""
 
@@ -111,6 +113,25 @@ class Writer:
                 log.warning("the writer steps down: %s: %s", type(error).__name__, error)
                 await self._step_down(error)
             await asyncio.sleep(self.election_seconds)
+
+    async def thin_history(self) -> None:
+        """Thin the equity history every few minutes while this replica is the writer.
+
+        Off the order path, on a pooled connection: a pass is idempotent, so one that a
+        deposed writer runs, or one that fails (retried at the next period), does no harm."""
+        while True:
+            await asyncio.sleep(HISTORY_THINNING_SECONDS)
+            if self.role is not Role.WRITER:
+                continue
+            try:
+                database = self.runtime.database
+                async with database.serialized(), database.engine.begin() as connection:
+                    deleted = await journal.thin_equity_history(connection, now=self.runtime.clock())
+            except Exception as error:  # the next period retries
+                log.warning("thinning the equity history failed: %s: %s", type(error).__name__, error)
+                continue
+            if deleted:
+                log.info("thinned the equity history: %d points", deleted)
 
     async def elect(self) -> bool:
         """One election attempt: True when this replica is now the writer with a loaded engine."""

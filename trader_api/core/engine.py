@@ -23,7 +23,7 @@ import dataclasses
 import decimal
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -53,9 +53,10 @@ from sapphire.trader_api.core.records import (
 
 RECENT_ORDERS = 50_000
 """Closed orders kept in memory to answer repeats without a database read."""
-EQUITY_POINT_SPACING = timedelta(seconds=1)
-"""The equity history gets at most one point this often, from batches that moved the books:
-its cost is bounded however busy the account is (older points are thinned by the journal)."""
+EQUITY_POINT_SECONDS = 1
+"""The equity history holds one point per second in which the books moved: the books as the
+last batch of that second left them, stamped with the second's start. Its size is bounded
+however busy the account is (the journal thins older points)."""
 
 
 class Instrument(Protocol):
@@ -131,7 +132,6 @@ class Engine:
         self.intakes = state.intakes
         self.changes = Changes()
         self._portfolio_moved = False
-        self._last_point_at: datetime | None = None
 
     # The shell's side ------------------------------------------------------------------
 
@@ -143,10 +143,8 @@ class Engine:
         if self._portfolio_moved:
             self._emit("portfolio", self.account.portfolio)
             self._portfolio_moved = False
-            now = self.clock()
-            if self._last_point_at is None or now - self._last_point_at >= EQUITY_POINT_SPACING:
-                self.changes.equity_point = EquityPoint.of(self.account.portfolio, now)
-                self._last_point_at = now
+            second = bars.floor_to(self.clock(), EQUITY_POINT_SECONDS)
+            self.changes.equity_point = EquityPoint.of(self.account.portfolio, second)
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
         self._evict_closed_bars()

@@ -255,6 +255,6 @@ class Changes:
     account: Account | None = None
     """The account after the batch (``None``: nothing was applied)."""
     equity_point: EquityPoint | None = None
-    """A point of the equity history, when the batch moved the books (at most one a second)."""
+    """The point of the equity history for the second the batch ran in, when it moved the books."""
     sequence: int = 0
     """The last sequence number the batch used."""

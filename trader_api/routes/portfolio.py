@@ -31,9 +31,10 @@ async def get_portfolio_history(
     interval: HistoryInterval = HistoryInterval.MINUTE,
 ) -> list[EquityPointPublic]:
     """The equity history, oldest first: the last point of each ``interval`` from ``since`` on
-    (at most 5000, the latest). A point is journaled with the batch that moved the books, at
-    most one a second; the history keeps one a second for a day, one a minute for 30 days,
-    then one an hour, so a finer ``interval`` than the age allows gives what is kept."""
+    (at most 5000, the latest). A point holds the books as the last batch of a second in which
+    they moved left them, journaled with that batch. The history keeps every such second for a
+    day, one a minute for 30 days, then one an hour: an ``interval`` finer than a point's age
+    allows gives what is kept."""
     start = since if since is not None else runtime.clock() - timedelta(days=1)
     async with runtime.database.engine.connect() as connection:
         rows = await journal.equity_history(

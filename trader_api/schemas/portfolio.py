@@ -42,12 +42,20 @@ class HistoryInterval(StrEnum):
 
     @property
     def width(self) -> timedelta:
-        return {"1s": timedelta(seconds=1), "1m": timedelta(minutes=1), "1h": timedelta(hours=1)}.get(
-            self.value, timedelta(days=1)
-        )
+        return timedelta(seconds=_INTERVAL_SECONDS[self])
+
+
+_INTERVAL_SECONDS = {
+    HistoryInterval.SECOND: 1,
+    HistoryInterval.MINUTE: 60,
+    HistoryInterval.HOUR: 3600,
+    HistoryInterval.DAY: 86400,
+}
 
 
 class EquityPointPublic(PublicModel):
+    """The books at the end of one second: ``ts`` is the second's start."""
+
     ts: datetime
     equity: Amount
     cash: Amount

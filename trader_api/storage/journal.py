@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -416,30 +416,32 @@ THINNING_WINDOW = timedelta(hours=6)
 so each pass reads a bounded slice of rows that have just crossed an age."""
 
 
-def bucket_start(ts: datetime, width: timedelta) -> datetime:
-    """The start of the ``width`` bucket ``ts`` falls in (buckets aligned on the epoch)."""
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return ts - (ts - epoch) % width
-
-
 def last_per_bucket(stamps: Iterable[datetime], width: timedelta) -> set[datetime]:
     """The latest of ``stamps`` in each ``width`` bucket."""
+    seconds = int(width.total_seconds())
     last: dict[datetime, datetime] = {}
     for ts in stamps:
-        start = bucket_start(ts, width)
+        start = bars.floor_to(ts, seconds)
         if start not in last or ts > last[start]:
             last[start] = ts
     return set(last.values())
 
 
-async def thin_equity_history(connection: AsyncConnection, *, now: datetime) -> int:
-    """Delete the points :data:`HISTORY_TIERS` no longer keeps; the number deleted."""
+async def thin_equity_history(
+    connection: AsyncConnection, *, now: datetime, window: timedelta | None = THINNING_WINDOW
+) -> int:
+    """Delete the points :data:`HISTORY_TIERS` no longer keeps; the number deleted.
+
+    ``window`` bounds how far past each age a pass looks; ``None`` looks at everything, as a
+    writer's first pass does (points may have crossed an age while no writer ran)."""
     deleted = 0
+    column = EQUITY_POINTS.c.ts
     for age, width in HISTORY_TIERS:
-        cutoff = bucket_start(now - age, width)
-        column = EQUITY_POINTS.c.ts
-        window = (column < cutoff) & (column >= cutoff - THINNING_WINDOW)
-        stamps = [row.ts for row in (await connection.execute(sa.select(column).where(window))).all()]
+        cutoff = bars.floor_to(now - age, int(width.total_seconds()))
+        old = column < cutoff
+        if window is not None:
+            old &= column >= cutoff - window
+        stamps = [row.ts for row in (await connection.execute(sa.select(column).where(old))).all()]
         doomed = sorted(set(stamps) - last_per_bucket(stamps, width))
         for start in range(0, len(doomed), 1000):
             chunk = doomed[start : start + 1000]

@@ -1,5 +1,6 @@
 """The equity history: the account's equity, cash, realized and unrealized PnL and fees over
-time, at most one point a second while the books change, thinned with age.
+time, at most one point a second while the books change, thinned with age; and the model an
+agent reports in its heartbeat, for the dashboard.
 
 Revision ID: 0004
 Revises: 0003
@@ -28,7 +29,11 @@ def upgrade() -> None:
         sa.Column("ts", sa.DateTime(timezone=True), primary_key=True),
         *(sa.Column(name, numeric, nullable=False) for name in _FIGURES),
     )
+    with op.batch_alter_table("agents") as agents:  # batch: SQLite cannot alter in place
+        agents.add_column(sa.Column("model", sa.String(200), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("agents") as agents:
+        agents.drop_column("model")
     op.drop_table("equity_points")

@@ -191,6 +191,7 @@ class Agent(Base):
     symbols: Mapped[list[str]] = mapped_column(sa.JSON())
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
 
 
 class Headline(Base):

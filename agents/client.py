@@ -158,8 +158,9 @@ class TraderApiClient:
         result: dict[str, Any] = await self._request("GET", "/v1/risk")
         return result
 
-    async def heartbeat(self, name: str, *, role: str, symbols: list[str]) -> None:
-        await self._request("POST", f"/v1/agents/{name}/heartbeat", json={"role": role, "symbols": symbols})
+    async def heartbeat(self, name: str, *, role: str, symbols: list[str], model: str | None = None) -> None:
+        body = {"role": role, "symbols": symbols, "model": model}
+        await self._request("POST", f"/v1/agents/{name}/heartbeat", json=body)
 
     async def post_headline(
         self, *, text: str, source: str, ts: datetime, symbol: str | None = None

@@ -124,7 +124,10 @@ class AgentContext:
     async def heartbeat_loop(self, backoff: supervision.Backoff) -> None:
         while not self.stop.is_set():
             await self.api.heartbeat(
-                self.settings.agent_name, role=self.settings.role, symbols=self.universe.symbols
+                self.settings.agent_name,
+                role=self.settings.role,
+                symbols=self.universe.symbols,
+                model=self.settings.model_label,
             )
             backoff.reset()
             if await supervision.sleep_or_stop(self.stop, self.settings.heartbeat_seconds):

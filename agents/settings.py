@@ -86,6 +86,11 @@ class AgentSettings(config.ServiceSettings):
     executor_decide_seconds: float = Field(default=1.0, gt=0, description="Re-decision cadence (decay).")
     arbitration_timeout_seconds: float = Field(default=2.0, gt=0, description="LLM arbitration deadline.")
 
+    @property
+    def model_label(self) -> str | None:
+        """The model as ``provider/name`` (what the dashboard shows); ``None`` without one."""
+        return f"{self.model_provider}/{self.model_name}" if self.model_provider else None
+
     @model_validator(mode="after")
     def _executor_needs_limits(self) -> AgentSettings:
         if self.role == "executor":

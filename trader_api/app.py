@@ -156,6 +156,7 @@ def create_app(
         background = [
             asyncio.create_task(publisher.run(), name="event-publisher"),
             asyncio.create_task(writer.run(), name="order-engine-writer"),
+            asyncio.create_task(writer.thin_history(), name="equity-history-thinning"),
         ]
         feed_task: asyncio.Task[None] | None = None
         if settings.feed != "none":

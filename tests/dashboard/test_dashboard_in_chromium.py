@@ -38,7 +38,7 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1600,1250",
+    "--window-size=1280,1250",  # the width the agents table must fit without a scroll bar
 )
 
 
@@ -64,7 +64,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         "--speed",
         "10",
         "--duration",
-        "110",
+        "150",
         "--no-live",
         cwd=tmp_path,
         output=log,
@@ -111,6 +111,7 @@ CHART_POINTS = "(document.getElementById('equity-chart').data || [{x: []}])[0].x
 ROWS = "document.querySelectorAll('#{0} tr').length"
 
 
+@pytest.mark.timeout(240)  # a real platform and browser, two minutes of trading
 def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     platform: Platform, browser: webdriver.Chrome
 ) -> None:
@@ -138,8 +139,55 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
         what="live updates of the chart and the order counts",
     )
     assert browser.find_element(By.ID, "connection").text == "live"
+
+    # Agents: one row each with its figures from /v1/agents/{name}/stats, readable at 1280 px.
+    wait_for(browser, "document.getElementById('agents').dataset.stats == 7", timeout=30, what="agent stats")
+    executor = next(a for a in platform.api("/v1/agents") if a["role"] == "executor")
+    # Read in one script (the table is re-rendered every few seconds), until the stats show orders.
+    row_of = (
+        "[...document.querySelectorAll('#agents tr')].map((tr) => [...tr.cells].map((td) => td.textContent))"
+        f".find((row) => row[0] === {executor['name']!r})"
+    )
+    cells = wait_for(
+        browser,
+        f"(() => {{ const row = {row_of}; return row && parseInt(row[7]) > 0 && row; }})()",
+        timeout=30,
+        what="the executor's orders in the agents table",
+    )
+    stats = platform.api(f"/v1/agents/{executor['name']}/stats")
+    assert len(cells) == 10
+    assert cells[3] == "deterministic"
+    assert 0 < int(cells[7].split(" ")[0]) <= stats["orders"]
+    assert browser.execute_script(
+        "const card = document.getElementById('agents-card'); return card.scrollWidth <= card.clientWidth"
+    ), "the agents table needs a scroll bar at 1280 px"
+
+    # The price chart: candles of a traded symbol, with the account's fills on it.
+    symbol = wait_for(
+        browser, "document.getElementById('price-chart').dataset.symbol", timeout=30, what="a price chart"
+    )
+    assert platform.api(f"/v1/bars/{symbol}?interval=1m")
+    wait_for(
+        browser,
+        "(() => { const d = document.getElementById('price-chart').data;"
+        " return d[0].x.length > 0 && d[1].x.length + d[2].x.length > 0; })()",
+        timeout=30,
+        what=f"candles and fill markers of {symbol}",
+    )
+    assert platform.api(f"/v1/fills?symbol={symbol}")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    # A reload keeps the past: the chart opens with the journaled equity history.
+    journaled = len(platform.api("/v1/portfolio/history?interval=1s"))
+    assert journaled >= 3
+    browser.refresh()
+    wait_for(browser, "document.body.dataset.ready === 'true'", timeout=30, what="sign-in after a reload")
+    wait_for(browser, f"{CHART_POINTS} >= {journaled}", timeout=10, what="the history on the chart")
+    assert int(browser.execute_script("return document.body.dataset.historyPoints")) >= journaled
+    assert browser.execute_script(
+        "return new Date(document.getElementById('equity-chart').data[0].x[0]) < performance.timeOrigin"
+    ), "the chart's first point is not from before the reload"
 
     # HALT asks for an admin token: none, then a read token, are refused.
     halt = browser.find_element(By.ID, "halt")

@@ -162,7 +162,7 @@ class Store:
 
     async def reset(self) -> None:
         async with self.database.write() as session:
-            for table in ("fills", "orders", "positions", "bars", "accounts"):
+            for table in ("fills", "orders", "positions", "bars", "equity_points", "accounts"):
                 await session.execute(sa.text(f"DELETE FROM {table}"))
             await books.ensure_account(session, initial_cash=Decimal(100_000), limits=LIMITS, now=START)
 
@@ -179,6 +179,11 @@ class Store:
         async with self.database.engine.connect() as connection:
             return set((await connection.execute(sa.select(journal.FILLS.c.id))).scalars())
 
+    async def equity_points(self) -> dict[datetime, records.EquityPoint]:
+        async with self.database.engine.connect() as connection:
+            rows = (await connection.execute(sa.select(journal.EQUITY_POINTS))).all()
+        return {row.ts: records.EquityPoint(**row._asdict()) for row in rows}
+
 
 async def round_trip(store: Store, script: list[tuple[Any, ...]]) -> None:
     await store.reset()
@@ -190,11 +195,18 @@ async def round_trip(store: Store, script: list[tuple[Any, ...]]) -> None:
         clock = Clock()
         trader = new_engine(await store.load(), clock)
         made: set[uuid.UUID] = set()
+        points: dict[datetime, records.EquityPoint] = {}  # a later batch of a second replaces its point
+
+        async def commit() -> None:
+            changes = trader.take_changes()
+            made.update(fill.id for fill in changes.fills)
+            if changes.equity_point is not None:
+                points[changes.equity_point.ts] = changes.equity_point
+            await writer.write(changes, epoch=epoch)
+
         for serial, step in enumerate(script):
             if step[0] == "commit":
-                changes = trader.take_changes()
-                made |= {fill.id for fill in changes.fills}
-                await writer.write(changes, epoch=epoch)
+                await commit()
                 continue
             if step[0] == "clock":
                 clock.now += timedelta(hours=step[1])
@@ -204,12 +216,11 @@ async def round_trip(store: Store, script: list[tuple[Any, ...]]) -> None:
                 continue
             with contextlib.suppress(errors.RiskRefusedError, errors.ConflictError, errors.NotFoundError):
                 trader.apply(command)  # a refused command changes nothing, which the reload must show too
-        changes = trader.take_changes()
-        made |= {fill.id for fill in changes.fills}
-        await writer.write(changes, epoch=epoch)
+        await commit()
         reloaded = new_engine(await store.load(), clock)
         assert snapshot(reloaded) == snapshot(trader)
         assert await store.fills() == made
+        assert await store.equity_points() == points
     finally:
         await writer.close()
 

@@ -17,7 +17,17 @@ from sapphire.migrations import config as migrations
 from sapphire.migrations import lock
 from sapphire.trader_api.storage import tables
 
-TRADING_TABLES = {"accounts", "positions", "orders", "fills", "bars", "signals", "agents", "headlines"}
+TRADING_TABLES = {
+    "accounts",
+    "positions",
+    "orders",
+    "fills",
+    "bars",
+    "signals",
+    "agents",
+    "headlines",
+    "equity_points",
+}
 
 
 def table_names(url: str) -> set[str]:

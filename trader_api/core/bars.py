@@ -35,9 +35,14 @@ class Bar:
     trades: int
 
 
-def bucket_start(ts: datetime, interval: Interval) -> datetime:
+def floor_to(ts: datetime, seconds: int) -> datetime:
+    """The start of the ``seconds``-wide bucket ``ts`` falls in (buckets aligned on the epoch)."""
     epoch = int(ts.astimezone(UTC).timestamp())
-    return datetime.fromtimestamp(epoch - epoch % interval.seconds, UTC)
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def bucket_start(ts: datetime, interval: Interval) -> datetime:
+    return floor_to(ts, interval.seconds)
 
 
 def bar_from_tick(quote: domain.Quote, interval: Interval) -> Bar:

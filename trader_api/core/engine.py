@@ -37,6 +37,7 @@ from sapphire.trader_api.core.records import (
     Changes,
     Command,
     EngineState,
+    EquityPoint,
     Event,
     Fill,
     Order,
@@ -52,6 +53,10 @@ from sapphire.trader_api.core.records import (
 
 RECENT_ORDERS = 50_000
 """Closed orders kept in memory to answer repeats without a database read."""
+EQUITY_POINT_SECONDS = 1
+"""The equity history holds one point per second in which the books moved: the books as the
+last batch of that second left them, stamped with the second's start. Its size is bounded
+however busy the account is (the journal thins older points)."""
 
 
 class Instrument(Protocol):
@@ -138,6 +143,8 @@ class Engine:
         if self._portfolio_moved:
             self._emit("portfolio", self.account.portfolio)
             self._portfolio_moved = False
+            second = bars.floor_to(self.clock(), EQUITY_POINT_SECONDS)
+            self.changes.equity_point = EquityPoint.of(self.account.portfolio, second)
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
         self._evict_closed_bars()

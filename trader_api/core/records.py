@@ -106,6 +106,29 @@ class Account:
 
 
 @dataclasses.dataclass(frozen=True)
+class EquityPoint:
+    """The account's books at one moment, for the equity history."""
+
+    ts: datetime
+    equity: Decimal
+    cash: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: Decimal
+
+    @classmethod
+    def of(cls, portfolio: accounting.Portfolio, ts: datetime) -> EquityPoint:
+        return cls(
+            ts=ts,
+            equity=portfolio.equity,
+            cash=portfolio.cash,
+            realized_pnl=portfolio.realized_pnl,
+            unrealized_pnl=portfolio.unrealized_pnl,
+            fees=portfolio.fees,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineState:
     """Everything the engine starts from: what the journal loads after a restart."""
 
@@ -231,5 +254,7 @@ class Changes:
     events: list[Event] = dataclasses.field(default_factory=list)
     account: Account | None = None
     """The account after the batch (``None``: nothing was applied)."""
+    equity_point: EquityPoint | None = None
+    """The point of the equity history for the second the batch ran in, when it moved the books."""
     sequence: int = 0
     """The last sequence number the batch used."""

@@ -23,6 +23,7 @@ def _public(agent: tables.Agent, now: datetime) -> AgentPublic:
         symbols=agent.symbols,
         registered_at=agent.registered_at,
         last_heartbeat_at=agent.last_heartbeat_at,
+        model=agent.model,
         alive=signals.is_alive(agent, now),
     )
 

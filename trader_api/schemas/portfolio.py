@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -28,6 +30,38 @@ class PortfolioPublic(PublicModel):
     fees: Amount
     gross_exposure: Amount
     positions: list[PositionPublic]
+
+
+class HistoryInterval(StrEnum):
+    """The spacing of ``GET /v1/portfolio/history``: the last point of each bucket."""
+
+    SECOND = "1s"
+    MINUTE = "1m"
+    HOUR = "1h"
+    DAY = "1d"
+
+    @property
+    def width(self) -> timedelta:
+        return timedelta(seconds=_INTERVAL_SECONDS[self])
+
+
+_INTERVAL_SECONDS = {
+    HistoryInterval.SECOND: 1,
+    HistoryInterval.MINUTE: 60,
+    HistoryInterval.HOUR: 3600,
+    HistoryInterval.DAY: 86400,
+}
+
+
+class EquityPointPublic(PublicModel):
+    """The books at the end of one second: ``ts`` is the second's start."""
+
+    ts: datetime
+    equity: Amount
+    cash: Amount
+    realized_pnl: Amount = Field(description="Gross of fees.")
+    unrealized_pnl: Amount
+    fees: Amount
 
 
 class RiskLimitsPublic(PublicModel):

@@ -61,6 +61,9 @@ class HeartbeatCreate(WireModel):
     symbols: list[Symbol] = Field(
         default_factory=list, max_length=1000, description="Empty: all-market mode."
     )
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="The agent's LLM as `provider/name`; null when it runs deterministically."
+    )
 
 
 class AgentPublic(PublicModel):
@@ -69,6 +72,7 @@ class AgentPublic(PublicModel):
     symbols: list[str]
     registered_at: datetime
     last_heartbeat_at: datetime
+    model: str | None = Field(description="The agent's LLM as `provider/name`; null: deterministic.")
     alive: bool = Field(description="A heartbeat arrived within the last 60 seconds.")
 
 

@@ -76,6 +76,7 @@ async def heartbeat(runtime: Runtime, name: str, request: HeartbeatCreate) -> ta
                     row = tables.Agent(name=name, registered_at=now)
                     session.add(row)
                 row.role, row.symbols, row.last_heartbeat_at = request.role, list(request.symbols), now
+                row.model = request.model
             return row
         except sa.exc.IntegrityError:
             # Two first heartbeats of one agent raced to insert; the second now finds the row.

@@ -26,6 +26,7 @@ import dataclasses
 import enum
 import logging
 import time
+from datetime import timedelta
 
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import domain, engine, records, venue
@@ -37,6 +38,8 @@ from sapphire.trader_api.storage import batches, journal
 
 log = logging.getLogger(__name__)
 
+HISTORY_THINNING_SECONDS = 300.0
+"""How often the writer thins the equity history (``journal.thin_equity_history``)."""
 GATHER_YIELDS = 4
 """Event-loop turns a batch waits for more commands, as long as each turn brings some."""
 
@@ -111,6 +114,33 @@ class Writer:
                 log.warning("the writer steps down: %s: %s", type(error).__name__, error)
                 await self._step_down(error)
             await asyncio.sleep(self.election_seconds)
+
+    async def thin_history(self) -> None:
+        """Thin the equity history while this replica is the writer: once on becoming the
+        writer (looking at everything, since points age while no writer runs), then every
+        few minutes looking just past each age.
+
+        Off the order path, on a pooled connection: a pass is idempotent, so one that a
+        deposed writer runs, or one that fails (retried at the next period), does no harm."""
+        window: timedelta | None = None
+        while True:
+            if self.role is not Role.WRITER:
+                window = None
+                await asyncio.sleep(self.election_seconds)
+                continue
+            try:
+                database = self.runtime.database
+                async with database.serialized(), database.engine.begin() as connection:
+                    deleted = await journal.thin_equity_history(
+                        connection, now=self.runtime.clock(), window=window
+                    )
+            except Exception as error:  # the next period retries
+                log.warning("thinning the equity history failed: %s: %s", type(error).__name__, error)
+            else:
+                window = journal.THINNING_WINDOW
+                if deleted:
+                    log.info("thinned the equity history: %d points", deleted)
+            await asyncio.sleep(HISTORY_THINNING_SECONDS)
 
     async def elect(self) -> bool:
         """One election attempt: True when this replica is now the writer with a loaded engine."""

@@ -75,7 +75,8 @@ def _batch_statement() -> sql.Composed:
         "FROM jsonb_populate_record(NULL::accounts, %(account)s::jsonb) AS new "
         "WHERE accounts.id = %(account_id)s AND accounts.writer_epoch = %(epoch)s RETURNING 1), "
         "orders_written AS ({orders}), fills_written AS ({fills}), "
-        "positions_written AS ({positions}), bars_written AS ({bars}) "
+        "positions_written AS ({positions}), bars_written AS ({bars}), "
+        "equity_written AS ({equity_points}) "
         "SELECT count(*) FROM fenced"
     ).format(
         account=account,
@@ -83,6 +84,7 @@ def _batch_statement() -> sql.Composed:
         fills=_rows_from_json(journal.FILLS, "fills", None),
         positions=_rows_from_json(journal.POSITIONS, "positions", ("symbol",)),
         bars=_rows_from_json(journal.BARS, "bars", ("symbol", "interval", "start")),
+        equity_points=_rows_from_json(journal.EQUITY_POINTS, "equity_points", ("ts",)),
     )
 
 
@@ -145,6 +147,7 @@ class PostgresBatches:
                 "fills": _json(rows.fills),
                 "positions": _json(rows.positions),
                 "bars": _json(rows.bars),
+                "equity_points": _json(rows.equity_points),
             },
         )
         row = await cursor.fetchone()

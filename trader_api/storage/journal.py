@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +35,7 @@ POSITIONS = tables.Base.metadata.tables["positions"]
 ORDERS = tables.Base.metadata.tables["orders"]
 FILLS = tables.Base.metadata.tables["fills"]
 BARS = tables.Base.metadata.tables["bars"]
+EQUITY_POINTS = tables.Base.metadata.tables["equity_points"]
 
 LIMIT_FIELDS = tuple(field for field in risk.RiskLimits.__dataclass_fields__)
 OPEN_STATUSES = (domain.OrderStatus.NEW.value, domain.OrderStatus.PARTIALLY_FILLED.value)
@@ -264,6 +265,7 @@ class BatchRows:
     fills: list[dict[str, Any]]
     positions: list[dict[str, Any]]
     bars: list[dict[str, Any]]
+    equity_points: list[dict[str, Any]]
 
 
 def batch_rows(changes: Changes) -> BatchRows:
@@ -342,6 +344,7 @@ def batch_rows(changes: Changes) -> BatchRows:
             }
             for b in changes.bars.values()
         ],
+        equity_points=[] if changes.equity_point is None else [dataclasses.asdict(changes.equity_point)],
     )
 
 
@@ -396,3 +399,65 @@ async def write(connection: AsyncConnection, changes: Changes, *, epoch: int) ->
             await connection.execute(upsert(dialect, POSITIONS, ("symbol",)), rows.positions)
         if rows.bars:
             await connection.execute(upsert(dialect, BARS, ("symbol", "interval", "start")), rows.bars)
+        if rows.equity_points:
+            await connection.execute(upsert(dialect, EQUITY_POINTS, ("ts",)), rows.equity_points)
+
+
+# The equity history ---------------------------------------------------------------------
+
+HISTORY_TIERS = (
+    (timedelta(days=1), timedelta(minutes=1)),
+    (timedelta(days=30), timedelta(hours=1)),
+)
+"""Points older than the age keep one per bucket (the last): one a second for the latest
+day, one a minute up to 30 days, one an hour beyond."""
+THINNING_WINDOW = timedelta(hours=6)
+"""How far back past each age one thinning pass looks: the writer thins every few minutes,
+so each pass reads a bounded slice of rows that have just crossed an age."""
+
+
+def last_per_bucket(stamps: Iterable[datetime], width: timedelta) -> set[datetime]:
+    """The latest of ``stamps`` in each ``width`` bucket."""
+    seconds = int(width.total_seconds())
+    last: dict[datetime, datetime] = {}
+    for ts in stamps:
+        start = bars.floor_to(ts, seconds)
+        if start not in last or ts > last[start]:
+            last[start] = ts
+    return set(last.values())
+
+
+async def thin_equity_history(
+    connection: AsyncConnection, *, now: datetime, window: timedelta | None = THINNING_WINDOW
+) -> int:
+    """Delete the points :data:`HISTORY_TIERS` no longer keeps; the number deleted.
+
+    ``window`` bounds how far past each age a pass looks; ``None`` looks at everything, as a
+    writer's first pass does (points may have crossed an age while no writer ran)."""
+    deleted = 0
+    column = EQUITY_POINTS.c.ts
+    for age, width in HISTORY_TIERS:
+        cutoff = bars.floor_to(now - age, int(width.total_seconds()))
+        old = column < cutoff
+        if window is not None:
+            old &= column >= cutoff - window
+        stamps = [row.ts for row in (await connection.execute(sa.select(column).where(old))).all()]
+        doomed = sorted(set(stamps) - last_per_bucket(stamps, width))
+        for start in range(0, len(doomed), 1000):
+            chunk = doomed[start : start + 1000]
+            deleted += (await connection.execute(sa.delete(EQUITY_POINTS).where(column.in_(chunk)))).rowcount
+    return deleted
+
+
+async def equity_history(
+    connection: AsyncConnection, *, since: datetime, width: timedelta, limit: int
+) -> list[Any]:
+    """The last point of each ``width`` bucket from ``since`` on, oldest first, at most ``limit``
+    buckets (the latest ones)."""
+    rows = (
+        await connection.execute(
+            sa.select(EQUITY_POINTS).where(EQUITY_POINTS.c.ts >= since).order_by(EQUITY_POINTS.c.ts)
+        )
+    ).all()
+    kept = last_per_bucket((row.ts for row in rows), width)
+    return [row for row in rows if row.ts in kept][-limit:]

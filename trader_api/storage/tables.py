@@ -132,6 +132,20 @@ class Fill(Base):
     ts: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class EquityPoint(Base):
+    """The equity history: at most one point a second while the books change, thinned with age
+    (``journal.thin_equity_history``)."""
+
+    __tablename__ = "equity_points"
+
+    ts: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    equity: Mapped[Decimal] = mapped_column(Money())
+    cash: Mapped[Decimal] = mapped_column(Money())
+    realized_pnl: Mapped[Decimal] = mapped_column(Money())
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money())
+    fees: Mapped[Decimal] = mapped_column(Money())
+
+
 class Bar(Base):
     __tablename__ = "bars"
 
@@ -177,6 +191,7 @@ class Agent(Base):
     symbols: Mapped[list[str]] = mapped_column(sa.JSON())
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
 
 
 class Headline(Base):

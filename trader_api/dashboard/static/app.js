@@ -13,6 +13,9 @@ const state = {
   latest: new Map(),       // "agent|symbol" -> latest signal
   heatmapDue: false,
   charted: false,
+  history: [],             // equity points of /v1/portfolio/history, drawn when the chart opens
+  price: { symbol: null, fills: [], open: [], bars: [] },
+  agentStats: new Map(),   // agent name -> /v1/agents/{name}/stats
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -82,17 +85,20 @@ function renderPortfolio(portfolio) {
     [money(p.market_value)], [money(Number(p.realized_pnl) + Number(p.unrealized_pnl)), signClass(Number(p.realized_pnl) + Number(p.unrealized_pnl))],
   ]);
   const now = new Date();
-  const realized = Number(portfolio.realized_pnl) - Number(portfolio.fees);
-  const points = [Number(portfolio.equity), realized, Number(portfolio.unrealized_pnl)];
+  const points = equityFigures(portfolio);
   if (!state.charted) {
-    // Equity on top; below it the PnL split into realized (net of fees) and unrealized.
-    const line = (name, color, yaxis, value) => ({
-      x: [now], y: [value], name, mode: "lines", yaxis, line: { color, width: 2 },
+    // Equity on top; below it the PnL split into realized (net of fees) and unrealized. The
+    // journaled history comes first, so a reload keeps the past.
+    const past = state.history.slice(-MAX_POINTS + 1);
+    const xs = [...past.map((p) => new Date(p.ts)), now];
+    const series = (index) => [...past.map((p) => equityFigures(p)[index]), points[index]];
+    const line = (name, color, yaxis, index) => ({
+      x: xs, y: series(index), name, mode: "lines", yaxis, line: { color, width: 2 },
     });
     Plotly.newPlot("equity-chart", [
-      line("equity", "#4da3ff", "y", points[0]),
-      line("realized PnL (net of fees)", "#2ecc71", "y2", points[1]),
-      line("unrealized PnL", "#f5b041", "y2", points[2]),
+      line("equity", "#4da3ff", "y", 0),
+      line("realized PnL (net of fees)", "#2ecc71", "y2", 1),
+      line("unrealized PnL", "#f5b041", "y2", 2),
     ], chartLayout({
       yaxis: { domain: [0.45, 1], gridcolor: "#263049", tickformat: ",.2f", automargin: true },
       yaxis2: { domain: [0, 0.35], gridcolor: "#263049", tickformat: ",.2f", automargin: true, zerolinecolor: "#8d98b3" },
@@ -103,6 +109,11 @@ function renderPortfolio(portfolio) {
   } else {
     Plotly.extendTraces("equity-chart", { x: [[now], [now], [now]], y: points.map((p) => [p]) }, [0, 1, 2], MAX_POINTS);
   }
+}
+
+// Equity, realized PnL net of fees, unrealized PnL: of a portfolio or of a history point.
+function equityFigures(books) {
+  return [Number(books.equity), Number(books.realized_pnl) - Number(books.fees), Number(books.unrealized_pnl)];
 }
 
 function chartLayout(extra) {
@@ -132,12 +143,27 @@ function symbolsSummary(symbols) {
   return symbols.length > 2 ? `${symbols.slice(0, 2).join(" ")} +${symbols.length - 2}` : symbols.join(" ");
 }
 
+function ago(iso, now) {
+  if (!iso) return "–";
+  const seconds = Math.max(0, Math.round((now - new Date(iso)) / 1000));
+  return seconds < 120 ? `${seconds}s ago` : seconds < 7200 ? `${Math.round(seconds / 60)}m ago` : `${Math.round(seconds / 3600)}h ago`;
+}
+
+// One row per agent: what it is, whether it is alive (a heartbeat older than 60 s is flagged
+// stale), and what it did, from /v1/agents/{name}/stats (PnL of its own fills, net of fees).
 function renderAgents(agents) {
   const now = Date.now();
-  fillTable("agents", agents, (a) => [
-    [a.name], [a.role], [symbolsSummary(a.symbols)],
-    [`${Math.max(0, Math.round((now - new Date(a.last_heartbeat_at)) / 1000))}s ago`, a.alive ? "alive" : "dead"],
-  ]);
+  fillTable("agents", agents, (a) => {
+    const s = state.agentStats.get(a.name);
+    const pnl = s ? Number(s.realized_pnl) + Number(s.unrealized_pnl) - Number(s.fees) : null;
+    return [
+      [a.name], [a.role], [symbolsSummary(a.symbols)], [a.model || "deterministic"],
+      [`${ago(a.last_heartbeat_at, now)}${a.alive ? "" : " · stale"}`, a.alive ? "alive" : "dead stale"],
+      [s ? ago(s.last_signal_at, now) : "…"], [s ? String(s.signals_last_hour) : "…"],
+      [s ? `${s.orders} (${s.open_orders})` : "…"], [s ? String(s.fills) : "…"],
+      [pnl === null ? "…" : money(pnl), pnl === null ? "" : signClass(pnl)],
+    ];
+  });
 }
 
 // What an order waits for: "market", a limit price, or a protective order's trigger
@@ -197,6 +223,85 @@ function renderHeatmap() {
   }), { displayModeBar: false, responsive: true });
 }
 
+// The price chart of one symbol: candles, the account's fills as markers, resting orders as
+// lines at their limit or trigger price.
+function renderPrice() {
+  const { symbol, bars, fills, open } = state.price;
+  if (!symbol) return;
+  const marker = (side, symbolShape, color) => {
+    const mine = fills.filter((f) => f.side === side);
+    return {
+      type: "scatter", mode: "markers", name: side === "buy" ? "buys" : "sells",
+      x: mine.map((f) => new Date(f.ts)), y: mine.map((f) => Number(f.price)),
+      text: mine.map((f) => `${f.side} ${qty(f.quantity)} @ ${money(f.price)}`), hoverinfo: "text+x",
+      marker: { symbol: symbolShape, size: 10, color, line: { color: "#0f1420", width: 1 } },
+    };
+  };
+  const xs = bars.map((b) => new Date(b.start));
+  const lines = open.map((o) => ({
+    type: "line", xref: "paper", x0: 0, x1: 1, y0: Number(o.limit_price || o.stop_price),
+    y1: Number(o.limit_price || o.stop_price), line: { color: o.side === "buy" ? "#2ecc71" : "#ff5c5c", dash: "dot", width: 1 },
+  }));
+  Plotly.react("price-chart", [
+    { type: "candlestick", name: symbol, x: xs, open: bars.map((b) => Number(b.open)), high: bars.map((b) => Number(b.high)),
+      low: bars.map((b) => Number(b.low)), close: bars.map((b) => Number(b.close)),
+      increasing: { line: { color: "#2ecc71" } }, decreasing: { line: { color: "#ff5c5c" } } },
+    marker("buy", "triangle-up", "#2ecc71"),
+    marker("sell", "triangle-down", "#ff5c5c"),
+  ], chartLayout({
+    shapes: lines, showlegend: false,
+    xaxis: { gridcolor: "#263049", rangeslider: { visible: false } },
+    yaxis: { gridcolor: "#263049", tickformat: ",.2f", automargin: true },
+  }), { displayModeBar: false, responsive: true });
+  document.getElementById("price-chart").dataset.symbol = symbol;
+}
+
+async function loadPrice() {
+  const symbol = state.price.symbol;
+  if (!symbol) return;
+  const path = encodeURIComponent(symbol);
+  const [minutes, fills, open] = await Promise.all([
+    api(`/v1/bars/${path}?interval=1m&limit=240`), api(`/v1/fills?symbol=${path}&limit=500`),
+    api(`/v1/orders?symbol=${path}&status=new&limit=200`),
+  ]);
+  // A young market has few minutes to show: 1-second candles until it has 20.
+  const bars = minutes.length >= 20 ? minutes : await api(`/v1/bars/${path}?interval=1s&limit=600`);
+  if (symbol !== state.price.symbol) return;  // the picker moved on meanwhile
+  Object.assign(state.price, { bars, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
+  $("#price-interval").textContent = minutes.length >= 20 ? "1-minute" : "1-second";
+  renderPrice();
+}
+
+// The picker lists every instrument (all-market mode can have hundreds), traded ones first.
+async function loadSymbols() {
+  const [instruments, portfolio] = await Promise.all([api("/v1/instruments"), api("/v1/portfolio")]);
+  const held = portfolio.positions.map((p) => p.symbol);
+  const traded = [...new Set([...held, ...state.fills.map((f) => f.symbol)])];
+  const all = [...new Set([...traded, ...instruments.map((i) => i.symbol).sort()])];
+  const picker = $("#price-symbol");
+  picker.replaceChildren(...all.map((symbol) => {
+    const option = document.createElement("option");
+    option.value = symbol; option.textContent = symbol;
+    return option;
+  }));
+  if (!state.price.symbol || !all.includes(state.price.symbol)) state.price.symbol = all[0] || null;
+  picker.value = state.price.symbol || "";
+}
+
+// A live fill or order of the charted symbol lands on the chart at once.
+function onPriceEvent(type, data) {
+  if (data.symbol !== state.price.symbol) return;
+  const price = state.price;
+  if (type === "fill") {
+    if (!price.fills.some((f) => f.id === data.id)) price.fills.unshift(data);
+  } else {
+    price.open = price.open.filter((o) => o.id !== data.id);
+    const resting = data.status === "new" || data.status === "partially_filled";
+    if (resting && (data.limit_price || data.stop_price)) price.open.push(data);
+  }
+  renderPrice();
+}
+
 // --- state changes ------------------------------------------------------------------------
 
 function addSignal(signal) {
@@ -232,8 +337,8 @@ function checkSequence(seq) {
 function onEvent(type, data) {
   if (!checkSequence(data.seq)) return;
   if (type === "signal") { addSignal(data); renderSignals(); }
-  else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); }
-  else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
+  else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); onPriceEvent(type, data); }
+  else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); onPriceEvent(type, data); }
   else if (type === "portfolio") { renderPortfolio(data); }
   else if (type === "risk") { refreshRisk(); }
 }
@@ -242,7 +347,24 @@ function onEvent(type, data) {
 
 async function refreshPortfolio() { renderPortfolio(await api("/v1/portfolio")); }
 async function refreshRisk() { renderRisk(await api("/v1/risk")); }
-async function refreshAgents() { renderAgents(await api("/v1/agents")); }
+async function refreshAgents() {
+  const agents = await api("/v1/agents");
+  renderAgents(agents);
+  state.agentList = agents;
+}
+
+async function refreshAgentStats() {
+  const agents = state.agentList || await api("/v1/agents");
+  const stats = await Promise.all(agents.map((a) => api(`/v1/agents/${encodeURIComponent(a.name)}/stats`).catch(() => null)));
+  agents.forEach((a, i) => { if (stats[i]) state.agentStats.set(a.name, stats[i]); });
+  renderAgents(agents);
+  document.getElementById("agents").dataset.stats = String(state.agentStats.size);
+}
+
+async function loadHistory() {
+  state.history = await api("/v1/portfolio/history?interval=1s");
+  document.body.dataset.historyPoints = String(state.history.length);
+}
 
 async function reloadTables() {
   const [orders, fills, signals] = await Promise.all([
@@ -351,11 +473,15 @@ async function start(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   $("#login").hidden = true;
   $("#main").hidden = false;
-  await reloadTables().catch((error) => console.warn(error));
+  await Promise.all([reloadTables(), loadHistory()].map((p) => p.catch((error) => console.warn(error))));
   renderHeatmap();
   streamEvents();
   every(2, refreshPortfolio);
   every(5, refreshAgents);
+  every(10, refreshAgentStats);
+  await loadSymbols().catch((error) => console.warn(error));
+  every(5, loadPrice);  // candles move with every tick; fills and orders also arrive over SSE
+  every(60, loadSymbols);
   every(2, refreshRisk);
   every(30, reloadTables);
   setInterval(renderHeatmap, 1000);
@@ -373,6 +499,10 @@ function tokenFromFragment() {
 document.addEventListener("DOMContentLoaded", () => {
   $("#halt").addEventListener("click", () => setRiskState("HALTED"));
   $("#resume").addEventListener("click", () => setRiskState("ACTIVE"));
+  $("#price-symbol").addEventListener("change", (event) => {
+    state.price = { symbol: event.target.value, fills: [], open: [], bars: [] };
+    loadPrice().catch((error) => console.warn(error));
+  });
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("#token").value.trim();

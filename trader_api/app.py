@@ -10,14 +10,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
-from sapphire.trader_api import bus, dashboard, errors, mcp_endpoint, metrics
+from sapphire.trader_api import answers, bus, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.forwarding import ForwardingMiddleware
+from sapphire.trader_api.order_route import OrderRoute
 from sapphire.trader_api.routes import (
     agents,
     bars,
@@ -98,29 +98,14 @@ def _route_template(scope: Scope) -> str:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(errors.FieldError)
-    async def field_error(_: Request, error: errors.FieldError) -> JSONResponse:
-        # The same shape as FastAPI's own validation errors, so clients parse one format.
-        detail = [{"loc": error.loc, "msg": error.field_message, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=422)
+    async def answer(_: Request, error: Exception) -> JSONResponse:
+        response = answers.error_answer(error)
+        if response is None:  # only the classes registered below reach here
+            raise error
+        return response
 
-    @app.exception_handler(errors.RiskRefusedError)
-    async def risk_refused(_: Request, error: errors.RiskRefusedError) -> JSONResponse:
-        return JSONResponse({"detail": error.message, "rule": error.rule}, status_code=422)
-
-    @app.exception_handler(errors.UnavailableError)
-    async def unavailable(_: Request, error: errors.UnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(errors.TraderApiError)
-    async def trader_api_error(_: Request, error: errors.TraderApiError) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=error.status_code)
-
-    @app.exception_handler(sa.exc.OperationalError)
-    @app.exception_handler(sa.exc.InterfaceError)
-    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", error)
-        return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "1"})
+    for kind in (errors.TraderApiError, *answers.DATABASE_ERRORS):
+        app.add_exception_handler(kind, answer)
 
 
 def create_app(
@@ -192,6 +177,8 @@ def create_app(
     app.state.metrics = metrics.Metrics()
     app.add_middleware(ForwardingMiddleware, state=app.state, timeout=settings.forward_timeout_seconds)
     app.add_middleware(_MetricsMiddleware, registry=app.state.metrics)
+    # Outermost: the hottest route skips the middleware and routing above (order_route.py).
+    app.add_middleware(OrderRoute, state=app.state, registry=app.state.metrics)
     _install_error_handlers(app)
     app.include_router(health.router)
     for router in V1_ROUTERS:

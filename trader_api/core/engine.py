@@ -120,8 +120,13 @@ class Engine:
         self.venue, self.instruments, self.clock, self.new_id = venue, instruments, clock, new_id
         self.open: dict[str, dict[uuid.UUID, Order]] = collections.defaultdict(dict)
         """Open orders per symbol, in time priority (dicts keep insertion order)."""
+        self.pending: dict[tuple[str, domain.Side], Decimal] = {}
+        """The open quantity (ordered, not yet filled) per symbol and side, kept by :meth:`_store`:
+        the risk rules read it for every order, and summing the book each time cost more
+        than the rest of the decision."""
         for order in state.open_orders:
             self.open[order.symbol][order.id] = order
+            self._count_pending(order, 1)
         self.idempotency = dict(state.idempotency)
         self.recent: collections.OrderedDict[uuid.UUID, Order] = collections.OrderedDict(
             (order.id, order) for order in state.recent[-RECENT_ORDERS:]
@@ -387,11 +392,16 @@ class Engine:
         return instrument
 
     def _pending(self, symbol: str, side: domain.Side) -> Decimal:
+        return self.pending.get((symbol, side), Decimal(0))
+
+    def _count_pending(self, order: Order, sign: int) -> None:
         with decimal.localcontext(accounting.CONTEXT):
-            return sum(
-                (o.quantity - o.filled_quantity for o in self.open[symbol].values() if o.side is side),
-                Decimal(0),
-            )
+            key = (order.symbol, order.side)
+            left = self.pending.get(key, Decimal(0)) + sign * (order.quantity - order.filled_quantity)
+            if left:
+                self.pending[key] = left
+            else:
+                self.pending.pop(key, None)
 
     def _execute(self, order: Order, execution: venue.Execution, now: datetime) -> Order:
         """Book one execution, or close the order if the fill-time risk guard refuses it."""
@@ -510,8 +520,12 @@ class Engine:
     def _store(self, order: Order) -> None:
         """Record the order's new state in the open book or among the recent closed ones."""
         book = self.open[order.symbol]
+        previous = book.get(order.id)
+        if previous is not None:
+            self._count_pending(previous, -1)
         if order.status.is_open:
             book[order.id] = order
+            self._count_pending(order, 1)
         else:
             book.pop(order.id, None)
             self.recent[order.id] = order

@@ -19,7 +19,7 @@ from sapphire.trader_api.core import accounting
 from sapphire.trader_api.core.records import Account, Changes, Event, Fill, Order
 from sapphire.trader_api.schemas.dump import Dump, encode
 from sapphire.trader_api.schemas.orders import FillPublic, OrderPublic
-from sapphire.trader_api.schemas.portfolio import PortfolioPublic
+from sapphire.trader_api.schemas.portfolio import PortfolioPublic, PositionPublic
 from sapphire.trader_api.services.market import quote_payload
 from sapphire.trader_api.services.publisher import Publication
 from sapphire.trader_api.services.runtime import dumps
@@ -44,8 +44,25 @@ _ORDER, _FILL = Dump.of(OrderPublic), Dump.of(FillPublic)
 _PORTFOLIO = Dump.of(PortfolioPublic)
 
 
+_POSITION = Dump.of(PositionPublic)
+_dumped_positions: dict[str, tuple[accounting.Position, dict[str, Any]]] = {}
+"""The last dump of each symbol's position. Positions are immutable and a batch changes
+a few of them, but every batch publishes the whole portfolio: the others are reused."""
+
+
+def _position_data(position: accounting.Position) -> dict[str, Any]:
+    held = _dumped_positions.get(position.symbol)
+    if held is not None and held[0] is position:
+        return held[1]
+    data = _POSITION.data(position)
+    _dumped_positions[position.symbol] = (position, data)
+    return data
+
+
 def portfolio_data(portfolio: accounting.Portfolio) -> dict[str, Any]:
-    return _PORTFOLIO.data(portfolio, positions=open_positions(portfolio))
+    data = _PORTFOLIO.data(portfolio, positions=())
+    data["positions"] = [_position_data(p) for p in open_positions(portfolio)]
+    return data
 
 
 def risk_payload(account: Account) -> dict[str, Any]:

@@ -198,9 +198,8 @@ class Writer:
 
     async def _serve(self) -> None:
         while True:
-            try:
-                first = await asyncio.wait_for(self._queue.get(), self.election_seconds)
-            except TimeoutError:
+            first = await self._next_command()
+            if first is None:
                 await self._check_epoch()  # idle: notice a lost lock before the next order does
                 continue
             batch = [first]
@@ -218,6 +217,18 @@ class Writer:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
+
+    async def _next_command(self) -> _Pending | None:
+        """The next queued command, or None after ``election_seconds`` without one.
+
+        Not ``asyncio.wait_for``: it wraps the wait in a task of its own, once per batch."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        try:
+            async with asyncio.timeout(self.election_seconds):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
 
     async def _commit(self, batch: list[_Pending]) -> None:
         engine_, connection = self.engine, self._batches

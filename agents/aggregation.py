@@ -15,6 +15,7 @@ deterministic ensemble. The rules, in the order they apply:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,14 @@ def decay(*, age_seconds: float, half_life_seconds: float) -> Decimal:
     """``0.5 ** (age / half_life)`` as a Decimal in (0, 1]; a future timestamp counts as now."""
     if half_life_seconds <= 0:
         raise ValueError("half_life_seconds must be > 0")
-    age = max(age_seconds, 0.0)
+    return _decay(max(age_seconds, 0.0), half_life_seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decay(age: float, half_life_seconds: float) -> Decimal:
+    # A Decimal power with a fractional exponent costs tens of microseconds, and the executor
+    # asks for it per vote per decision; ages repeat (a backtest's clock moves in steps), so
+    # the pure result is remembered. Decimal is immutable: sharing it is safe.
     return (Decimal("0.5") ** (Decimal(repr(age)) / Decimal(repr(half_life_seconds)))).quantize(_GRID)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import environment, ingest, operator_scale, order_intake, report, tick_to_order
+from bench import backtest, environment, ingest, operator_scale, order_intake, report, tick_to_order
 
 Runner = Callable[..., Awaitable[report.Report]]
 BENCHMARKS: dict[str, tuple[Runner, Any, Any]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[Runner, Any, Any]] = {
     order_intake.NAME: (order_intake.run, order_intake.FULL, order_intake.SMOKE),
     ingest.NAME: (ingest.run, ingest.FULL, ingest.SMOKE),
     operator_scale.NAME: (operator_scale.run, operator_scale.FULL, operator_scale.SMOKE),
+    backtest.NAME: (backtest.run, backtest.FULL, backtest.SMOKE),
 }
 
 

@@ -1,4 +1,4 @@
-"""Pure builders: TradingAgent -> Deployment, MigrationRun -> Pod.
+"""Pure builders: TradingAgent -> Deployment, MigrationRun -> Pod, BacktestRun -> Pod.
 
 Nothing here does I/O. Each builder deep-copies what it takes from the user, so a spec is
 never mutated, and returns a plain manifest the handlers adopt and apply. One label
@@ -8,15 +8,18 @@ vocabulary (:func:`common_labels`) is shared by everything the operator creates.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
+import yaml
+
 import sapphire
 from sapphire.agents import settings as agent_settings
 from sapphire.operator.settings import OperatorSettings
-from sapphire.resources import migrationrun, tradingagent
+from sapphire.resources import backtestrun, migrationrun, tradingagent
 
 Manifest = dict[str, Any]
 
@@ -26,6 +29,7 @@ ROLE_LABEL = f"{sapphire.GROUP}/role"
 MIGRATION_LABEL = f"{sapphire.GROUP}/migrationrun"
 ATTEMPT_LABEL = f"{sapphire.GROUP}/attempt"
 DATABASE_LABEL = f"{sapphire.GROUP}/database"
+BACKTEST_LABEL = f"{sapphire.GROUP}/backtestrun"
 SPEC_HASH_ANNOTATION = f"{sapphire.GROUP}/spec-hash"
 AGENT_CONTAINER = "agent"
 TERMINATION_LOG = "/dev/termination-log"
@@ -38,6 +42,13 @@ DEFAULT_MIGRATION_RESOURCES: Manifest = {
     "requests": {"cpu": "50m", "memory": "128Mi"},
     "limits": {"cpu": "1", "memory": "512Mi"},
 }
+DEFAULT_BACKTEST_RESOURCES: Manifest = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+BACKTEST_AGENTS_ENV = "SAPPHIRE_BACKTEST_AGENTS"
+"""The environment variable the backtest pod reads its agents' YAML from (``--agents-env``)."""
+BACKTEST_REPORT_MOUNT = "/report"
 
 
 def restricted_container_security() -> Manifest:
@@ -216,7 +227,7 @@ def build_agent_deployment(
     return deployment
 
 
-def migration_pod_name(run: str, attempt: int) -> str:
+def attempt_pod_name(run: str, attempt: int) -> str:
     """Deterministic per attempt: creating it twice fails with AlreadyExists, never runs twice."""
     suffix = f"-{attempt}"
     return f"{run[: 63 - len(suffix)].rstrip('-')}{suffix}"
@@ -269,7 +280,7 @@ def build_migration_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": migration_pod_name(name, attempt), "namespace": namespace, "labels": labels},
+        "metadata": {"name": attempt_pod_name(name, attempt), "namespace": namespace, "labels": labels},
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": spec.active_deadline_seconds,
@@ -278,5 +289,91 @@ def build_migration_pod(
             "securityContext": restricted_pod_security(),
             "initContainers": [sidecar.to_wire() for sidecar in spec.sidecars],
             "containers": [migrate],
+        },
+    }
+
+
+def backtest_agents_yaml(agents: Mapping[str, Mapping[str, Any]]) -> str:
+    """The TradingAgent documents ``sapphire backtest`` reads, one per agent, sorted by name.
+
+    A referenced TradingAgent's spec is taken as it is, except that ``paused`` is dropped: a
+    paused agent is backtested too (that is often why it is paused)."""
+    documents = []
+    for name in sorted(agents):
+        spec = {key: copy.deepcopy(value) for key, value in agents[name].items() if key != "paused"}
+        documents.append(
+            {"apiVersion": tradingagent.API_VERSION, "kind": tradingagent.KIND, "metadata": {"name": name},
+             "spec": spec}
+        )  # fmt: skip
+    return yaml.safe_dump_all(documents, sort_keys=True)
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat()
+
+
+def build_backtest_pod(
+    *,
+    name: str,
+    namespace: str,
+    spec: backtestrun.BacktestRunSpec,
+    agents_yaml: str,
+    settings: OperatorSettings,
+) -> Manifest:
+    """The bare Pod of one backtest: ``sapphire backtest`` with the agents in an environment
+    variable, the data fetched from its URL, the report on the claim (when one is named).
+
+    ``restartPolicy: Never`` and a single attempt: a replay is deterministic, so running it
+    again gives the same failure. The headline (or the error) is the termination message."""
+    labels = {**common_labels("backtest", name), BACKTEST_LABEL: name}
+    output = f"{BACKTEST_REPORT_MOUNT}/{name}" if spec.report_claim_name else "/tmp/report"  # noqa: S108
+    args = ["backtest", "--agents-env", BACKTEST_AGENTS_ENV, "--data", spec.data.url]
+    if spec.data.sha256:
+        args += ["--data-sha256", spec.data.sha256]
+    if spec.start is not None:
+        args += ["--from", _timestamp(spec.start)]
+    if spec.end is not None:
+        args += ["--to", _timestamp(spec.end)]
+    args += [
+        "--timeframe", str(spec.timeframe_seconds),
+        "--spread-bps", str(spec.spread_bps),
+        "--sample-seconds", str(spec.sample_seconds),
+        "--output", output,
+        "--no-progress",
+        "--termination-log", TERMINATION_LOG,
+    ]  # fmt: skip
+    mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}]
+    if spec.report_claim_name:
+        mounts.append({"name": "report", "mountPath": BACKTEST_REPORT_MOUNT})
+        volumes.append({"name": "report", "persistentVolumeClaim": {"claimName": spec.report_claim_name}})
+    container: Manifest = {
+        "name": backtestrun.BACKTEST_CONTAINER,
+        "image": spec.image or settings.agent_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sapphire"],
+        "args": args,
+        "env": [
+            {"name": BACKTEST_AGENTS_ENV, "value": agents_yaml},
+            {"name": "SAPPHIRE_LOG_FORMAT", "value": "json"},
+        ],
+        "resources": copy.deepcopy(DEFAULT_BACKTEST_RESOURCES),
+        "securityContext": restricted_container_security(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": attempt_pod_name(name, 1), "namespace": namespace, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "serviceAccountName": settings.backtest_service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": restricted_pod_security(),
+            "containers": [container],
+            "volumes": volumes,
         },
     }

@@ -2,7 +2,8 @@
 
 Handler ids are explicit and persisted in annotations under our group's domain, so renaming a
 function never orphans progress. Each handler delegates to the reconcile modules
-(:mod:`sapphire.operator.agents`, :mod:`sapphire.operator.migrations`); here live only the
+(:mod:`sapphire.operator.agents`, :mod:`sapphire.operator.migrations`,
+:mod:`sapphire.operator.backtests`); here live only the
 triggers, the per-object serialization, Events and metrics.
 """
 
@@ -21,14 +22,25 @@ import httpx
 import kopf
 
 import sapphire
-from sapphire.operator import agents, builders, figures, kubeapi, metrics, migrations, resync, specs
+from sapphire.operator import (
+    agents,
+    backtests,
+    builders,
+    figures,
+    kubeapi,
+    metrics,
+    migrations,
+    resync,
+    specs,
+)
 from sapphire.operator.settings import OperatorSettings
-from sapphire.resources import common, migrationrun, tradingagent
+from sapphire.resources import backtestrun, common, migrationrun, tradingagent
 
 Json = dict[str, Any]
 VERSION = common.VERSION
 TA = (sapphire.GROUP, VERSION, tradingagent.PLURAL)
 MR = (sapphire.GROUP, VERSION, migrationrun.PLURAL)
+BT = (sapphire.GROUP, VERSION, backtestrun.PLURAL)
 LOGGER = logging.getLogger(__name__)
 
 
@@ -58,6 +70,7 @@ class OperatorState:
         self.figures_read_at: dict[str, float] = {}
         self.indexes: agents.AgentIndexes | None = None
         self.applied: dict[str, agents.Applied] = {}
+        self.backtest_runs: kopf.Index[str, Json] | None = None
 
     @property
     def api(self) -> kubeapi.KubeApi:
@@ -263,33 +276,49 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
 
     # -- MigrationRun -------------------------------------------------------------------
 
-    async def reconcile_migration(namespace: str, name: str, trigger: str) -> None:
-        path = kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name)
-        key = f"mr/{namespace}/{name}"
+    async def reconcile_run(
+        *,
+        kind: str,
+        path: str,
+        key: str,
+        trigger: str,
+        reconcile: Callable[[Json], Awaitable[migrations.Decision | backtests.Decision]],
+    ) -> None:
+        """One reconcile of a run (MigrationRun, BacktestRun) under its lock: re-read it, let
+        ``reconcile`` observe and act, write the status when it changed, post the event."""
         async with state.locks[key]:
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 return
             body = await state.api.get(path)
             if body is None or _deleting(body):
-                metrics.record_phase(migrationrun.KIND, key, None)
+                metrics.record_phase(kind, key, None)
                 state.forget(key)
                 return
             if (body.get("status") or {}).get("cleanedUp"):
                 return  # final, and its pods are gone: nothing left to do
-            with metrics.reconciling(migrationrun.KIND, trigger):
+            with metrics.reconciling(kind, trigger):
                 try:
-                    decision = await migrations.reconcile(state.api, body=body, settings=settings, now=_now())
-                    await state.api.patch_status(path, decision.status)
+                    decision = await reconcile(body)
+                    current = body.get("status") or {}
+                    if any(current.get(field) != value for field, value in decision.status.items()):
+                        await state.api.patch_status(path, decision.status)
                 except kubeapi.KubeApiError as error:
                     if await state.deleted_meanwhile(path, body):
-                        LOGGER.debug("the migration was deleted during its reconcile", extra={"run": key})
+                        LOGGER.debug("the run was deleted during its reconcile", extra={"run": key})
                         return
                     await state.post(body, ("Warning", "ReconcileFailed", str(error)))
-                    raise kopf.TemporaryError(
-                        f"reconciling the migration failed: {error}", delay=5
-                    ) from error
+                    raise kopf.TemporaryError(f"reconciling the {kind} failed: {error}", delay=5) from error
             await state.post(body, decision.event)
-        metrics.record_phase(migrationrun.KIND, key, decision.status.get("phase"))
+        metrics.record_phase(kind, key, decision.status.get("phase"))
+
+    async def reconcile_migration(namespace: str, name: str, trigger: str) -> None:
+        await reconcile_run(
+            kind=migrationrun.KIND,
+            path=kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name),
+            key=f"mr/{namespace}/{name}",
+            trigger=trigger,
+            reconcile=lambda body: migrations.reconcile(state.api, body=body, settings=settings, now=_now()),
+        )
 
     @kopf.on.resume(*MR, registry=registry, id="migrationrun_resume")
     @kopf.on.create(*MR, registry=registry, id="migrationrun_create")
@@ -307,6 +336,50 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         name = labels.get(builders.MIGRATION_LABEL)
         if name and namespace:
             await reconcile_migration(namespace, name, trigger="pod")
+
+    # -- BacktestRun --------------------------------------------------------------------
+
+    async def reconcile_backtest(namespace: str, name: str, trigger: str) -> None:
+        await reconcile_run(
+            kind=backtestrun.KIND,
+            path=kubeapi.namespaced(backtestrun.API_VERSION, namespace, backtestrun.PLURAL, name),
+            key=f"bt/{namespace}/{name}",
+            trigger=trigger,
+            reconcile=lambda body: backtests.reconcile(state.api, body=body, settings=settings, now=_now()),
+        )
+
+    @kopf.on.resume(*BT, registry=registry, id="backtestrun_resume")
+    @kopf.on.create(*BT, registry=registry, id="backtestrun_create")
+    async def backtestrun_start(name: str | None, namespace: str | None, reason: str, **_: Any) -> None:
+        if name and namespace:
+            await reconcile_backtest(namespace, name, trigger=str(reason))
+
+    backtest_pods = {
+        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
+        "app.kubernetes.io/component": "backtest",
+    }
+
+    @kopf.on.event("", "v1", "pods", registry=registry, id="backtest_pod_event", labels=backtest_pods)
+    async def backtest_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        name = labels.get(builders.BACKTEST_LABEL)
+        if name and namespace:
+            await reconcile_backtest(namespace, name, trigger="pod")
+
+    @kopf.index(*BT, registry=registry, id="backtest_runs")
+    def backtest_runs(namespace: str | None, body: kopf.Body, **_: Any) -> Json | None:
+        return {namespace: dict(body)} if namespace else None
+
+    async def resync_backtest(body: Json) -> None:
+        if not (body.get("status") or {}).get("cleanedUp"):
+            await reconcile_backtest(
+                body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
+            )
+
+    async def resync_backtests() -> None:
+        """Deadlines, the pod's TTL and TradingAgents created after the run pass with time, not events."""
+        if state.backtest_runs is not None:
+            runs = [body for store in list(state.backtest_runs.values()) for body in store]
+            await state.resync.each(runs, resync_backtest)
 
     # -- periodic resync (see resync.py for why not kopf timers) --------------------------
 
@@ -364,10 +437,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             pods=kwargs["agent_pods"],
             runs=kwargs["migration_runs"],
         )
+        state.backtest_runs = kwargs["backtest_runs"]
         loops = state.resync
         plan: list[tuple[str, float, Callable[[], Awaitable[None]]]] = [
             ("agents", settings.reconcile_interval_seconds, resync_agents),
             ("migrations", settings.migration_poll_seconds, resync_migrations),
+            ("backtests", settings.migration_poll_seconds, resync_backtests),
         ]  # fmt: skip
         loops.start(plan)
 

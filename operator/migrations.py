@@ -61,14 +61,15 @@ class Attempt:
         return self.exit_code is not None or self.deadline_exceeded
 
 
-def read_attempt(pod: Json) -> Attempt:
-    """The migration container's state in one pod; the sidecars' states do not matter."""
+def read_attempt(pod: Json, container_name: str = migrationrun.MIGRATION_CONTAINER) -> Attempt:
+    """The state of ``container_name`` (the migration, or a backtest) in one pod; the sidecars'
+    states do not matter."""
     metadata, status = pod["metadata"], pod.get("status") or {}
     number = int(metadata.get("labels", {}).get(builders.ATTEMPT_LABEL, "0"))
     started = parse_time(status.get("startTime")) or parse_time(metadata.get("creationTimestamp"))
     deadline = status.get("reason") == "DeadlineExceeded"
     for container in status.get("containerStatuses") or []:
-        if container.get("name") != migrationrun.MIGRATION_CONTAINER:
+        if container.get("name") != container_name:
             continue
         terminated = container.get("state", {}).get("terminated")
         if terminated:
@@ -135,8 +136,25 @@ def _condition_updates(
     )
 
 
-def _iso(moment: datetime.datetime | None) -> str | None:
+def iso(moment: datetime.datetime | None) -> str | None:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def after_finish(
+    status: Json, *, pods: tuple[str, ...], ttl_seconds: int, now: datetime.datetime
+) -> tuple[tuple[str, ...], float | None]:
+    """What a finished run still does: keep its pods ``ttl_seconds`` after ``finishedAt`` so
+    their logs can be read, then delete them. Returns (pods to delete now, seconds until the
+    next look); sets ``cleanedUp`` in ``status`` once no pod is left to delete."""
+    finished = parse_time(status.get("finishedAt")) or now
+    remaining = (finished - now).total_seconds() + ttl_seconds
+    if not pods:
+        status["cleanedUp"] = True
+        return (), None
+    if remaining <= 0:
+        status["cleanedUp"] = True
+        return pods, None
+    return (), remaining
 
 
 def decide(
@@ -158,7 +176,7 @@ def decide(
 
     def finish(phase: Phase, reason: str, message: str, report: MigrationReport | None = None) -> Decision:
         status.update(phase=phase.value, message=config.redact_url(message)[-MESSAGE_LIMIT:])
-        status["finishedAt"] = status.get("finishedAt") or _iso(now)
+        status["finishedAt"] = status.get("finishedAt") or iso(now)
         if report is not None:
             status.update(
                 fromRevision=report.from_revision, toRevision=report.to_revision, revisions=report.revisions
@@ -174,15 +192,10 @@ def decide(
         return Decision(status=status, event=(kind, reason, status["message"]), requeue_after=0)
 
     if previous_phase in (Phase.SUCCEEDED, Phase.FAILED):
-        finished = parse_time(status.get("finishedAt")) or now
-        remaining = (finished - now).total_seconds() + spec.ttl_seconds_after_finished
-        if not pods:
-            status["cleanedUp"] = True
-            return Decision(status=status)
-        if remaining <= 0:
-            status["cleanedUp"] = True
-            return Decision(status=status, delete_pods=pods)
-        return Decision(status=status, requeue_after=remaining)
+        delete, remaining = after_finish(
+            status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
+        )
+        return Decision(status=status, delete_pods=delete, requeue_after=remaining)
 
     if latest is None:
         if blocker is not None:
@@ -268,11 +281,23 @@ def _start(
     message = f"attempt {attempt}: {spec.direction.value} database {spec.database.name} to {spec.revision}"
     status.update(phase=Phase.RUNNING.value, attempts=attempt, message=message)
     if first:
-        status["startedAt"] = status.get("startedAt") or _iso(now)
+        status["startedAt"] = status.get("startedAt") or iso(now)
     status["conditions"] = _condition_updates(
         status, generation=generation, now=now, Progressing=(True, "Migrating", message)
     )
     return Decision(status=status, create_attempt=attempt, event=("Normal", "AttemptStarted", message))
+
+
+async def owned_pods(api: kubeapi.KubeApi, body: Json, *, label: str) -> list[Json]:
+    """The pods labelled ``label=<name of body>`` that ``body`` owns (a run deleted and created
+    again under the same name owns none of its predecessor's)."""
+    metadata = body["metadata"]
+    pods_path = kubeapi.namespaced("v1", str(metadata["namespace"]), "pods")
+    return [
+        pod
+        for pod in await api.list(pods_path, labels={label: str(metadata["name"])})
+        if any(ref.get("uid") == metadata["uid"] for ref in pod["metadata"].get("ownerReferences", []))
+    ]
 
 
 async def reconcile(
@@ -286,11 +311,7 @@ async def reconcile(
     metadata = body["metadata"]
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
     pods_path = kubeapi.namespaced("v1", namespace, "pods")
-    pods = [
-        pod
-        for pod in await api.list(pods_path, labels={builders.MIGRATION_LABEL: name})
-        if any(ref.get("uid") == metadata["uid"] for ref in pod["metadata"].get("ownerReferences", []))
-    ]
+    pods = await owned_pods(api, body, label=builders.MIGRATION_LABEL)
     attempts = [read_attempt(pod) for pod in pods]
     blocker = None
     if not attempts and (body.get("status") or {}).get("phase") not in (Phase.SUCCEEDED, Phase.FAILED):

@@ -39,11 +39,14 @@ class OperatorSettings(config.ServiceSettings):
     migration_service_account: str = Field(
         default="sapphire-migration", description="ServiceAccount of migration pods."
     )
+    backtest_service_account: str = Field(
+        default="sapphire-backtest", description="ServiceAccount of backtest pods (no RBAC, no token)."
+    )
     reconcile_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often each TradingAgent is re-converged (drift repair)."
     )
     migration_poll_seconds: float = Field(
-        default=2.0, gt=0, description="How often a running MigrationRun's pod is checked."
+        default=2.0, gt=0, description="How often a running MigrationRun's or BacktestRun's pod is checked."
     )
     migration_retry_backoff_seconds: float = Field(
         default=10.0, gt=0, description="Delay before retry n is backoff * 2^(n-1), capped at 5 minutes."

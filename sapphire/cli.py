@@ -273,17 +273,30 @@ class MigrationDirection(StrEnum):
 
 @app.command("backtest")
 def backtest(
-    file: Annotated[
-        Path, typer.Option("-f", "--file", help="TradingAgent YAML: one file, or a directory of *.yaml.")
-    ],
     data: Annotated[
-        Path,
+        str,
         typer.Option(
             "--data",
             help="CSV of ticks (symbol,bid,ask,last,size,ts) or OHLCV bars "
-            "(symbol,ts,open,high,low,close,volume).",
+            "(symbol,ts,open,high,low,close,volume), or Parquet with the same columns; a path "
+            "or an http(s) URL.",
         ),
     ],
+    file: Annotated[
+        Path | None,
+        typer.Option("-f", "--file", help="TradingAgent YAML: one file, or a directory of *.yaml."),
+    ] = None,
+    agents_env: Annotated[
+        str | None,
+        typer.Option(
+            "--agents-env",
+            help="Read the TradingAgent YAML from this environment variable instead of -f "
+            "(how a BacktestRun's pod gets its agents).",
+        ),
+    ] = None,
+    data_sha256: Annotated[
+        str | None, typer.Option("--data-sha256", help="Fail unless the data has this SHA-256 (hex).")
+    ] = None,
     start: Annotated[
         str | None, typer.Option("--from", help="Replay from this ISO-8601 time (UTC if no zone), inclusive.")
     ] = None,
@@ -292,8 +305,9 @@ def backtest(
         int, typer.Option("--timeframe", min=1, help="Length of one bar in seconds (bar data).")
     ] = 60,
     spread_bps: Annotated[
-        float, typer.Option("--spread-bps", min=0, max=1000, help="Bid/ask spread put around bar prices.")
-    ] = 2.0,
+        str,
+        typer.Option("--spread-bps", help="Bid/ask spread put around bar prices, a decimal in [0, 1000]."),
+    ] = "2",
     sample_seconds: Annotated[
         int, typer.Option("--sample-seconds", min=1, help="Equity is sampled this often for the metrics.")
     ] = 60,
@@ -301,30 +315,43 @@ def backtest(
         Path, typer.Option("--output", "-o", help="Directory for report.json and report.html.")
     ] = Path("backtest-report"),
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    termination_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--termination-log",
+            help="Where to write the headline figures (JSON) or the error: a pod's terminationMessagePath.",
+        ),
+    ] = None,
 ) -> None:
     """Replay history through the agents in FILE, the executor and the paper venue; write a report."""
-    from decimal import Decimal
-
     from rich.console import Console
 
-    from sapphire.backtest import command, replay, report
+    from sapphire.backtest import command, headline, replay, report
 
     console = Console()
     try:
+        if (file is None) == (agents_env is None):
+            raise replay.BacktestError("-f: give exactly one of -f and --agents-env")
         options = command.Options(
             path=file,
+            agents_env=agents_env,
             data=data,
+            data_sha256=data_sha256,
             start=command.parse_time(start, "--from"),
             end=command.parse_time(end, "--to"),
             timeframe_seconds=timeframe,
-            spread_bps=Decimal(repr(spread_bps)),
+            spread_bps=command.parse_spread(spread_bps),
             sample_seconds=sample_seconds,
             output=output,
             progress=progress,
         )
         built = command.run(options, console)
     except replay.BacktestError as error:
+        if termination_log is not None:
+            termination_log.write_text(headline.Headline(error=str(error)).to_json())
         fail(str(error))
+    if termination_log is not None:
+        termination_log.write_text(headline.Headline.of_report(built).to_json())
     for notice in built["notices"]:
         console.print(f"[dim]note: {notice}[/dim]")
     for table in report.summary_tables(built):

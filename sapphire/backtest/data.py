@@ -1,6 +1,7 @@
-"""History for a backtest: tick CSV, or OHLCV bar CSV turned into quotes by a fixed model.
+"""History for a backtest: ticks, or OHLCV bars turned into quotes by a fixed model, from CSV
+or Parquet (``.parquet``: the same columns, read by pyarrow; see :func:`parquet_lines`).
 
-Two CSV layouts are recognised by their header:
+Two layouts are recognised by their columns:
 
 * **ticks**, ``symbol,bid,ask,last,size,ts`` (the trader API's replay feed format, read by
   :func:`sapphire.trader_api.feeds.replay.read_ticks`): replayed as they are;
@@ -34,6 +35,7 @@ import csv
 import dataclasses
 import decimal
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -168,6 +170,39 @@ def _read_bars(
         )
 
 
+def _cell(value: object) -> str:
+    """One Parquet value as the CSV text it stands for. A float is written as its shortest
+    round-trip repr (what a CSV export shows), so ``0.1`` stays ``0.1``, never 0.1000000000000000055."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def parquet_lines(raw: bytes, path: Path) -> list[str]:
+    """A Parquet file with the tick or bar columns, as the CSV lines it stands for (header
+    first), so that both formats go through one parser and one set of checks: a "line N" in an
+    error is row N - 1 of the table. Prices may be strings, decimals or floats; ``ts`` a
+    timestamp (naive means UTC) or an ISO-8601 string."""
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        table = pyarrow.parquet.read_table(pyarrow.BufferReader(raw))
+    except (pyarrow.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file: {error}") from None
+    names = [str(name) for name in table.column_names]
+    columns = [table.column(name).to_pylist() for name in names]
+    output = io.StringIO()
+    writer = csv.writer(output, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows([_cell(value) for value in row] for row in zip(*columns, strict=True))
+    return output.getvalue().splitlines()
+
+
 def load(
     path: Path,
     *,
@@ -177,18 +212,17 @@ def load(
     end: datetime | None = None,
 ) -> History:
     """Every quote of ``path`` in ``[start, end)``, in time order. ``sizes(symbol)`` is (tick, lot)."""
-    if path.suffix.lower() == ".parquet":
-        raise DataError(
-            f"{path}: Parquet is not supported yet; convert it to CSV (see sapphire backtest --help)"
-        )
     try:
         raw = path.read_bytes()
     except OSError as error:
         raise DataError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+    if path.suffix.lower() == ".parquet":
+        lines = parquet_lines(raw, path)
+    else:
+        try:
+            lines = raw.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text") from None
     header = next(csv.reader(lines[:1]), [])
     columns = {c.strip() for c in header}
     try:

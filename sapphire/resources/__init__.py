@@ -4,6 +4,7 @@ The operator, ``sapphire up`` and the generated CRDs in ``crds/`` all read these
 
 - :mod:`sapphire.resources.tradingagent`: ``TradingAgentSpec``, ``TradingAgentStatus``;
 - :mod:`sapphire.resources.migrationrun`: ``MigrationRunSpec``, ``MigrationRunStatus``;
+- :mod:`sapphire.resources.backtestrun`: ``BacktestRunSpec``, ``BacktestRunStatus``;
 - :mod:`sapphire.resources.common`: decimal strings, Secret references, conditions;
 - :mod:`sapphire.resources.crdgen`: writes ``crds/*.yaml`` from the models;
 - :mod:`sapphire.resources.manifests`: reads them back from YAML files (``sapphire up``).

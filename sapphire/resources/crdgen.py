@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 import sapphire
-from sapphire.resources import common, migrationrun, schema, tradingagent
+from sapphire.resources import backtestrun, common, migrationrun, schema, tradingagent
 
 CATEGORIES = ("sapphire",)
 """``kubectl get sapphire`` lists every Sapphire resource."""
@@ -132,7 +132,34 @@ MIGRATION_RUN = Resource(
     name_max_length=63,
 )
 
-RESOURCES = (TRADING_AGENT, MIGRATION_RUN)
+BACKTEST_RUN = Resource(
+    kind=backtestrun.KIND,
+    plural=backtestrun.PLURAL,
+    singular=backtestrun.SINGULAR,
+    short_names=backtestrun.SHORT_NAMES,
+    description=(
+        "BacktestRun replays one history through a set of agents (TradingAgents of the namespace "
+        "or specs written inline), the executor and the paper venue, once. The operator runs "
+        "`sapphire backtest` in a pod and writes the headline results into status; the object "
+        "stays as the record of the backtest."
+    ),
+    spec=backtestrun.BacktestRunSpec,
+    status=backtestrun.BacktestRunStatus,
+    columns=(
+        PrinterColumn("Phase", "string", ".status.phase", "Life-cycle phase."),
+        PrinterColumn("Return", "string", ".status.totalReturn", "Total return, as a fraction."),
+        PrinterColumn("Sharpe", "string", ".status.sharpe", "Annualised Sharpe ratio."),
+        PrinterColumn("Max-DD", "string", ".status.maxDrawdown", "Maximum drawdown, as a fraction."),
+        PrinterColumn("Trades", "integer", ".status.trades", "Closed round trips."),
+        _AGE,
+        PrinterColumn("Data", "string", ".spec.data.url", "History replayed.", priority=1),
+        PrinterColumn("Report", "string", ".status.report", "Where the full report is.", priority=1),
+    ),
+    # The name is a label value on the backtest pod.
+    name_max_length=63,
+)
+
+RESOURCES = (TRADING_AGENT, MIGRATION_RUN, BACKTEST_RUN)
 
 
 def build_openapi_schema(resource: Resource) -> dict[str, Any]:

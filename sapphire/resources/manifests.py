@@ -11,13 +11,14 @@ from typing import Any
 
 import yaml
 
-from sapphire.resources import migrationrun, tradingagent
+from sapphire.resources import backtestrun, migrationrun, tradingagent
 
-SapphireResource = tradingagent.TradingAgent | migrationrun.MigrationRun
+SapphireResource = tradingagent.TradingAgent | migrationrun.MigrationRun | backtestrun.BacktestRun
 
 _MODELS: dict[str, type[SapphireResource]] = {
     tradingagent.KIND: tradingagent.TradingAgent,
     migrationrun.KIND: migrationrun.MigrationRun,
+    backtestrun.KIND: backtestrun.BacktestRun,
 }
 
 
@@ -42,7 +43,7 @@ def load_documents(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def parse_resource(document: Mapping[str, Any]) -> SapphireResource:
-    """Validate one document as a TradingAgent or MigrationRun.
+    """Validate one document as a TradingAgent, MigrationRun or BacktestRun.
 
     Raises :class:`UnknownKindError` for other kinds and ``pydantic.ValidationError`` (whose
     messages name the field by its wire name) for invalid ones.

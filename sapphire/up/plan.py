@@ -152,10 +152,12 @@ def load_plan(path: Path) -> Plan:
                 kind = document.get("kind")
                 raise PlanError(f"{where}: {kind}{_name_of(document)}: {_field_problems(error)}") from None
             if not isinstance(resource, tradingagent.TradingAgent):
-                notices.append(
-                    f"skipped {where}: {resource.kind} {resource.metadata.name!r} "
-                    "(sapphire up migrates its own database to head)"
+                why = (
+                    "sapphire up migrates its own database to head"
+                    if resource.kind == "MigrationRun"
+                    else "a BacktestRun runs in the cluster; locally, use sapphire backtest"
                 )
+                notices.append(f"skipped {where}: {resource.kind} {resource.metadata.name!r} ({why})")
                 continue
             local = _local_agent(resource, file)
             if local.name in agents:

@@ -45,7 +45,7 @@ def test_the_books_balance_and_fees_are_the_paper_venue_settings(
     bars: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SAPPHIRE_FEE_BPS", "7")
-    backtest = command.load(options(bars, Path("unused")))
+    backtest = command.load(options(bars, Path("unused")), Path("unused"))
     recording = asyncio.run(backtest.run())
     built = report.build(backtest, recording)
     assert built["venue"]["fee_bps"] == "7"
@@ -101,7 +101,7 @@ def test_an_analyst_trying_to_look_ahead_gets_nothing(bars: Path) -> None:
         built.append(analyst)
         return analyst
 
-    backtest = command.load(options(bars, Path("unused")))
+    backtest = command.load(options(bars, Path("unused")), Path("unused"))
     backtest = replay.Backtest(backtest.plan, backtest.history, backtest.settings, analyst_factory=factory)
     recording = asyncio.run(backtest.run())
     last_quote = backtest.history.quotes[-1].ts

@@ -12,7 +12,17 @@ from types import ModuleType
 
 import pytest
 
-from bench import environment, http, ingest, operator_scale, order_intake, procstat, report, tick_to_order
+from bench import (
+    backtest,
+    environment,
+    http,
+    ingest,
+    operator_scale,
+    order_intake,
+    procstat,
+    report,
+    tick_to_order,
+)
 from tests.support import kube, services
 
 KEYS = {
@@ -73,8 +83,9 @@ ORDER_INTAKE_KEYS = {
         (tick_to_order, "p50", {}),
         (order_intake, "orders_per_s", ORDER_INTAKE_KEYS),
         (ingest, "ticks_per_s", {}),
+        (backtest, "quotes_per_s", {"floor": {"tick_pass_quotes_per_s"}, "ratios": {"replay_over_floor"}}),
     ],
-    ids=["tick_to_order", "order_intake", "ingest"],
+    ids=["tick_to_order", "order_intake", "ingest", "backtest"],
 )
 async def test_a_benchmark_reports_its_figures_floor_ratios_and_profile(
     module: ModuleType,

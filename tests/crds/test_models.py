@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import yaml
 
-from sapphire.resources import common, manifests, migrationrun, tradingagent
+from sapphire.resources import backtestrun, common, manifests, migrationrun, tradingagent
 from tests.crds.conftest import EXAMPLES, INVALID
 
 EXAMPLE_FILES = manifests.manifest_files(EXAMPLES)
@@ -84,6 +84,12 @@ class TestExamples:
         assert sidecar.restart_policy == "Always"
         assert "cloud-sql-proxy" in sidecar.image
         assert "startupProbe" in sidecar.to_wire()
+
+    def test_the_backtestrun_example_is_valid(self) -> None:
+        backtest = EXAMPLES.parent / "backtest" / "backtestrun-examples.yaml"
+        (run,) = [manifests.parse_resource(document) for document in manifests.load_documents(backtest)]
+        assert isinstance(run, backtestrun.BacktestRun)
+        assert [agent.name for agent in run.spec.agents] == ["momentum", "executor"]
 
     def test_examples_declare_no_namespace_so_they_apply_anywhere(self) -> None:
         assert all(resource.metadata.namespace is None for resource in examples())

@@ -84,16 +84,17 @@ ALLOWED = [
     ("create", "events.events.k8s.io"),
     *(
         (verb, f"{plural}.trading.sapphire-ai.com")
-        for plural in ("tradingagents", "migrationruns")
+        for plural in ("tradingagents", "migrationruns", "backtestruns")
         for verb in ("get", "list", "watch", "patch")
     ),
     *(
         (verb, f"{plural}.trading.sapphire-ai.com/status")
-        for plural in ("tradingagents", "migrationruns")
+        for plural in ("tradingagents", "migrationruns", "backtestruns")
         for verb in ("get", "patch", "update")
     ),
     ("update", "tradingagents.trading.sapphire-ai.com/finalizers"),
     ("update", "migrationruns.trading.sapphire-ai.com/finalizers"),
+    ("update", "backtestruns.trading.sapphire-ai.com/finalizers"),
     *((verb, "kopfpeerings.kopf.dev") for verb in ("get", "list", "watch", "patch")),
 ]
 
@@ -110,6 +111,8 @@ DENIED_IN_ITS_NAMESPACE = [
     ("delete", "tradingagents.trading.sapphire-ai.com"),
     ("create", "migrationruns.trading.sapphire-ai.com"),
     ("delete", "migrationruns.trading.sapphire-ai.com"),
+    ("create", "backtestruns.trading.sapphire-ai.com"),
+    ("delete", "backtestruns.trading.sapphire-ai.com"),
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("bind", "roles.rbac.authorization.k8s.io"),

@@ -14,13 +14,13 @@ from tests.manifests.conftest import CRDS_PHASE, OVERLAYS, Json, container, env,
 COMMON = {
     "ClusterRole": 2,
     "ConfigMap": 1,
-    "CustomResourceDefinition": 4,
+    "CustomResourceDefinition": 5,
     "Deployment": 2,
     "KopfPeering": 1,
     "Namespace": 1,
     "PodDisruptionBudget": 1,
     "RoleBinding": 1,
-    "ServiceAccount": 4,
+    "ServiceAccount": 5,
 }
 EXPECTED_KINDS = {
     "base": {**COMMON, "NetworkPolicy": 4, "Service": 1},
@@ -61,6 +61,7 @@ def test_the_crd_phase_holds_every_crd_and_nothing_else() -> None:
     documents = render(CRDS_PHASE)
     assert {doc["kind"] for doc in documents} == {"CustomResourceDefinition"}
     assert sorted(doc["metadata"]["name"] for doc in documents) == [
+        "backtestruns.trading.sapphire-ai.com",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
         "migrationruns.trading.sapphire-ai.com",
@@ -104,6 +105,7 @@ class TestOperator:
         accounts = {doc["metadata"]["name"] for doc in documents if doc["kind"] == "ServiceAccount"}
         assert variables["SAPPHIRE_AGENT_SERVICE_ACCOUNT"]["value"] in accounts
         assert variables["SAPPHIRE_MIGRATION_SERVICE_ACCOUNT"]["value"] in accounts
+        assert variables["SAPPHIRE_BACKTEST_SERVICE_ACCOUNT"]["value"] in accounts
         assert variables["SAPPHIRE_AGENT_TOKEN_SECRET"]["value"] == "sapphire-agent-token"
 
 

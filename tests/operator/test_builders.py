@@ -1,4 +1,4 @@
-"""The pure builders, without a cluster: what a TradingAgent and a MigrationRun become."""
+"""The pure builders, without a cluster: what a TradingAgent, a MigrationRun and a BacktestRun become."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import datetime
 import json
 from typing import Any
 
+import yaml
+
 from sapphire.operator import builders, resync
 from sapphire.operator.settings import OperatorSettings
-from sapphire.resources import migrationrun, tradingagent
+from sapphire.resources import backtestrun, migrationrun, tradingagent
 
 SETTINGS = OperatorSettings(agent_image="registry.example/sapphire:1.2.3")
 
@@ -146,8 +148,46 @@ def test_a_migration_pod_runs_migrate_beside_native_sidecars() -> None:
     assert pod["metadata"]["labels"]["trading.sapphire-ai.com/attempt"] == "2"
 
 
+def test_a_backtest_pod_is_non_root_without_a_token_and_carries_its_agents_in_its_env() -> None:
+    run = backtestrun.BacktestRunSpec.model_validate(
+        {
+            "agents": [{"name": "momo", "tradingAgentRef": "momentum"}],
+            "data": {"url": "https://data.example/bars.parquet", "sha256": "a" * 64},
+            "start": "2026-01-05T00:00:00Z",
+            "reportClaimName": "reports",
+        }
+    )
+    agents = builders.backtest_agents_yaml({"momo": {"role": "momentum", "paused": True}})
+    pod = builders.build_backtest_pod(
+        name="bt", namespace="ns", spec=run, agents_yaml=agents, settings=SETTINGS
+    )
+    assert pod["metadata"]["name"] == "bt-1"
+    assert pod["metadata"]["labels"]["trading.sapphire-ai.com/backtestrun"] == "bt"
+    pod_spec = pod["spec"]
+    assert (pod_spec["restartPolicy"], pod_spec["automountServiceAccountToken"]) == ("Never", False)
+    assert pod_spec["serviceAccountName"] == "sapphire-backtest"
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod_spec["containers"]
+    assert container["securityContext"] == builders.restricted_container_security()
+    args = container["args"]
+    assert args[:5] == ["backtest", "--agents-env", "SAPPHIRE_BACKTEST_AGENTS", "--data", run.data.url]
+    assert args[args.index("--from") + 1] == "2026-01-05T00:00:00+00:00"
+    assert "--to" not in args
+    assert args[args.index("--output") + 1] == "/report/bt"
+    assert args[args.index("--data-sha256") + 1] == "a" * 64
+    (document,) = yaml.safe_load_all(container["env"][0]["value"])
+    # A paused TradingAgent is backtested: the copy drops paused.
+    assert document == {
+        "apiVersion": "trading.sapphire-ai.com/v1alpha1",
+        "kind": "TradingAgent",
+        "metadata": {"name": "momo"},
+        "spec": {"role": "momentum"},
+    }
+    assert {"name": "report", "persistentVolumeClaim": {"claimName": "reports"}} in pod_spec["volumes"]
+
+
 def test_long_names_still_give_valid_pod_names() -> None:
-    name = builders.migration_pod_name("m" * 63, 10)
+    name = builders.attempt_pod_name("m" * 63, 10)
     assert len(name) <= 63
     assert name.endswith("-10")
 

@@ -21,6 +21,10 @@ binds every pending pod to it and runs the pod's containers as **local subproces
   period, then removes the pod object, as a kubelet confirms a deletion.
 * A missing Secret or ConfigMap leaves the container waiting with ``CreateContainerConfigError``
   and is retried every second, so a Secret created later lets the pod start.
+* A PersistentVolumeClaim volume is a directory of this node's per namespace and claim
+  (:meth:`ProcessNode.claim_directory`), bound like the termination message: its mount path
+  in the command, args and env values is replaced by that directory. The claim object itself
+  is not needed. Other volumes are not mounted.
 * Probes and resources are not enforced; a running container counts as ready.
 
 Every process is killed when the node stops, so a session leaves no orphans.
@@ -308,14 +312,32 @@ class PodRunner:
         mapped = self.directory / f"{container.name}.termination-log"
         mapped.write_text("")
         container.termination_file = mapped
-        argv = [
-            VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), arg).replace(path, str(mapped))
-            for arg in command
-        ]
-        env = {**os.environ, **{k: v.replace(path, str(mapped)) for k, v in values.items()}}
+        mounts = {path: str(mapped), **self._claim_mounts(container)}
+
+        def bind(text: str) -> str:
+            for inside, outside in mounts.items():
+                text = text.replace(inside, outside)
+            return text
+
+        argv = [bind(VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), arg)) for arg in command]
+        env = {**os.environ, **{k: bind(v) for k, v in values.items()}}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("HOSTNAME", self.name)
         return argv, env
+
+    def _claim_mounts(self, container: Container) -> dict[str, str]:
+        """The container's PersistentVolumeClaim mounts: mount path -> the claim's directory."""
+        claims = {
+            volume["name"]: volume["persistentVolumeClaim"]["claimName"]
+            for volume in self.pod["spec"].get("volumes", [])
+            if "persistentVolumeClaim" in volume
+        }
+        mounts: dict[str, str] = {}
+        for mount in container.spec.get("volumeMounts", []):
+            if mount["name"] in claims:
+                directory = self.node.claim_directory(self.namespace, claims[mount["name"]])
+                mounts[mount["mountPath"]] = str(directory)
+        return mounts
 
     def _env_value(self, client: httpx.Client, variable: Json, known: dict[str, str]) -> str:
         if "value" in variable:
@@ -509,6 +531,13 @@ class ProcessNode:
         for runner in runners:
             runner.stopped.wait(timeout=15)
         self._watcher.join(timeout=10)
+
+    def claim_directory(self, namespace: str, claim: str) -> Path:
+        """The directory that plays PersistentVolumeClaim ``claim`` of ``namespace`` (created on
+        first use, kept while the node runs: a claim outlives its pods)."""
+        directory = self.directory / "claims" / namespace / claim
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
     def log_of(self, namespace: str, pod: str, container: str) -> str:
         """What a container has written so far (the ``kubectl logs`` of this node)."""

@@ -83,6 +83,7 @@ class OperatorProcess:
             "SAPPHIRE_MIGRATION_RETRY_BACKOFF_SECONDS": "0.5",
             "SAPPHIRE_AGENT_SERVICE_ACCOUNT": "default",
             "SAPPHIRE_MIGRATION_SERVICE_ACCOUNT": "default",
+            "SAPPHIRE_BACKTEST_SERVICE_ACCOUNT": "default",
             # The fake node runs every agent pod on this host: one fixed metrics port would collide.
             "SAPPHIRE_AGENT_METRICS_PORT": "0",
             "SAPPHIRE_LOG_FORMAT": "json",

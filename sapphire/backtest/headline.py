@@ -1,0 +1,64 @@
+"""The headline of a backtest: the JSON ``sapphire backtest --termination-log`` leaves behind.
+
+One definition for both sides of that wire: the backtest pod writes it (from the report, in
+:mod:`sapphire.backtest.command`) and the operator reads it into a BacktestRun's status
+(:mod:`sapphire.operator.backtests`). It must fit a termination message (4 KiB), so it holds
+the figures ``kubectl get backtestruns`` shows, never the report itself. Kept free of the
+engine's imports, so the operator does not load them to read a headline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+LIMIT = 4096
+"""What a kubelet keeps of a termination message."""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The figures of a finished backtest (decimal strings, as in the report), or ``error``."""
+
+    total_return: str | None = None
+    sharpe: str | None = None
+    max_drawdown: str | None = None
+    trades: int | None = None
+    fees: str | None = None
+    final_equity: str | None = None
+    quotes: int | None = None
+    data_sha256: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def of_report(cls, report: dict[str, Any]) -> Headline:
+        figures = report["metrics"]
+        return cls(
+            total_return=figures["total_return"],
+            sharpe=figures["sharpe"],
+            max_drawdown=figures["max_drawdown"]["depth"],
+            trades=figures["trades"],
+            fees=figures["fees"],
+            final_equity=figures["final_equity"],
+            quotes=report["data"]["quotes"],
+            data_sha256=report["data"]["sha256"],
+        )
+
+    def to_json(self) -> str:
+        data = {key: value for key, value in asdict(self).items() if value is not None}
+        if self.error is not None:
+            data["error"] = self.error[: LIMIT - 64]
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def parse(cls, message: str) -> Headline | None:
+        """The headline in a termination message, or None when the message is not one."""
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})

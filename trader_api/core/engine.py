@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import accounting, bars, domain, risk, triggers, venue
+from sapphire.trader_api.core import accounting, bars, brackets, domain, risk, triggers, venue
 from sapphire.trader_api.core.records import (
     Account,
     ApplyTicks,
@@ -218,6 +218,7 @@ class Engine:
             trail_amount=command.trail_amount,
             trail_bps=command.trail_bps,
             oco_group=command.oco_group,
+            attached=command.attached,
         )
         quote = self.quotes.get(command.symbol)
         if command.type.is_protective:
@@ -253,6 +254,7 @@ class Engine:
         self._store(order)
         self._emit("order", order)
         self._cancel_group_of(order, now)
+        self._attach(order, quote, instrument, now)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         return OrderAccepted(order, created=True)
 
@@ -335,6 +337,7 @@ class Engine:
                     self._store(executed)
                     self._emit("order", executed)
                     self._cancel_group_of(executed, now)
+                    self._attach(executed, quote, instrument, now)
             marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
             if marked is not self.account.portfolio:
                 self._set_portfolio(marked)
@@ -487,9 +490,79 @@ class Engine:
         self._emit("order", fired)
         self._cancel_group_of(fired, now)
 
+    def _attach(self, entry: Order, quote: domain.Quote, instrument: Instrument, now: datetime) -> None:
+        """A bracket entry has filled (some more): its legs now cover all of its fills
+        (``core/brackets.py``). Legs still waiting follow the entry's new average price."""
+        average = entry.average_price
+        if entry.attached is None or average is None:
+            return
+        held = self.account.portfolio.position(entry.symbol).quantity
+        quantity = brackets.protected_quantity(entry.side, filled=entry.filled_quantity, held=held)
+        if quantity <= 0:
+            return
+        book = self.open[entry.symbol]
+        for leg in brackets.legs(
+            entry.side, entry.attached, average_price=average, tick_size=instrument.tick_size
+        ):
+            client_order_id = brackets.leg_client_order_id(entry.id, leg.name)
+            known = self.idempotency.get(client_order_id)
+            if known is None:
+                self.intakes += 1
+                order = Order(
+                    id=self.new_id(),
+                    sequence=self.intakes,
+                    client_order_id=client_order_id,
+                    request_hash=entry.request_hash,
+                    symbol=entry.symbol,
+                    side=domain.Side.SELL if entry.side is domain.Side.BUY else domain.Side.BUY,
+                    type=leg.type,
+                    time_in_force=domain.TimeInForce.GTC,
+                    quantity=quantity,
+                    limit_price=None,
+                    status=domain.OrderStatus.NEW,
+                    filled_quantity=Decimal(0),
+                    filled_notional=Decimal(0),
+                    fees=Decimal(0),
+                    agent=entry.agent,
+                    reason=f"bracket: {leg.name} leg of {entry.id}",
+                    created_at=now,
+                    updated_at=now,
+                    stop_price=leg.stop_price,
+                    trail_amount=leg.trail_amount,
+                    trail_bps=leg.trail_bps,
+                    oco_group=brackets.oco_group(entry.id),
+                    parent_id=entry.id,
+                )
+                self.idempotency[client_order_id] = (order.request_hash, order.id)
+            else:
+                existing = book.get(known[1])
+                if existing is None or not existing.waiting:
+                    continue  # canceled, or fired and working its own quantity: left alone
+                stop = (
+                    leg.stop_price if leg.type is not domain.OrderType.TRAILING_STOP else existing.stop_price
+                )
+                if (existing.quantity, existing.stop_price) == (quantity, stop):
+                    continue
+                order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
+            self._store(order)
+            self._emit("order", order)
+            self._watch(order, quote, instrument, now)
+
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
-        """One order of an OCO group has filled (some or all of it): cancel the others."""
-        if order.oco_group is None or order.filled_quantity == 0:
+        """One order of an OCO group has filled (some or all of it): cancel the others,
+        and, for a bracket leg, what its entry has not filled yet."""
+        if order.filled_quantity == 0:
+            return
+        if order.parent_id is not None:
+            entry = self.open[order.symbol].get(order.parent_id)
+            if entry is not None:
+                self._close(
+                    entry,
+                    domain.OrderStatus.CANCELED,
+                    f"bracket: leg {order.id} filled, remainder canceled",
+                    now,
+                )
+        if order.oco_group is None:
             return
         for other in self.open_orders:
             if other.oco_group == order.oco_group and other.id != order.id:

@@ -38,8 +38,6 @@ class OrderRequest(OrderShape, Protocol):
     def time_in_force(self) -> domain.TimeInForce: ...
     @property
     def agent(self) -> str | None: ...
-    @property
-    def oco_group(self) -> str | None: ...
 
 
 def request_hash(request: OrderRequest) -> str:
@@ -61,11 +59,21 @@ def request_hash(request: OrderRequest) -> str:
         value = getattr(request, name)
         if value is not None:
             fields[name] = value
+    attached = attached_record(request)
+    if attached is not None:
+        fields |= {f"attached.{name}": value for name, value in attached.given().items()}
     parts = []
     for name, value in sorted(fields.items()):
         shown = format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
         parts.append(f"{name}={shown}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def attached_record(request: OrderRequest) -> records.Attached | None:
+    given = request.attached
+    if given is None:
+        return None
+    return records.Attached(**{name: getattr(given, name) for name in records.Attached.FIELDS})
 
 
 def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrder:
@@ -75,12 +83,18 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         raise errors.FieldError(
             ["body", "quantity"], f"must be a multiple of the lot size {instrument.lot_size}"
         )
-    for name in ("limit_price", "stop_price", "trail_amount"):
-        price = getattr(request, name)
+    attached = attached_record(request)
+    prices: list[tuple[list[str | int], Decimal | None]] = [
+        (["body", name], getattr(request, name)) for name in ("limit_price", "stop_price", "trail_amount")
+    ]
+    if attached is not None:
+        prices += [
+            (["body", "attached", name], getattr(attached, name))
+            for name in ("stop_price", "trail_amount", "take_profit_price")
+        ]
+    for location, price in prices:
         if price is not None and not venue.is_multiple(price, instrument.tick_size):
-            raise errors.FieldError(
-                ["body", name], f"must be a multiple of the tick size {instrument.tick_size}"
-            )
+            raise errors.FieldError(location, f"must be a multiple of the tick size {instrument.tick_size}")
     return records.SubmitOrder(
         client_order_id=request.client_order_id,
         request_hash=request_hash(request),
@@ -95,6 +109,7 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         trail_amount=request.trail_amount,
         trail_bps=request.trail_bps,
         oco_group=request.oco_group,
+        attached=attached,
     )
 
 

@@ -383,9 +383,17 @@ class Engine:
         return instrument
 
     def _pending(self, symbol: str, side: domain.Side) -> Decimal:
+        """What the open orders on ``side`` may still add to the position. Protective orders
+        do not count: they only ever reduce it (cut to the position when they fire), so a
+        stop resting beside a long must not make an order that trims the long look like
+        one that flips it."""
         with decimal.localcontext(accounting.CONTEXT):
             return sum(
-                (o.quantity - o.filled_quantity for o in self.open[symbol].values() if o.side is side),
+                (
+                    o.quantity - o.filled_quantity
+                    for o in self.open[symbol].values()
+                    if o.side is side and not o.type.is_protective
+                ),
                 Decimal(0),
             )
 

@@ -186,6 +186,22 @@ class CancelOrder:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplaceOrder:
+    """Amend an open order's prices or quantity in place (``None``: unchanged)."""
+
+    order_id: uuid.UUID
+    client_order_id: str
+    """The replace request's own idempotency key, in the same index as submits'."""
+    request_hash: str
+    quantity: Decimal | None = None
+    """The new total quantity, what already filled included."""
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_bps: Decimal | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ApplyTicks:
     quotes: tuple[domain.Quote, ...]
     """In arrival order."""
@@ -202,7 +218,7 @@ class SetLimits:
     changes: Mapping[str, Decimal]
 
 
-Command = SubmitOrder | CancelOrder | ApplyTicks | SetRiskState | SetLimits
+Command = SubmitOrder | CancelOrder | ReplaceOrder | ApplyTicks | SetRiskState | SetLimits
 
 
 # Results -------------------------------------------------------------------------------

@@ -88,6 +88,34 @@ class OrderCreate(WireModel):
         return self
 
 
+class OrderReplace(WireModel):
+    """An amend of an open order: the fields given replace the order's, the others stay."""
+
+    client_order_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        description="Idempotency key of the replace (the same index as submits'): resending the same "
+        "body answers the amended order again; another body with it is a 409.",
+    )
+    quantity: Quantity | None = Field(
+        default=None, description="The new total quantity, counting what already filled."
+    )
+    limit_price: Price | None = Field(default=None, description="limit, stop_limit, take_profit_limit.")
+    stop_price: Price | None = Field(
+        default=None, description="A protective order's trigger, until it fires."
+    )
+    trail_amount: Price | None = Field(default=None, description="A trailing_stop by amount.")
+    trail_bps: Bps | None = Field(default=None, description="A trailing_stop by bps.")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> OrderReplace:
+        if all(getattr(self, name) is None for name in REPLACED_FIELDS):
+            raise ValueError(f"a replace changes at least one of {', '.join(REPLACED_FIELDS)}")
+        return self
+
+
+REPLACED_FIELDS = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_bps")
+
+
 class OrderShape(Protocol):
     """The fields that decide which prices an order needs (any decoded order body)."""
 

@@ -36,6 +36,32 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Protection:
+    """The legs attached to every order (``spec.risk``): a stop (fixed or trailing) and a
+    take-profit, in basis points of the entry's average fill price. The trader API creates
+    them when the order fills, for what it filled, in one OCO group (its ``attached``
+    bracket); an order that only reduces a position gets none."""
+
+    stop_loss_bps: Decimal | None = None
+    take_profit_bps: Decimal | None = None
+    trailing_stop_bps: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if self.stop_loss_bps is not None and self.trailing_stop_bps is not None:
+            raise ValueError("stop_loss_bps and trailing_stop_bps are exclusive: one stop, fixed or trailing")
+
+    def attached(self) -> dict[str, str] | None:
+        """The ``attached`` field of an order body, or None when nothing is attached."""
+        legs = {
+            "stop_bps": self.stop_loss_bps,
+            "trail_bps": self.trailing_stop_bps,
+            "take_profit_bps": self.take_profit_bps,
+        }
+        given = {name: str(value) for name, value in legs.items() if value is not None}
+        return given or None
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     agent: str
     limits: sizing.RiskLimits
@@ -46,6 +72,7 @@ class ExecutorConfig:
     conflict_threshold: Decimal = Decimal("0.25")
     arbitration_timeout_seconds: float = 2.0
     arbitration_ttl: timedelta = timedelta(seconds=60)
+    protection: Protection = field(default_factory=Protection)
 
 
 @dataclass(frozen=True)
@@ -56,9 +83,11 @@ class OrderRequest:
     plan: sizing.OrderPlan
     score: Decimal
     agent: str
+    attached: dict[str, str] | None = None
+    """The bracket legs (:meth:`Protection.attached`)."""
 
     def to_request(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "client_order_id": self.client_order_id,
             "symbol": self.plan.symbol,
             "side": self.plan.side,
@@ -68,6 +97,9 @@ class OrderRequest:
             "time_in_force": "ioc",
             "agent": self.agent,
         }
+        if self.attached is not None:
+            body["attached"] = self.attached
+        return body
 
 
 class Arbitration(pydantic.BaseModel):
@@ -212,7 +244,22 @@ class Executor:
         order_id = client_order_id(
             agent=self.config.agent, epoch=self.config.epoch, symbol=symbol, sequence=self._sequence
         )
-        return OrderRequest(client_order_id=order_id, plan=plan, score=score, agent=self.config.agent)
+        return OrderRequest(
+            client_order_id=order_id,
+            plan=plan,
+            score=score,
+            agent=self.config.agent,
+            attached=self._attached(symbol, plan),
+        )
+
+    def _attached(self, symbol: str, plan: sizing.OrderPlan) -> dict[str, str] | None:
+        """The bracket of an order that opens or grows a position; none for one that only
+        reduces it (the API would attach nothing to it anyway: this keeps the body plain)."""
+        held = self.positions.get(symbol, Decimal(0))
+        sign = 1 if plan.side == "buy" else -1
+        if held * sign < 0 and plan.quantity <= abs(held):
+            return None
+        return self.config.protection.attached()
 
     def assume_filled(self, order: OrderRequest, filled: Decimal) -> None:
         """Book a fill locally until the next portfolio refresh, so the next decision sees it."""

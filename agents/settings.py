@@ -10,7 +10,9 @@ Every field is read from ``SAPPHIRE_<FIELD>`` (upper case), for example:
 * ``SAPPHIRE_MODEL_PROVIDER`` / ``_NAME`` / ``_ENDPOINT`` / ``_API_KEY`` / ``_PROJECT`` /
   ``_LOCATION`` / ``_TIMEOUT_SECONDS`` / ``_MAX_CALLS_PER_MINUTE`` (``spec.model``);
 * ``SAPPHIRE_RISK_MAX_ORDER_NOTIONAL`` / ``_MAX_POSITION_NOTIONAL`` / ``_MAX_GROSS_EXPOSURE`` /
-  ``_MAX_DAILY_LOSS`` (``spec.risk``, executor only).
+  ``_MAX_DAILY_LOSS``, and the optional ``_STOP_LOSS_BPS`` / ``_TAKE_PROFIT_BPS`` /
+  ``_TRAILING_STOP_BPS`` of the stop and take-profit attached to every entry (``spec.risk``,
+  executor only).
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class AgentSettings(config.ServiceSettings):
     risk_max_position_notional: Decimal | None = Field(default=None, gt=0)
     risk_max_gross_exposure: Decimal | None = Field(default=None, gt=0)
     risk_max_daily_loss: Decimal | None = Field(default=None, gt=0)
+    risk_stop_loss_bps: Decimal | None = Field(
+        default=None, gt=0, lt=10_000, description="Executor: spec.risk.stopLossBps (a stop on every entry)."
+    )
+    risk_take_profit_bps: Decimal | None = Field(
+        default=None, gt=0, lt=100_000, description="Executor: spec.risk.takeProfitBps."
+    )
+    risk_trailing_stop_bps: Decimal | None = Field(
+        default=None, gt=0, lt=10_000, description="Executor: spec.risk.trailingStopBps (instead of a stop)."
+    )
     executor_half_life_seconds: float = Field(default=120.0, gt=0, description="Signal decay half-life.")
     executor_collar_bps: Decimal = Field(default=Decimal(10), ge=0, description="Marketable-limit collar.")
     executor_decide_seconds: float = Field(default=1.0, gt=0, description="Re-decision cadence (decay).")
@@ -109,6 +120,11 @@ class AgentSettings(config.ServiceSettings):
                     "the executor needs every risk limit; missing "
                     + ", ".join(f"SAPPHIRE_{m.upper()}" for m in missing)
                 )
+        if self.risk_stop_loss_bps is not None and self.risk_trailing_stop_bps is not None:
+            raise ValueError(
+                "SAPPHIRE_RISK_STOP_LOSS_BPS and SAPPHIRE_RISK_TRAILING_STOP_BPS are exclusive: "
+                "a position has one stop, fixed or trailing"
+            )
         return self
 
     @property
@@ -152,6 +168,12 @@ def spec_settings(*, name: str, spec: tradingagent.TradingAgentSpec) -> dict[str
             "risk_max_gross_exposure": spec.risk.max_gross_exposure,
             "risk_max_daily_loss": spec.risk.max_daily_loss,
         }
+        protective = {
+            "risk_stop_loss_bps": spec.risk.stop_loss_bps,
+            "risk_take_profit_bps": spec.risk.take_profit_bps,
+            "risk_trailing_stop_bps": spec.risk.trailing_stop_bps,
+        }
+        fields |= {key: value for key, value in protective.items() if value is not None}
     return fields
 
 

@@ -59,6 +59,11 @@ def executor_config(s: AgentSettings, *, epoch: str | None = None) -> executor.E
         half_life_seconds=s.executor_half_life_seconds,
         collar_bps=s.executor_collar_bps,
         arbitration_timeout_seconds=s.arbitration_timeout_seconds,
+        protection=executor.Protection(
+            stop_loss_bps=s.risk_stop_loss_bps,
+            take_profit_bps=s.risk_take_profit_bps,
+            trailing_stop_bps=s.risk_trailing_stop_bps,
+        ),
     )
     return config if epoch is None else dataclasses.replace(config, epoch=epoch)
 

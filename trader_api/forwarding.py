@@ -28,7 +28,7 @@ def is_engine_write(method: str, path: str) -> bool:
     if method not in ("POST", "PUT"):
         return False
     return path in ("/v1/orders", "/v1/ticks", "/v1/risk/state", "/v1/risk/limits") or (
-        path.startswith("/v1/orders/") and path.endswith("/cancel")
+        path.startswith("/v1/orders/") and path.endswith(("/cancel", "/replace"))
     )
 
 

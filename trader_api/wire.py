@@ -49,6 +49,7 @@ from sapphire.trader_api.schemas.orders import OrderCreate, shape_problem
 from sapphire.trader_api.settings import SYMBOL_PATTERN
 
 __all__ = [
+    "AttachedWire",
     "OrderBody",
     "OrderCreateWire",
     "TickBatchBody",
@@ -160,6 +161,34 @@ def _timestamp(value: object) -> datetime:
     return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
+def _bps(value: object, *, below: int, name: str) -> Decimal:
+    number = _decimal(value, allow_zero=False)
+    if number >= below:
+        raise ValueError(f"{name}: must be less than {below}")
+    return number
+
+
+class AttachedWire(msgspec.Struct, forbid_unknown_fields=True):
+    """``schemas.orders.AttachedCreate``, field for field."""
+
+    stop_price: WireDecimal | None = None
+    stop_bps: WireDecimal | None = None
+    trail_amount: WireDecimal | None = None
+    trail_bps: WireDecimal | None = None
+    take_profit_price: WireDecimal | None = None
+    take_profit_bps: WireDecimal | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("stop_price", "trail_amount", "take_profit_price"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, _decimal(value, allow_zero=False))
+        for name, below in (("stop_bps", 10_000), ("trail_bps", 10_000), ("take_profit_bps", 100_000)):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, _bps(value, below=below, name=name))
+
+
 class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
     """``schemas.orders.OrderCreate``, field for field."""
 
@@ -175,6 +204,7 @@ class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
     trail_amount: WireDecimal | None = None
     trail_bps: WireDecimal | None = None
     oco_group: Name | None = None
+    attached: AttachedWire | None = None
 
     def __post_init__(self) -> None:
         _symbol(self.symbol)
@@ -186,9 +216,7 @@ class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
         if self.trail_amount is not None:
             self.trail_amount = _decimal(self.trail_amount, allow_zero=False)
         if self.trail_bps is not None:
-            self.trail_bps = _decimal(self.trail_bps, allow_zero=False)
-            if self.trail_bps >= 10_000:
-                raise ValueError("trail_bps: must be less than 10000")
+            self.trail_bps = _bps(self.trail_bps, below=10_000, name="trail_bps")
         problem = shape_problem(self)
         if problem is not None:
             raise ValueError(problem)
@@ -286,7 +314,10 @@ class _Codec(Generic[_W, _M]):
 
 
 def _order_from_model(model: OrderCreate) -> OrderCreateWire:
-    return OrderCreateWire(**dict(model))
+    fields = dict(model)
+    if model.attached is not None:
+        fields["attached"] = AttachedWire(**dict(model.attached))
+    return OrderCreateWire(**fields)
 
 
 def _ticks_from_model(model: TickBatch) -> TickBatchWire:

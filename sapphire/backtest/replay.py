@@ -216,6 +216,9 @@ class Backtest:
             risk_max_position_notional=limits.max_position_notional if limits else None,
             risk_max_gross_exposure=limits.max_gross_exposure if limits else None,
             risk_max_daily_loss=limits.max_daily_loss if limits else None,
+            risk_stop_loss_bps=limits.stop_loss_bps if limits else None,
+            risk_take_profit_bps=limits.take_profit_bps if limits else None,
+            risk_trailing_stop_bps=limits.trailing_stop_bps if limits else None,
         )
         self.executor = executor.Executor(trading.executor_config(settings, epoch=EPOCH))
         self.executor.on_instruments(

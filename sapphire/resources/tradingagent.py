@@ -10,6 +10,7 @@ as a pydantic validator for Python. The unit tests hold the two to the same corp
 from __future__ import annotations
 
 import datetime
+import decimal
 import enum
 from typing import Annotated, Any, Literal, Self
 
@@ -169,6 +170,25 @@ def _positive(name: str) -> dict[str, str]:
     )
 
 
+PROTECTIVE_BPS_BOUNDS: dict[str, decimal.Decimal] = {
+    "stopLossBps": decimal.Decimal(10_000),
+    "trailingStopBps": decimal.Decimal(10_000),
+    "takeProfitBps": decimal.Decimal(100_000),
+}
+"""Exclusive upper bound of each protective distance: a stop 10,000 bps (100%) below a long
+entry is a stop at zero; a take-profit may be up to 1,000% away."""
+
+
+def _bps_in_bounds(name: str) -> dict[str, str]:
+    bound = PROTECTIVE_BPS_BOUNDS[name]
+    return common.cel_rule(
+        f"!has(self.{name}) || (double(self.{name}) > 0.0 && double(self.{name}) < {bound}.0)",
+        f"{name} must be greater than zero and less than {bound}",
+        field_path=f".{name}",
+        reason="FieldValueInvalid",
+    )
+
+
 class RiskLimits(common.SpecModel):
     """Pre-trade limits of the executor, in the account currency, as decimal strings."""
 
@@ -190,6 +210,13 @@ class RiskLimits(common.SpecModel):
                 field_path=".maxPositionNotional",
                 reason="FieldValueInvalid",
             ),
+            *(_bps_in_bounds(name) for name in PROTECTIVE_BPS_BOUNDS),
+            common.cel_rule(
+                "!has(self.stopLossBps) || !has(self.trailingStopBps)",
+                "stopLossBps and trailingStopBps are exclusive: a position has one stop, fixed or trailing",
+                field_path=".trailingStopBps",
+                reason="FieldValueForbidden",
+            ),
         )
     )
 
@@ -205,6 +232,24 @@ class RiskLimits(common.SpecModel):
     max_daily_loss: common.DecimalString
     """Loss since the start of the UTC day at which the executor stops opening positions."""
 
+    stop_loss_bps: common.DecimalString | None = None
+    """Attach a stop to every entry, this many basis points (1/100 of a percent) beyond the
+    entry's average fill price against the position (below a long, above a short), rounded
+    to the tick toward the entry. With takeProfitBps the two form one OCO group: when one
+    fills the trader API cancels the other. Greater than 0, less than 10000; exclusive with
+    trailingStopBps. Absent: no fixed stop."""
+
+    take_profit_bps: common.DecimalString | None = None
+    """Attach a take-profit to every entry, this many basis points beyond the entry's average
+    fill price in the position's favour, rounded to the tick away from the entry. Greater
+    than 0, less than 100000. Absent: no take-profit."""
+
+    trailing_stop_bps: common.DecimalString | None = None
+    """Attach a trailing stop to every entry instead of a fixed one: its stop follows the best
+    touch (the bid for a long, the ask for a short) at this many basis points and only moves
+    in the position's favour. Greater than 0, less than 10000; exclusive with stopLossBps.
+    Absent: no trailing stop."""
+
     @pydantic.model_validator(mode="after")
     def _ordered(self) -> Self:
         for alias, value in (
@@ -219,6 +264,18 @@ class RiskLimits(common.SpecModel):
             raise ValueError("maxOrderNotional must not exceed maxPositionNotional")
         if self.max_position_notional > self.max_gross_exposure:
             raise ValueError("maxPositionNotional must not exceed maxGrossExposure")
+        for alias, bps in (
+            ("stopLossBps", self.stop_loss_bps),
+            ("trailingStopBps", self.trailing_stop_bps),
+            ("takeProfitBps", self.take_profit_bps),
+        ):
+            bound = PROTECTIVE_BPS_BOUNDS[alias]
+            if bps is not None and not 0 < bps < bound:
+                raise ValueError(f"{alias} must be greater than zero and less than {bound}")
+        if self.stop_loss_bps is not None and self.trailing_stop_bps is not None:
+            raise ValueError(
+                "stopLossBps and trailingStopBps are exclusive: a position has one stop, fixed or trailing"
+            )
         return self
 
 

@@ -43,6 +43,10 @@ class RiskLimits:
     max_position_notional: Decimal
     max_gross_exposure: Decimal
     max_daily_loss: Decimal
+    stop_loss_bps: Decimal | None = None
+    take_profit_bps: Decimal | None = None
+    trailing_stop_bps: Decimal | None = None
+    """The bracket attached to every entry (``agents.executor.Protection``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,9 @@ def _local_agent(agent: tradingagent.TradingAgent, source: Path) -> LocalAgent:
             max_position_notional=spec.risk.max_position_notional,
             max_gross_exposure=spec.risk.max_gross_exposure,
             max_daily_loss=spec.risk.max_daily_loss,
+            stop_loss_bps=spec.risk.stop_loss_bps,
+            take_profit_bps=spec.risk.take_profit_bps,
+            trailing_stop_bps=spec.risk.trailing_stop_bps,
         )
     model = f"{spec.model.provider.value}/{spec.model.name}" if spec.model is not None else None
     return LocalAgent(

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import pydantic
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,27 @@ def test_a_confident_long_consensus_buys_within_the_order_limit() -> None:
     assert body["time_in_force"] == "ioc"
     assert Decimal(body["quantity"]) * Decimal(body["limit_price"]) <= LIMITS.max_order_notional
     assert body["agent"] == "grok"
+
+
+def test_an_entry_carries_its_bracket_and_a_reduction_carries_none() -> None:
+    protection = executor.Protection(trailing_stop_bps=Decimal(80), take_profit_bps=Decimal("250.5"))
+    ex = make_executor(protection=protection)
+    ex.on_signal(signal("mom", "BTC-USD", "long", "1"))
+    entry = ex.decide("BTC-USD", NOW)
+    assert entry is not None
+    assert entry.to_request()["attached"] == {"trail_bps": "80", "take_profit_bps": "250.5"}
+    ex.on_portfolio(equity=Decimal(100_000), positions={"BTC-USD": Decimal(40)}, marks={}, now=NOW)
+    ex.on_signal(signal("mom", "BTC-USD", "short", "0.1"))
+    reduction = ex.decide("BTC-USD", NOW + timedelta(seconds=1))
+    assert reduction is not None
+    assert reduction.plan.side == "sell"
+    assert Decimal(reduction.plan.quantity) <= 40
+    assert "attached" not in reduction.to_request()
+
+
+def test_a_fixed_and_a_trailing_stop_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="exclusive"):
+        executor.Protection(stop_loss_bps=Decimal(100), trailing_stop_bps=Decimal(50))
 
 
 def test_order_ids_are_deterministic_per_decision_and_unique_across_decisions() -> None:

@@ -156,6 +156,16 @@ def test_kubectl_explain_documents_the_risk_limits(control_plane: kube.ControlPl
     assert "Largest notional" in output
 
 
+def test_kubectl_explain_documents_the_protective_distances(control_plane: kube.ControlPlane) -> None:
+    for field, words in (
+        ("stopLossBps", "OCO group"),
+        ("takeProfitBps", "in the position's favour"),
+        ("trailingStopBps", "exclusive with stopLossBps"),
+    ):
+        output = control_plane.kubectl("explain", f"tradingagent.spec.risk.{field}").stdout
+        assert words in " ".join(output.split()), output
+
+
 def test_kubectl_explain_documents_the_migration_sidecars(control_plane: kube.ControlPlane) -> None:
     output = control_plane.kubectl("explain", "migrationrun.spec.sidecars").stdout
     assert "native sidecar" in output.lower() or "Native sidecars" in output

@@ -56,7 +56,7 @@ SPEC = tradingagent.TradingAgentSpec.model_validate(
         "model": {"provider": "openai-compatible", "name": "grok-4", "endpoint": "https://api.x.ai/v1",
                   "timeoutSeconds": 12, "maxCallsPerMinute": 7},
         "risk": {"maxOrderNotional": "1000", "maxPositionNotional": "5000", "maxGrossExposure": "9000",
-                 "maxDailyLoss": "300"},
+                 "maxDailyLoss": "300", "stopLossBps": "150", "takeProfitBps": "300.5"},
     }
 )  # fmt: skip
 

@@ -47,6 +47,15 @@ orders = st.builds(
     reason=texts,
     created_at=stamps,
     updated_at=stamps,
+    stop_price=st.none() | decimals,
+    attached=st.none()
+    | st.builds(
+        records.Attached,
+        stop_bps=st.none() | decimals,
+        trail_amount=st.none() | decimals,
+        take_profit_price=st.none() | decimals,
+    ),
+    parent_id=st.none() | st.uuids(),
 )
 fills = st.builds(
     records.Fill,

@@ -299,6 +299,10 @@ def order_bodies(draw: st.DrawFn) -> dict[str, Any]:
             body[name] = draw(mostly(decimal_tokens(), st.none()))
     if draw(st.integers(0, 3)) == 1:
         body["oco_group"] = draw(names)
+    if draw(st.integers(0, 3)) == 2:
+        legs = ("stop_price", "stop_bps", "trail_amount", "trail_bps", "take_profit_price", "take_profit_bps")
+        chosen = draw(st.lists(st.sampled_from(legs), max_size=3, unique=True))
+        body["attached"] = _mangle(draw, {name: draw(mostly(decimal_tokens(), st.none())) for name in chosen})
     if draw(st.booleans()):
         body["time_in_force"] = draw(enums("gtc", "ioc", "day"))
     if draw(st.booleans()):

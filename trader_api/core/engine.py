@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import accounting, bars, domain, risk, triggers, venue
+from sapphire.trader_api.core import accounting, bars, brackets, domain, risk, triggers, venue
 from sapphire.trader_api.core.records import (
     Account,
     ApplyTicks,
@@ -43,6 +43,7 @@ from sapphire.trader_api.core.records import (
     Order,
     OrderAccepted,
     OrderReplayed,
+    ReplaceOrder,
     Result,
     RiskChanged,
     SetLimits,
@@ -104,6 +105,39 @@ class PaperVenue:
         if order.limit_price is not None:
             return order.limit_price
         return venue.arrival_price(order, quote, config=self.config, tick_size=tick_size)
+
+
+def _allowed(refusal: risk.Refusal | None, quote: domain.Quote | None) -> domain.Quote:
+    """Raise the risk rules' refusal; else the quote the order was checked against."""
+    if refusal is not None:
+        raise errors.RiskRefusedError(refusal.rule, refusal.message)
+    if quote is None:  # the risk rules refuse without a quote; this narrows the type
+        raise errors.RiskRefusedError("stale_quote", "no quote")
+    return quote
+
+
+def _amend_problem(order: Order, command: ReplaceOrder, instrument: Instrument) -> tuple[str, str] | None:
+    """The field of a replace that ``order`` cannot take, and why."""
+    kind = order.type.value
+    if command.quantity is not None and not venue.is_multiple(command.quantity, instrument.lot_size):
+        return "quantity", f"must be a multiple of the lot size {instrument.lot_size}"
+    for name in ("limit_price", "stop_price", "trail_amount"):
+        price = getattr(command, name)
+        if price is not None and not venue.is_multiple(price, instrument.tick_size):
+            return name, f"must be a multiple of the tick size {instrument.tick_size}"
+    if command.quantity is not None and command.quantity <= order.filled_quantity:
+        return "quantity", f"must be more than the {order.filled_quantity} already filled"
+    if command.limit_price is not None and not order.type.takes_limit_price:
+        return "limit_price", f"a {kind} order has no limit_price"
+    if command.stop_price is not None:
+        if not order.type.takes_stop_price:
+            return "stop_price", f"a {kind} order has no stop_price to amend"
+        if order.triggered_at is not None:
+            return "stop_price", "the order has already fired"
+    for name in ("trail_amount", "trail_bps"):
+        if getattr(command, name) is not None and getattr(order, name) is None:
+            return name, f"the order does not trail by {name}"
+    return None
 
 
 class Engine:
@@ -188,6 +222,8 @@ class Engine:
                 return self._submit(command)
             case CancelOrder():
                 return self._cancel(command)
+            case ReplaceOrder():
+                return self._replace(command)
             case ApplyTicks():
                 return self._ticks(command)
             case SetRiskState():
@@ -195,16 +231,24 @@ class Engine:
             case SetLimits():
                 return self._set_limits(command)
 
+    def _repeat(self, client_order_id: str, request_hash: str) -> OrderAccepted | OrderReplayed | None:
+        """The answer to a repeated ``client_order_id`` (submit or replace: one index), or
+        ``None`` when it is new; ConflictError when it came with a different body."""
+        known = self.idempotency.get(client_order_id)
+        if known is None:
+            return None
+        fingerprint, order_id = known
+        if fingerprint != request_hash:
+            raise errors.ConflictError(
+                f"client_order_id {client_order_id!r} was already used for a different request"
+            )
+        order = self.order(order_id)
+        return OrderReplayed(order_id) if order is None else OrderAccepted(order, created=False)
+
     def _submit(self, command: SubmitOrder) -> OrderAccepted | OrderReplayed:
-        known = self.idempotency.get(command.client_order_id)
-        if known is not None:
-            fingerprint, order_id = known
-            if fingerprint != command.request_hash:
-                raise errors.ConflictError(
-                    f"client_order_id {command.client_order_id!r} was already used for a different order"
-                )
-            order = self.order(order_id)
-            return OrderReplayed(order_id) if order is None else OrderAccepted(order, created=False)
+        repeat = self._repeat(command.client_order_id, command.request_hash)
+        if repeat is not None:
+            return repeat
         instrument = self._instrument(command.symbol)
         now = self.clock()
         order = Order(
@@ -230,6 +274,7 @@ class Engine:
             trail_amount=command.trail_amount,
             trail_bps=command.trail_bps,
             oco_group=command.oco_group,
+            attached=command.attached,
         )
         quote = self.quotes.get(command.symbol)
         if command.type.is_protective:
@@ -260,21 +305,31 @@ class Engine:
             reason="ioc: not marketable on arrival" if arrival.status is domain.OrderStatus.CANCELED else "",
         )
         portfolio_before = self.account.portfolio
-        if arrival.execution is not None:
-            order = self._execute(order, arrival.execution, now)
+        order = self._work(order, arrival.execution, quote, instrument, now)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        return OrderAccepted(order, created=True)
+
+    def _work(
+        self,
+        order: Order,
+        execution: venue.Execution | None,
+        quote: domain.Quote,
+        instrument: Instrument,
+        now: datetime,
+    ) -> Order:
+        """Book an order's arrival (new or amended) and what its execution, if any, sets off."""
+        if execution is not None:
+            order = self._execute(order, execution, now)
         self._store(order)
         self._emit("order", order)
         self._cancel_group_of(order, now)
-        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
-        return OrderAccepted(order, created=True)
+        self._attach(order, quote, instrument, now)
+        return order
 
     def _admit(self, order: Order, refusal: risk.Refusal | None, quote: domain.Quote | None) -> domain.Quote:
         """Raise the risk rules' refusal, or take the order in (its intake number and its
         idempotency key): from here on the command succeeds and state changes begin."""
-        if refusal is not None:
-            raise errors.RiskRefusedError(refusal.rule, refusal.message)
-        if quote is None:  # the risk rules refuse without a quote; this narrows the type
-            raise errors.RiskRefusedError("stale_quote", "no quote")
+        quote = _allowed(refusal, quote)
         self.intakes = order.sequence
         self.idempotency[order.client_order_id] = (order.request_hash, order.id)
         return quote
@@ -302,15 +357,95 @@ class Engine:
         stored = self.order(order.id)
         return OrderAccepted(stored if stored is not None else order, created=True)
 
-    def _cancel(self, command: CancelOrder) -> OrderAccepted:
-        order = self.order(command.order_id)
+    def _replace(self, command: ReplaceOrder) -> OrderAccepted | OrderReplayed:
+        """Amend an open order in place: same id, same fills, new prices or quantity. It is
+        checked as a new order would be (the risk rules, with itself out of the pending
+        quantity), loses its time priority, and is worked again against the current quote
+        (an amended limit that now crosses fills; a protective order may now fire)."""
+        repeat = self._repeat(command.client_order_id, command.request_hash)
+        if repeat is not None:
+            return repeat
+        order = self._open_order(command.order_id, "amended")
+        amended = dataclasses.replace(
+            order,
+            quantity=order.quantity if command.quantity is None else command.quantity,
+            limit_price=order.limit_price if command.limit_price is None else command.limit_price,
+            stop_price=order.stop_price if command.stop_price is None else command.stop_price,
+            trail_amount=order.trail_amount if command.trail_amount is None else command.trail_amount,
+            trail_bps=order.trail_bps if command.trail_bps is None else command.trail_bps,
+        )
+        instrument = self._instrument(order.symbol)
+        problem = _amend_problem(order, command, instrument)
+        if problem is not None:
+            raise errors.FieldError(["body", problem[0]], problem[1])
+        now = self.clock()
+        quote = self.quotes.get(order.symbol)
+        remaining = amended.quantity - amended.filled_quantity
+        if order.type.is_protective:
+            refusal = risk.check_protective(
+                symbol=order.symbol,
+                side=order.side,
+                quantity=remaining,
+                portfolio=self.account.portfolio,
+                limits=self.account.limits,
+                quote=quote,
+                now=now,
+            )
+        else:
+            working = dataclasses.replace(amended, filled_quantity=Decimal(0), quantity=remaining).working
+            refusal = risk.check_order(
+                intent=risk.OrderIntent(
+                    symbol=order.symbol,
+                    side=order.side,
+                    quantity=remaining,
+                    price=Decimal(0)
+                    if quote is None
+                    else self.venue.worst_price(working, quote, tick_size=instrument.tick_size),
+                    limit_price=amended.limit_price,
+                    pending_same_side=self._pending(order.symbol, order.side)
+                    - (order.quantity - order.filled_quantity),
+                ),
+                portfolio=self.account.portfolio,
+                limits=self.account.limits,
+                state=self.account.risk_state,
+                quote=quote,
+                now=now,
+            )
+        quote = _allowed(refusal, quote)
+        self.idempotency[command.client_order_id] = (command.request_hash, order.id)
+        amended = dataclasses.replace(
+            amended,
+            amendments=(*order.amendments, (command.client_order_id, command.request_hash)),
+            reason=f"amended by {command.client_order_id}",
+            updated_at=now,
+        )
+        self.open[order.symbol].pop(order.id)  # to the back of the queue, as on a venue
+        self._count_pending(order, -1)  # _store counts the amended order afresh
+        portfolio_before = self.account.portfolio
+        if amended.waiting:
+            self._store(amended)
+            self._emit("order", amended)
+            self._watch(amended, quote, instrument, now)
+        else:
+            arrival = self.venue.on_arrival(amended.working, quote, tick_size=instrument.tick_size)
+            amended = self._work(amended, arrival.execution, quote, instrument, now)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        stored = self.order(order.id)
+        return OrderAccepted(stored if stored is not None else amended, created=True)
+
+    def _open_order(self, order_id: uuid.UUID, verb: str) -> Order:
+        order = self.order(order_id)
         if order is None:
-            # Not open and not recent: it may exist, closed, but a closed order cannot be canceled.
-            raise errors.NotFoundError(f"order {command.order_id} not found or no longer open")
+            # Not open and not recent: it may exist, closed, but a closed order cannot be changed.
+            raise errors.NotFoundError(f"order {order_id} not found or no longer open")
         if not order.status.is_open:
             raise errors.ConflictError(
-                f"order {command.order_id} is {order.status.value}: only open orders can be canceled"
+                f"order {order_id} is {order.status.value}: only open orders can be {verb}"
             )
+        return order
+
+    def _cancel(self, command: CancelOrder) -> OrderAccepted:
+        order = self._open_order(command.order_id, "canceled")
         now = self.clock()
         order = self._close(order, domain.OrderStatus.CANCELED, "canceled by request", now)
         self._touch_account(now)
@@ -347,6 +482,7 @@ class Engine:
                     self._store(executed)
                     self._emit("order", executed)
                     self._cancel_group_of(executed, now)
+                    self._attach(executed, quote, instrument, now)
             marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
             if marked is not self.account.portfolio:
                 self._set_portfolio(marked)
@@ -395,6 +531,11 @@ class Engine:
         return self.pending.get((symbol, side), Decimal(0))
 
     def _count_pending(self, order: Order, sign: int) -> None:
+        """Protective orders do not count: they only ever reduce the position (cut to it when
+        they fire), so a stop resting beside a long must not make an order that trims the
+        long look like one that flips it."""
+        if order.type.is_protective:
+            return
         with decimal.localcontext(accounting.CONTEXT):
             key = (order.symbol, order.side)
             left = self.pending.get(key, Decimal(0)) + sign * (order.quantity - order.filled_quantity)
@@ -504,9 +645,79 @@ class Engine:
         self._emit("order", fired)
         self._cancel_group_of(fired, now)
 
+    def _attach(self, entry: Order, quote: domain.Quote, instrument: Instrument, now: datetime) -> None:
+        """A bracket entry has filled (some more): its legs now cover all of its fills
+        (``core/brackets.py``). Legs still waiting follow the entry's new average price."""
+        average = entry.average_price
+        if entry.attached is None or average is None:
+            return
+        held = self.account.portfolio.position(entry.symbol).quantity
+        quantity = brackets.protected_quantity(entry.side, filled=entry.filled_quantity, held=held)
+        if quantity <= 0:
+            return
+        book = self.open[entry.symbol]
+        for leg in brackets.legs(
+            entry.side, entry.attached, average_price=average, tick_size=instrument.tick_size
+        ):
+            client_order_id = brackets.leg_client_order_id(entry.id, leg.name)
+            known = self.idempotency.get(client_order_id)
+            if known is None:
+                self.intakes += 1
+                order = Order(
+                    id=self.new_id(),
+                    sequence=self.intakes,
+                    client_order_id=client_order_id,
+                    request_hash=entry.request_hash,
+                    symbol=entry.symbol,
+                    side=domain.Side.SELL if entry.side is domain.Side.BUY else domain.Side.BUY,
+                    type=leg.type,
+                    time_in_force=domain.TimeInForce.GTC,
+                    quantity=quantity,
+                    limit_price=None,
+                    status=domain.OrderStatus.NEW,
+                    filled_quantity=Decimal(0),
+                    filled_notional=Decimal(0),
+                    fees=Decimal(0),
+                    agent=entry.agent,
+                    reason=f"bracket: {leg.name} leg of {entry.id}",
+                    created_at=now,
+                    updated_at=now,
+                    stop_price=leg.stop_price,
+                    trail_amount=leg.trail_amount,
+                    trail_bps=leg.trail_bps,
+                    oco_group=brackets.oco_group(entry.id),
+                    parent_id=entry.id,
+                )
+                self.idempotency[client_order_id] = (order.request_hash, order.id)
+            else:
+                existing = book.get(known[1])
+                if existing is None or not existing.waiting:
+                    continue  # canceled, or fired and working its own quantity: left alone
+                stop = (
+                    leg.stop_price if leg.type is not domain.OrderType.TRAILING_STOP else existing.stop_price
+                )
+                if (existing.quantity, existing.stop_price) == (quantity, stop):
+                    continue
+                order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
+            self._store(order)
+            self._emit("order", order)
+            self._watch(order, quote, instrument, now)
+
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
-        """One order of an OCO group has filled (some or all of it): cancel the others."""
-        if order.oco_group is None or order.filled_quantity == 0:
+        """One order of an OCO group has filled (some or all of it): cancel the others,
+        and, for a bracket leg, what its entry has not filled yet."""
+        if order.filled_quantity == 0:
+            return
+        if order.parent_id is not None:
+            entry = self.open[order.symbol].get(order.parent_id)
+            if entry is not None:
+                self._close(
+                    entry,
+                    domain.OrderStatus.CANCELED,
+                    f"bracket: leg {order.id} filled, remainder canceled",
+                    now,
+                )
+        if order.oco_group is None:
             return
         for other in self.open_orders:
             if other.oco_group == order.oco_group and other.id != order.id:

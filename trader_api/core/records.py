@@ -13,8 +13,37 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import ClassVar
 
 from sapphire.trader_api.core import accounting, bars, domain, risk, venue
+
+
+@dataclasses.dataclass(frozen=True)
+class Attached:
+    """What a bracket entry attaches once it fills (``core/brackets.py``): a stop leg (a
+    fixed ``stop_price``, ``stop_bps`` from the entry's average price, or a trailing stop by
+    ``trail_amount`` or ``trail_bps``) and a take-profit leg (``take_profit_price`` or
+    ``take_profit_bps``); at most one of each, at least one in all."""
+
+    stop_price: Decimal | None = None
+    stop_bps: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_bps: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    take_profit_bps: Decimal | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "stop_price",
+        "stop_bps",
+        "trail_amount",
+        "trail_bps",
+        "take_profit_price",
+        "take_profit_bps",
+    )
+
+    def given(self) -> dict[str, Decimal]:
+        """The fields that are set, by name (what the journal stores and the hash covers)."""
+        return {name: value for name in self.FIELDS if (value := getattr(self, name)) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +75,13 @@ class Order:
     """Orders of one group cancel each other: the first fill of one cancels the rest."""
     triggered_at: datetime | None = None
     """When a protective order fired; it is then worked as :attr:`working` says."""
+    attached: Attached | None = None
+    """A bracket entry: the legs each of its fills attaches (``core/brackets.py``)."""
+    parent_id: uuid.UUID | None = None
+    """A bracket leg: the entry that attached it."""
+    amendments: tuple[tuple[str, str], ...] = ()
+    """The replace requests applied to the order, oldest first: (``client_order_id``,
+    request hash), so that a repeated replace is answered rather than applied again."""
 
     @property
     def average_price(self) -> Decimal | None:
@@ -164,11 +200,28 @@ class SubmitOrder:
     trail_amount: Decimal | None = None
     trail_bps: Decimal | None = None
     oco_group: str | None = None
+    attached: Attached | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CancelOrder:
     order_id: uuid.UUID
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceOrder:
+    """Amend an open order's prices or quantity in place (``None``: unchanged)."""
+
+    order_id: uuid.UUID
+    client_order_id: str
+    """The replace request's own idempotency key, in the same index as submits'."""
+    request_hash: str
+    quantity: Decimal | None = None
+    """The new total quantity, what already filled included."""
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None
+    trail_bps: Decimal | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +241,7 @@ class SetLimits:
     changes: Mapping[str, Decimal]
 
 
-Command = SubmitOrder | CancelOrder | ApplyTicks | SetRiskState | SetLimits
+Command = SubmitOrder | CancelOrder | ReplaceOrder | ApplyTicks | SetRiskState | SetLimits
 
 
 # Results -------------------------------------------------------------------------------

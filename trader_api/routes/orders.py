@@ -11,7 +11,7 @@ from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, WriterDe
 from sapphire.trader_api.errors import NotFoundError
 from sapphire.trader_api.schemas.common import Name, Symbol
 from sapphire.trader_api.schemas.dump import Dump
-from sapphire.trader_api.schemas.orders import OrderPublic
+from sapphire.trader_api.schemas.orders import OrderPublic, OrderReplace
 from sapphire.trader_api.services import trading
 from sapphire.trader_api.storage import books
 
@@ -70,6 +70,34 @@ async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> O
     if order is None:
         raise NotFoundError(f"order {order_id} not found")
     return OrderPublic.model_validate(order)
+
+
+@router.post(
+    "/orders/{order_id}/replace",
+    response_model=OrderPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "The same client_order_id and body were sent before: the order as it is"},
+        404: {"description": "No such order"},
+        409: {
+            "description": "The order is no longer open, or the client_order_id was used for another request"
+        },
+        422: {"description": "A field the order cannot take, or a risk rule refused the amend"},
+        503: {"description": "Redis or the database is unavailable; nothing was written"},
+    },
+)
+async def replace_order(
+    order_id: uuid.UUID, request: OrderReplace, _: AgentScope, runtime: RuntimeDep, writer: WriterDep
+) -> Response:
+    """Amend an open order in place (same id and fills): 201 when amended, 200 when a retry of
+    the same replace. The amend is checked as a new order, loses time priority, and is worked
+    against the current quote at once."""
+    order, created = await trading.replace(runtime, writer, order_id, request)
+    return Response(
+        _ORDER.json(order),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
 
 
 @router.post(

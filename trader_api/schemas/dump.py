@@ -45,6 +45,10 @@ def _converter(name: str, field: FieldInfo) -> Callable[[Any], Any]:
     if typing.get_origin(annotation) is list and arguments and issubclass(arguments[0], BaseModel):
         nested = Dump.of(arguments[0])
         return lambda items: [nested.data(item) for item in items]
+    models = [a for a in arguments if isinstance(a, type) and issubclass(a, BaseModel)]
+    if models:  # a nested model, or None
+        inner = Dump.of(models[0])
+        return lambda item: None if item is None else inner.data(item)
     # ``Amount`` is the field's type (its metadata in ``field.metadata``); ``Amount | None``
     # keeps its metadata inside the union's member.
     metadata = list(field.metadata)

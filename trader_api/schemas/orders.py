@@ -5,12 +5,43 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from pydantic import Field, model_validator
 
 from sapphire.trader_api.core.domain import OrderStatus, OrderType, Side, TimeInForce
-from sapphire.trader_api.schemas.common import Amount, Name, Price, PublicModel, Quantity, Symbol, WireModel
+from sapphire.trader_api.schemas.common import (
+    Amount,
+    DecimalString,
+    Name,
+    Price,
+    PublicModel,
+    Quantity,
+    Symbol,
+    WireModel,
+)
+
+Bps = Annotated[Decimal, Field(gt=0, lt=10_000, max_digits=24, decimal_places=12), DecimalString]
+"""A distance in basis points of a price, below 100%."""
+WideBps = Annotated[Decimal, Field(gt=0, lt=100_000, max_digits=24, decimal_places=12), DecimalString]
+"""A take-profit's distance: up to 1,000% away."""
+
+
+class AttachedCreate(WireModel):
+    """The legs a bracket entry attaches to its fills (``core/brackets.py``): at most one
+    stop (``stop_price``, ``stop_bps``, ``trail_amount`` or ``trail_bps``) and at most one
+    take-profit (``take_profit_price`` or ``take_profit_bps``). Distances in bps are taken
+    from the entry's average fill price and rounded to the tick (a stop toward the entry, a
+    take-profit away from it)."""
+
+    stop_price: Price | None = Field(default=None, description="A stop leg at this price.")
+    stop_bps: Bps | None = Field(default=None, description="A stop leg this many bps against the entry.")
+    trail_amount: Price | None = Field(default=None, description="A trailing stop leg at this distance.")
+    trail_bps: Bps | None = Field(default=None, description="A trailing stop leg this many bps behind.")
+    take_profit_price: Price | None = Field(default=None, description="A take-profit leg at this price.")
+    take_profit_bps: WideBps | None = Field(
+        default=None, description="A take-profit leg this many bps in the position's favour."
+    )
 
 
 class OrderCreate(WireModel):
@@ -43,6 +74,11 @@ class OrderCreate(WireModel):
     oco_group: Name | None = Field(
         default=None, description="Orders sharing a group cancel each other: the first fill cancels the rest."
     )
+    attached: AttachedCreate | None = Field(
+        default=None,
+        description="Market and limit orders: a bracket. Each fill attaches (or extends) a reduce-only "
+        "stop and take-profit in one OCO group, covering what the order has filled.",
+    )
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderCreate:
@@ -50,6 +86,34 @@ class OrderCreate(WireModel):
         if problem is not None:
             raise ValueError(problem)
         return self
+
+
+class OrderReplace(WireModel):
+    """An amend of an open order: the fields given replace the order's, the others stay."""
+
+    client_order_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        description="Idempotency key of the replace (the same index as submits'): resending the same "
+        "body answers the amended order again; another body with it is a 409.",
+    )
+    quantity: Quantity | None = Field(
+        default=None, description="The new total quantity, counting what already filled."
+    )
+    limit_price: Price | None = Field(default=None, description="limit, stop_limit, take_profit_limit.")
+    stop_price: Price | None = Field(
+        default=None, description="A protective order's trigger, until it fires."
+    )
+    trail_amount: Price | None = Field(default=None, description="A trailing_stop by amount.")
+    trail_bps: Bps | None = Field(default=None, description="A trailing_stop by bps.")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> OrderReplace:
+        if all(getattr(self, name) is None for name in REPLACED_FIELDS):
+            raise ValueError(f"a replace changes at least one of {', '.join(REPLACED_FIELDS)}")
+        return self
+
+
+REPLACED_FIELDS = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_bps")
 
 
 class OrderShape(Protocol):
@@ -65,6 +129,49 @@ class OrderShape(Protocol):
     def trail_amount(self) -> Decimal | None: ...
     @property
     def trail_bps(self) -> Decimal | None: ...
+    @property
+    def oco_group(self) -> str | None: ...
+    @property
+    def attached(self) -> AttachedShape | None: ...
+
+
+class AttachedShape(Protocol):
+    @property
+    def stop_price(self) -> Decimal | None: ...
+    @property
+    def stop_bps(self) -> Decimal | None: ...
+    @property
+    def trail_amount(self) -> Decimal | None: ...
+    @property
+    def trail_bps(self) -> Decimal | None: ...
+    @property
+    def take_profit_price(self) -> Decimal | None: ...
+    @property
+    def take_profit_bps(self) -> Decimal | None: ...
+
+
+STOP_LEGS = ("stop_price", "stop_bps", "trail_amount", "trail_bps")
+TAKE_PROFIT_LEGS = ("take_profit_price", "take_profit_bps")
+
+
+def attached_problem(order: OrderShape) -> str | None:
+    """What is wrong with a bracket's ``attached`` legs (the message names the field)."""
+    attached = order.attached
+    if attached is None:
+        return None
+    if order.type.is_protective:
+        return f"attached: only market and limit orders attach legs, not {order.type.value} orders"
+    if order.oco_group is not None:
+        return "attached: a bracket is its own OCO group; omit oco_group"
+    stops = [name for name in STOP_LEGS if getattr(attached, name) is not None]
+    takes = [name for name in TAKE_PROFIT_LEGS if getattr(attached, name) is not None]
+    if len(stops) > 1:
+        return f"attached.{stops[1]}: one stop leg only ({' or '.join(STOP_LEGS)})"
+    if len(takes) > 1:
+        return f"attached.{takes[1]}: one take-profit leg only ({' or '.join(TAKE_PROFIT_LEGS)})"
+    if not stops and not takes:
+        return "attached: needs a stop leg, a take-profit leg, or both"
+    return None
 
 
 def shape_problem(order: OrderShape) -> str | None:
@@ -84,7 +191,16 @@ def shape_problem(order: OrderShape) -> str | None:
     if order.type is not OrderType.TRAILING_STOP and trails:
         field = "trail_amount" if order.trail_amount is not None else "trail_bps"
         return f"{field}: only for trailing_stop orders"
-    return None
+    return attached_problem(order)
+
+
+class AttachedPublic(PublicModel):
+    stop_price: Amount | None = None
+    stop_bps: Amount | None = None
+    trail_amount: Amount | None = None
+    trail_bps: Amount | None = None
+    take_profit_price: Amount | None = None
+    take_profit_bps: Amount | None = None
 
 
 class OrderPublic(PublicModel):
@@ -109,6 +225,10 @@ class OrderPublic(PublicModel):
     trail_bps: Amount | None = None
     oco_group: str | None = None
     triggered_at: datetime | None = None
+    attached: AttachedPublic | None = None
+    parent_id: uuid.UUID | None = Field(
+        default=None, description="A bracket leg: the entry that attached it."
+    )
 
 
 class FillPublic(PublicModel):

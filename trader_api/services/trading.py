@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, records, venue
-from sapphire.trader_api.schemas.orders import OrderShape
+from sapphire.trader_api.schemas.orders import REPLACED_FIELDS, OrderReplace, OrderShape
 from sapphire.trader_api.services.runtime import Catalog, Runtime
 from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.storage import journal, tables
@@ -38,8 +38,6 @@ class OrderRequest(OrderShape, Protocol):
     def time_in_force(self) -> domain.TimeInForce: ...
     @property
     def agent(self) -> str | None: ...
-    @property
-    def oco_group(self) -> str | None: ...
 
 
 def request_hash(request: OrderRequest) -> str:
@@ -61,11 +59,21 @@ def request_hash(request: OrderRequest) -> str:
         value = getattr(request, name)
         if value is not None:
             fields[name] = value
+    attached = attached_record(request)
+    if attached is not None:
+        fields |= {f"attached.{name}": value for name, value in attached.given().items()}
     parts = []
     for name, value in sorted(fields.items()):
         shown = format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
         parts.append(f"{name}={shown}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def attached_record(request: OrderRequest) -> records.Attached | None:
+    given = request.attached
+    if given is None:
+        return None
+    return records.Attached(**{name: getattr(given, name) for name in records.Attached.FIELDS})
 
 
 def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrder:
@@ -75,12 +83,18 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         raise errors.FieldError(
             ["body", "quantity"], f"must be a multiple of the lot size {instrument.lot_size}"
         )
-    for name in ("limit_price", "stop_price", "trail_amount"):
-        price = getattr(request, name)
+    attached = attached_record(request)
+    prices: list[tuple[list[str | int], Decimal | None]] = [
+        (["body", name], getattr(request, name)) for name in ("limit_price", "stop_price", "trail_amount")
+    ]
+    if attached is not None:
+        prices += [
+            (["body", "attached", name], getattr(attached, name))
+            for name in ("stop_price", "trail_amount", "take_profit_price")
+        ]
+    for location, price in prices:
         if price is not None and not venue.is_multiple(price, instrument.tick_size):
-            raise errors.FieldError(
-                ["body", name], f"must be a multiple of the tick size {instrument.tick_size}"
-            )
+            raise errors.FieldError(location, f"must be a multiple of the tick size {instrument.tick_size}")
     return records.SubmitOrder(
         client_order_id=request.client_order_id,
         request_hash=request_hash(request),
@@ -95,6 +109,7 @@ def submit_command(request: OrderRequest, catalog: Catalog) -> records.SubmitOrd
         trail_amount=request.trail_amount,
         trail_bps=request.trail_bps,
         oco_group=request.oco_group,
+        attached=attached,
     )
 
 
@@ -105,6 +120,11 @@ async def submit(runtime: Runtime, writer: Writer, request: OrderRequest) -> tup
     RiskRefusedError when a risk rule refuses (nothing is stored), UnavailableError
     when the engine cannot persist or the bus cannot publish."""
     result = await writer.submit(submit_command(request, runtime.catalog))
+    return await _order_of(runtime, result)
+
+
+async def _order_of(runtime: Runtime, result: records.Result) -> tuple[records.Order, bool]:
+    """The order an intake answered, read back when the engine no longer holds it."""
     if isinstance(result, records.OrderReplayed):
         async with runtime.database.engine.connect() as connection:
             order = await journal.load_order(connection, result.order_id)
@@ -116,17 +136,48 @@ async def submit(runtime: Runtime, writer: Writer, request: OrderRequest) -> tup
     return result.order, result.created
 
 
-async def cancel(runtime: Runtime, writer: Writer, order_id: uuid.UUID) -> records.Order:
+def replace_command(order_id: uuid.UUID, request: OrderReplace) -> records.ReplaceOrder:
+    """The engine command of an amend; its fingerprint covers the order and every field given."""
+    changes = {name: getattr(request, name) for name in REPLACED_FIELDS if getattr(request, name) is not None}
+    parts = [f"order_id={order_id}", f"client_order_id={request.client_order_id}"]
+    parts += [f"{name}={format(value.normalize(), 'f')}" for name, value in sorted(changes.items())]
+    return records.ReplaceOrder(
+        order_id=order_id,
+        client_order_id=request.client_order_id,
+        request_hash=hashlib.sha256("replace\n".join(parts).encode()).hexdigest(),
+        **changes,
+    )
+
+
+async def replace(
+    runtime: Runtime, writer: Writer, order_id: uuid.UUID, request: OrderReplace
+) -> tuple[records.Order, bool]:
+    """Amend an open order once durable; the order and whether this request amended it
+    (False: a repeat of an earlier replace). NotFoundError, ConflictError (closed, or the
+    client_order_id used for another request), FieldError, RiskRefusedError as submit."""
+    result = await _on_open_order(runtime, writer, replace_command(order_id, request), "amended")
+    return await _order_of(runtime, result)
+
+
+async def _on_open_order(
+    runtime: Runtime, writer: Writer, command: records.CancelOrder | records.ReplaceOrder, verb: str
+) -> records.Result:
+    """Apply a command on an open order; an order the engine no longer holds is either
+    unknown (404) or closed (409), as the table says."""
     try:
-        result = await writer.submit(records.CancelOrder(order_id))
+        return await writer.submit(command)
     except errors.NotFoundError:
         async with runtime.database.engine.connect() as connection:
-            stored = await journal.load_order(connection, order_id)
+            stored = await journal.load_order(connection, command.order_id)
         if stored is None:
-            raise errors.NotFoundError(f"order {order_id} not found") from None
+            raise errors.NotFoundError(f"order {command.order_id} not found") from None
         raise errors.ConflictError(
-            f"order {order_id} is {stored.status.value}: only open orders can be canceled"
+            f"order {command.order_id} is {stored.status.value}: only open orders can be {verb}"
         ) from None
+
+
+async def cancel(runtime: Runtime, writer: Writer, order_id: uuid.UUID) -> records.Order:
+    result = await _on_open_order(runtime, writer, records.CancelOrder(order_id), "canceled")
     if not isinstance(result, records.OrderAccepted):
         raise TypeError(f"unexpected engine result {result!r}")
     return result.order

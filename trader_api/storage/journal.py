@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sapphire.trader_api.core import accounting, bars, domain, risk
-from sapphire.trader_api.core.records import Account, BarKey, Changes, EngineState, Order
+from sapphire.trader_api.core.records import Account, Attached, BarKey, Changes, EngineState, Order
 from sapphire.trader_api.storage import tables
 
 ACCOUNT_ID = tables.ACCOUNT_ID
@@ -119,7 +119,20 @@ def order_from_row(row: Any) -> Order:
         trail_bps=row.trail_bps,
         oco_group=row.oco_group,
         triggered_at=row.triggered_at,
+        attached=attached_from_json(row.attached),
+        parent_id=row.parent_id,
+        amendments=tuple((row.amendments or {}).items()),
     )
+
+
+def attached_from_json(data: dict[str, str] | None) -> Attached | None:
+    return None if data is None else Attached(**{name: Decimal(value) for name, value in data.items()})
+
+
+def attached_to_json(attached: Attached | None) -> dict[str, str] | None:
+    if attached is None:
+        return None
+    return {name: format(value, "f") for name, value in attached.given().items()}
 
 
 def portfolio_from_rows(account: Any, positions: Iterable[Any]) -> accounting.Portfolio:
@@ -154,7 +167,9 @@ async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineSt
         )
     ).all()
     index = (
-        await connection.execute(sa.select(ORDERS.c.client_order_id, ORDERS.c.request_hash, ORDERS.c.id))
+        await connection.execute(
+            sa.select(ORDERS.c.client_order_id, ORDERS.c.request_hash, ORDERS.c.id, ORDERS.c.amendments)
+        )
     ).all()
     recent_rows = (
         await connection.execute(
@@ -182,7 +197,11 @@ async def load(connection: AsyncConnection, *, recent: int = 10_000) -> EngineSt
             updated_at=account.updated_at,
         ),
         open_orders=tuple(order_from_row(row) for row in open_rows),
-        idempotency={row.client_order_id: (row.request_hash, row.id) for row in index},
+        idempotency={
+            key: (fingerprint, row.id)
+            for row in index
+            for key, fingerprint in ((row.client_order_id, row.request_hash), *(row.amendments or {}).items())
+        },
         sequence=int(account.event_sequence),
         intakes=int(intakes),
         recent=tuple(order_from_row(row) for row in reversed(recent_rows)),
@@ -298,6 +317,9 @@ def batch_rows(changes: Changes) -> BatchRows:
                 "trail_bps": o.trail_bps,
                 "oco_group": o.oco_group,
                 "triggered_at": o.triggered_at,
+                "attached": attached_to_json(o.attached),
+                "parent_id": o.parent_id,
+                "amendments": dict(o.amendments) if o.amendments else None,
             }
             for o in changes.orders.values()
         ],

@@ -103,6 +103,12 @@ class Order(Base):
     trail_bps: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     oco_group: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     triggered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attached: Mapped[dict[str, str] | None] = mapped_column(sa.JSON(), nullable=True)
+    """A bracket entry's legs (``records.Attached``), as decimal strings by field name."""
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid(), nullable=True)
+    """A bracket leg: the entry that attached it."""
+    amendments: Mapped[dict[str, str] | None] = mapped_column(sa.JSON(), nullable=True)
+    """The replace requests applied to the order: their ``client_order_id`` -> request hash."""
 
     @property
     def average_price(self) -> Decimal | None:

@@ -167,14 +167,24 @@ function renderAgents(agents) {
 }
 
 // What an order waits for: "market", a limit price, or a protective order's trigger
-// ("stop 99.00", "trailing_stop 102.00 → 101.50" for a stop-limit's limit).
+// ("stop 99.00", "trailing_stop 102.00 → 101.50" for a stop-limit's limit); a bracket entry
+// names its legs ("99.90 + SL 100bps / TP 250bps"), a leg says it is one ("… · bracket").
 function orderPrice(o) {
   if (o.stop_price || o.trail_amount || o.trail_bps) {
     const trigger = o.stop_price ? money(o.stop_price) : "…";
     const then = o.limit_price ? ` → ${money(o.limit_price)}` : "";
-    return `${o.type} ${trigger}${then}${o.triggered_at ? " (fired)" : ""}`;
+    const leg = o.parent_id ? " · bracket" : "";
+    return `${o.type} ${trigger}${then}${o.triggered_at ? " (fired)" : ""}${leg}`;
   }
-  return o.limit_price ? money(o.limit_price) : "market";
+  return (o.limit_price ? money(o.limit_price) : "market") + bracketOf(o.attached);
+}
+
+function bracketOf(a) {
+  if (!a) return "";
+  const stop = a.stop_price ? `SL ${money(a.stop_price)}` : a.stop_bps ? `SL ${a.stop_bps}bps`
+    : a.trail_amount ? `TS ${money(a.trail_amount)}` : a.trail_bps ? `TS ${a.trail_bps}bps` : "";
+  const take = a.take_profit_price ? `TP ${money(a.take_profit_price)}` : a.take_profit_bps ? `TP ${a.take_profit_bps}bps` : "";
+  return " + " + [stop, take].filter(Boolean).join(" / ");
 }
 
 function renderOrders() {

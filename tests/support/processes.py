@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import pwd
 import socket
@@ -11,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -43,21 +44,31 @@ def wait_until(
         time.sleep(interval)
 
 
+@overload
 async def observe(
-    probe: Callable[[], Awaitable[T | None]],
+    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.02
+) -> T: ...
+@overload
+async def observe(
+    probe: Callable[[], T | None], *, within: float, what: str, interval: float = 0.02
+) -> T: ...
+async def observe(
+    probe: Callable[[], Any],
     *,
     within: float,
     what: str,
     interval: float = 0.02,
 ) -> T:
-    """Await ``probe`` until it returns something other than ``None`` (an observed fact,
-    such as a field of ``/readyz``); that value. ``TimeoutError`` naming ``what`` otherwise.
+    """Call ``probe`` (a coroutine function, or a plain one for a fact of this process) until
+    it returns something other than ``None`` (an observed fact, such as a field of
+    ``/readyz``); that value. ``TimeoutError`` naming ``what`` otherwise.
     The one async poll of the test suite: facts a process reports only when asked."""
     deadline = time.monotonic() + within
     while True:
-        observed = await probe()
+        result = probe()
+        observed = await result if inspect.isawaitable(result) else result
         if observed is not None:
-            return observed
+            return observed  # type: ignore[no-any-return]  # T, by the overloads
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(interval)

@@ -113,9 +113,7 @@ async def running_notifier(
     task = asyncio.create_task(notifier.run())
     try:
         await processes.observe(
-            lambda: asyncio.sleep(
-                0, record.fact(service.RISK_STATE) if notifier.subscribed.is_set() else None
-            ),
+            lambda: record.fact(service.RISK_STATE) if notifier.subscribed.is_set() else None,
             within=30,
             what="the notifier's subscription and starting risk state",
         )
@@ -176,7 +174,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_the_record_says_ho
         await set_risk_state(api, "HALTED", "retry me")
         await receiver.wait_for(3)
         await processes.observe(
-            lambda: asyncio.sleep(0, ("sent", 3) in notifier.record.states().values() or None),
+            lambda: ("sent", 3) in notifier.record.states().values() or None,
             within=10,
             what="the record of the third, successful attempt",
         )
@@ -185,7 +183,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_the_record_says_ho
     async with running_notifier(short) as notifier:
         await set_risk_state(api, "ACTIVE", "give up")
         await processes.observe(
-            lambda: asyncio.sleep(0, ("failed", 2) in notifier.record.states().values() or None),
+            lambda: ("failed", 2) in notifier.record.states().values() or None,
             within=10,
             what="a notification given up after two attempts",
         )
@@ -273,9 +271,7 @@ async def test_a_degraded_agent_and_a_failed_migration_are_notified_once_each(
     )
     async with running_notifier(watching, kubernetes_api=objects) as notifier:
         # Listed with no status yet: nothing to tell. Then the operator's verdicts arrive.
-        await processes.observe(
-            lambda: asyncio.sleep(0, notifier.kubernetes_polls >= 2 or None), within=10, what="two polls"
-        )
+        await processes.observe(lambda: notifier.kubernetes_polls >= 2 or None, within=10, what="two polls")
         assert receiver.bodies() == []
         degraded = {
             "phase": "Degraded",
@@ -300,7 +296,7 @@ async def test_a_degraded_agent_and_a_failed_migration_are_notified_once_each(
         bodies = await receiver.wait_for(2)
         polls = notifier.kubernetes_polls
         await processes.observe(
-            lambda: asyncio.sleep(0, notifier.kubernetes_polls >= polls + 3 or None),
+            lambda: notifier.kubernetes_polls >= polls + 3 or None,
             within=10,
             what="re-polls",
         )

@@ -260,8 +260,9 @@ class AnalystAgent:
         await asyncio.gather(*loops)
 
 
-def build_model(settings: AgentSettings) -> llm.GuardedModel | None:
+def build_model(settings: AgentSettings, *, wait_for_slot: bool = False) -> llm.GuardedModel | None:
     return factory.build_model(
+        wait_for_slot=wait_for_slot,
         provider=settings.model_provider,
         name=settings.model_name,
         endpoint=settings.model_endpoint,

@@ -315,6 +315,22 @@ def backtest(
         Path, typer.Option("--output", "-o", help="Directory for report.json and report.html.")
     ] = Path("backtest-report"),
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    llm_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--llm-cache",
+            help="Answer agents' spec.model from this directory of cached answers (keyed on model and "
+            "prompt), so a rerun is free and deterministic. Without it, models are left out.",
+        ),
+    ] = None,
+    llm_miss: Annotated[
+        str,
+        typer.Option(
+            "--llm-miss",
+            help="A question not in --llm-cache: abstain (the analyst acts as on a failed call) or call "
+            "(ask the model, credentials from SAPPHIRE_MODEL_*, and store the answer).",
+        ),
+    ] = "abstain",
     termination_log: Annotated[
         Path | None,
         typer.Option(
@@ -344,6 +360,8 @@ def backtest(
             sample_seconds=sample_seconds,
             output=output,
             progress=progress,
+            llm_cache=llm_cache,
+            llm_miss=command.parse_on_miss(llm_miss),
         )
         built = command.run(options, console)
     except replay.BacktestError as error:

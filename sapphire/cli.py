@@ -145,15 +145,13 @@ def agent_run() -> None:
     """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
     import asyncio
 
-    import prometheus_client
-
     from sapphire.agents import runtime
     from sapphire.agents.settings import AgentSettings
 
     settings = load_settings(AgentSettings)
-    if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port)
-    asyncio.run(runtime.run_agent(settings))
+    # /metrics, /healthz and /readyz are served by the agent itself, on SAPPHIRE_METRICS_PORT.
+    if asyncio.run(runtime.run_agent(settings)):
+        raise typer.Exit(1)  # unhealthy: the reason is in the log and the termination message
 
 
 class FeedSource(StrEnum):

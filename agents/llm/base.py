@@ -132,7 +132,7 @@ class GuardedModel:
 
     async def ask(self, *, system: str, prompt: str, schema: type[SchemaT]) -> SchemaT | None:
         """The validated answer, or None on any failure (logged and counted, never raised)."""
-        while self.wait_for_slot and not self.bucket.try_acquire():
+        while self.wait_for_slot and not self.bucket.try_acquire():  # noqa: ASYNC110 - a clock, not an event
             await asyncio.sleep(self.bucket.seconds_until_available())
         if not self.wait_for_slot and not self.bucket.try_acquire():
             self._count("rate_limited")

@@ -33,12 +33,16 @@ import pydantic
 
 from sapphire.agents import analysts, client, market, sizing, supervision
 from sapphire.agents import bus as agent_bus
+from sapphire.agents import health as agent_health
 from sapphire.agents.llm import base as llm
 from sapphire.agents.llm import factory
 from sapphire.agents.settings import AgentSettings
 from sapphire.trader_api.bus import names as bus_names
 
 logger = logging.getLogger(__name__)
+
+WATCHDOG_SECONDS = 1.0
+"""How often the agent checks that none of its loops has been failing for too long."""
 
 Clock = Callable[[], datetime]
 
@@ -92,12 +96,17 @@ class AgentContext:
         # The channel names are the trader API's wire contract: one definition for both sides.
         self.names = bus_names.Names(settings.redis_key_prefix)
         self.universe = Universe(settings.symbols)
+        self.health = agent_health.LoopHealth(failing_seconds=settings.health_failing_seconds)
 
     def supervised(
         self, name: str, body: Callable[[supervision.Backoff], Awaitable[None]]
     ) -> Awaitable[None]:
         return supervision.supervise(
-            name, body, stop=self.stop, backoff_max_seconds=self.settings.backoff_max_seconds
+            name,
+            body,
+            stop=self.stop,
+            backoff_max_seconds=self.settings.backoff_max_seconds,
+            health=self.health,
         )
 
     async def universe_loop(
@@ -260,8 +269,9 @@ class AnalystAgent:
         await asyncio.gather(*loops)
 
 
-def build_model(settings: AgentSettings) -> llm.GuardedModel | None:
+def build_model(settings: AgentSettings, *, wait_for_slot: bool = False) -> llm.GuardedModel | None:
     return factory.build_model(
+        wait_for_slot=wait_for_slot,
         provider=settings.model_provider,
         name=settings.model_name,
         endpoint=settings.model_endpoint,
@@ -298,8 +308,11 @@ async def run_agent(
     model: llm.StructuredModel | None = None,
     stop: asyncio.Event | None = None,
     clock: Clock = utcnow,
-) -> None:
-    """Run one agent until ``stop`` is set or SIGTERM arrives. Never raises on outages."""
+) -> list[str]:
+    """Run one agent until ``stop`` is set or SIGTERM arrives. Never raises on outages.
+
+    Returns why the agent stopped itself (its loops kept failing, :mod:`health`), or an empty
+    list after a requested stop."""
     stop = stop or asyncio.Event()
     own_api = api is None
     api = api or client.TraderApiClient(
@@ -324,6 +337,17 @@ async def run_agent(
             "model": model.label if model else None,
         },
     )
+    server = (
+        await agent_health.serve(context.health, settings.metrics_port) if settings.metrics_port else None
+    )
+    watchdog = asyncio.create_task(
+        agent_health.watch(
+            context.health,
+            stop=stop,
+            every_seconds=WATCHDOG_SECONDS,
+            termination_log=settings.termination_log,
+        )
+    )
     try:
         with _stop_on_signals(stop):
             if settings.role == "executor":
@@ -335,6 +359,10 @@ async def run_agent(
                     context, analysts.build_analyst(settings.role, agent=settings.agent_name, model=model)
                 ).run()
     finally:
+        if not watchdog.done():
+            watchdog.cancel()
+        if server is not None:
+            server.close()
         if own_model is not None:
             await own_model.aclose()
         if own_bus is not None:
@@ -342,3 +370,5 @@ async def run_agent(
         if own_api:
             await api.aclose()
         logger.info("agent stopped", extra={"agent": settings.agent_name})
+    # Past the finally: reached only when the run ended without an exception.
+    return watchdog.result() if watchdog.done() and not watchdog.cancelled() else []

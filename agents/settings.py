@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
@@ -62,8 +63,18 @@ class AgentSettings(config.ServiceSettings):
         default=0,
         ge=0,
         le=65535,
-        description="SAPPHIRE_METRICS_PORT: serve /metrics (LLM calls, latency) here; 0 serves none. "
-        "The operator sets it in agent pods.",
+        description="SAPPHIRE_METRICS_PORT: serve /metrics (LLM calls, latency), /healthz and /readyz "
+        "(the loops' health, for the pod's probes) here; 0 serves none. The operator sets it in agent pods.",
+    )
+    health_failing_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A loop failing without a break for longer than this makes the agent unhealthy: it "
+        "writes the reason to SAPPHIRE_TERMINATION_LOG and exits 1, to be restarted.",
+    )
+    termination_log: Path | None = Field(
+        default=None,
+        description="Where an unhealthy agent leaves its reason (the operator sets /dev/termination-log).",
     )
 
     model_provider: str = Field(default="", description="vertex, openai-compatible, or empty for none.")

@@ -104,14 +104,34 @@ def _deployment_problem(deployment: Json | None) -> tuple[str, str] | None:
     return None
 
 
+def _last_words(container: Json) -> str:
+    """How the container's previous run ended: exit code and termination message."""
+    terminated = (container.get("lastState") or {}).get("terminated") or {}
+    if not terminated:
+        return ""
+    message = str(terminated.get("message") or "").strip().splitlines()
+    said = f": {message[-1][:400]}" if message else ""
+    return f"; last exit code {terminated.get('exitCode')} ({terminated.get('reason') or 'Error'}){said}"
+
+
 def _waiting_problem(pods: Sequence[Json]) -> tuple[str, str] | None:
+    """A container that cannot start, or that was restarted and is not ready again: the
+    agent's own reason (its termination message, e.g. which loop kept failing) included."""
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue
         for container in pod.get("status", {}).get("containerStatuses") or []:
             waiting = container.get("state", {}).get("waiting") or {}
+            restarts = int(container.get("restartCount") or 0)
             if waiting.get("reason") in BROKEN_WAITING_REASONS:
-                return str(waiting["reason"]), str(waiting.get("message") or waiting["reason"])
+                message = str(waiting.get("message") or waiting["reason"])
+                return str(waiting["reason"]), message + _last_words(container)
+            if restarts and not container.get("ready"):
+                name = container.get("name", "agent")
+                return (
+                    "AgentRestarted",
+                    f"container {name} restarted {restarts} times{_last_words(container)}",
+                )
     return None
 
 

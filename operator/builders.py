@@ -121,6 +121,30 @@ def _secret_env(name: str, secret: str, key: str) -> Manifest:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def agent_probes() -> Manifest:
+    """The agent's probes, on its metrics port (:mod:`sapphire.agents.health`).
+
+    Readiness is every loop having reached the API and the bus, and none failing. Liveness
+    fails only when the agent cannot answer at all (a stuck event loop) or a loop has failed
+    for ``SAPPHIRE_HEALTH_FAILING_SECONDS``; the agent then also exits by itself with the
+    reason, so the probe is the backstop, slow enough to never race it."""
+    return {
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+    }
+
+
 def agent_env(
     *,
     name: str,
@@ -145,6 +169,8 @@ def agent_env(
     ]
     if settings.agent_metrics_port:
         env.append({"name": "SAPPHIRE_METRICS_PORT", "value": str(settings.agent_metrics_port)})
+    # An agent whose loops keep failing leaves the reason here, then exits to be restarted.
+    env.append({"name": "SAPPHIRE_TERMINATION_LOG", "value": TERMINATION_LOG})
     if spec.model is not None and spec.model.api_key_secret_ref is not None:
         reference = spec.model.api_key_secret_ref
         env.append(_secret_env("SAPPHIRE_MODEL_API_KEY", reference.name, reference.key))
@@ -170,9 +196,11 @@ def build_agent_deployment(
     }
     selector = {AGENT_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}
     resources = spec.resources.to_wire() if spec.resources is not None else DEFAULT_AGENT_RESOURCES
-    ports: list[Manifest] = [{"name": "health", "containerPort": 8081}]
+    ports: list[Manifest] = []
+    probes: Manifest = {}
     if settings.agent_metrics_port:  # scraped by the monitoring component's PodMonitor
         ports.append({"name": "metrics", "containerPort": settings.agent_metrics_port})
+        probes = agent_probes()
     container: Manifest = {
         "name": AGENT_CONTAINER,
         "image": spec.image or settings.agent_image,
@@ -183,7 +211,9 @@ def build_agent_deployment(
         "resources": copy.deepcopy(resources),
         "securityContext": restricted_container_security(),
         "ports": ports,
+        **probes,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: Manifest = {

@@ -145,15 +145,13 @@ def agent_run() -> None:
     """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
     import asyncio
 
-    import prometheus_client
-
     from sapphire.agents import runtime
     from sapphire.agents.settings import AgentSettings
 
     settings = load_settings(AgentSettings)
-    if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port)
-    asyncio.run(runtime.run_agent(settings))
+    # /metrics, /healthz and /readyz are served by the agent itself, on SAPPHIRE_METRICS_PORT.
+    if asyncio.run(runtime.run_agent(settings)):
+        raise typer.Exit(1)  # unhealthy: the reason is in the log and the termination message
 
 
 class FeedSource(StrEnum):
@@ -315,6 +313,22 @@ def backtest(
         Path, typer.Option("--output", "-o", help="Directory for report.json and report.html.")
     ] = Path("backtest-report"),
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    llm_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--llm-cache",
+            help="Answer agents' spec.model from this directory of cached answers (keyed on model and "
+            "prompt), so a rerun is free and deterministic. Without it, models are left out.",
+        ),
+    ] = None,
+    llm_miss: Annotated[
+        str,
+        typer.Option(
+            "--llm-miss",
+            help="A question not in --llm-cache: abstain (the analyst acts as on a failed call) or call "
+            "(ask the model, credentials from SAPPHIRE_MODEL_*, and store the answer).",
+        ),
+    ] = "abstain",
     termination_log: Annotated[
         Path | None,
         typer.Option(
@@ -344,6 +358,8 @@ def backtest(
             sample_seconds=sample_seconds,
             output=output,
             progress=progress,
+            llm_cache=llm_cache,
+            llm_miss=command.parse_on_miss(llm_miss),
         )
         built = command.run(options, console)
     except replay.BacktestError as error:

@@ -20,6 +20,7 @@ from sapphire.trader_api.forwarding import ForwardingMiddleware
 from sapphire.trader_api.order_route import OrderRoute
 from sapphire.trader_api.routes import (
     agents,
+    backtests,
     bars,
     events,
     fills,
@@ -34,6 +35,7 @@ from sapphire.trader_api.routes import (
     ticks,
 )
 from sapphire.trader_api.services import runtime as runtime_module
+from sapphire.trader_api.services.backtests import Shelf
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.settings import TraderApiSettings
@@ -57,6 +59,7 @@ V1_ROUTERS = (
     agents.router,
     headlines.router,
     events.router,
+    backtests.router,
 )
 
 
@@ -175,6 +178,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics.Metrics()
+    app.state.backtests = Shelf(settings.backtest_reports_dir)
     app.add_middleware(ForwardingMiddleware, state=app.state, timeout=settings.forward_timeout_seconds)
     app.add_middleware(_MetricsMiddleware, registry=app.state.metrics)
     # Outermost: the hottest route skips the middleware and routing above (order_route.py).

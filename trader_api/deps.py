@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sapphire.trader_api import auth
+from sapphire.trader_api.services import backtests
 from sapphire.trader_api.services.market import MarketService
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
@@ -42,6 +43,14 @@ async def get_publisher(request: Request) -> Publisher:
 
 
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+def get_backtests(request: Request) -> backtests.Shelf:
+    shelf: backtests.Shelf = request.app.state.backtests
+    return shelf
+
+
+BacktestsDep = Annotated[backtests.Shelf, Depends(get_backtests)]
 
 
 async def get_market(runtime: RuntimeDep) -> MarketService:

@@ -113,6 +113,12 @@ class TraderApiSettings(config.ServiceSettings):
     forward_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Timeout of a write forwarded from a follower replica to the writer."
     )
+    backtest_reports_dir: Path | None = Field(
+        default=None,
+        description="Directory of finished backtests the dashboard lists: one subdirectory per backtest "
+        "with its report.json and report.html, as `sapphire backtest -o DIR/NAME` writes them and as "
+        "a BacktestRun writes to its report claim (mount the claim here). Unset: no backtests are listed.",
+    )
     read_token: SecretStr = Field(default=SecretStr(""), description="Bearer token with scope read.")
     agent_token: SecretStr = Field(
         default=SecretStr(""),

@@ -5,7 +5,8 @@ prompt, asks for JSON matching a schema, and returns the raw text plus token cou
 raises :class:`ProviderError`. Everything a trading agent needs on top of that is applied
 once, here, by :class:`GuardedModel`:
 
-* a rate limit (token bucket; an empty bucket is an abstention, never a wait);
+* a rate limit (token bucket; an empty bucket is an abstention, never a wait, unless the
+  caller is a backtest filling its answer cache: ``wait_for_slot``);
 * a hard timeout around the whole call;
 * validation of the answer against a pydantic schema;
 * Prometheus counters for calls by outcome and for prompt/completion tokens;
@@ -111,10 +112,13 @@ class GuardedModel:
         timeout_seconds: float,
         max_calls_per_minute: int,
         bucket: ratelimit.TokenBucket | None = None,
+        wait_for_slot: bool = False,
     ) -> None:
         self.provider = provider
         self.timeout_seconds = timeout_seconds
         self.bucket = bucket or ratelimit.TokenBucket(per_minute=max_calls_per_minute)
+        self.wait_for_slot = wait_for_slot
+        """Wait for a rate-limit slot instead of abstaining (a backtest filling its cache)."""
 
     @property
     def label(self) -> str:
@@ -128,7 +132,9 @@ class GuardedModel:
 
     async def ask(self, *, system: str, prompt: str, schema: type[SchemaT]) -> SchemaT | None:
         """The validated answer, or None on any failure (logged and counted, never raised)."""
-        if not self.bucket.try_acquire():
+        while self.wait_for_slot and not self.bucket.try_acquire():  # noqa: ASYNC110 - a clock, not an event
+            await asyncio.sleep(self.bucket.seconds_until_available())
+        if not self.wait_for_slot and not self.bucket.try_acquire():
             self._count("rate_limited")
             logger.info("llm abstains: local rate limit", extra={"model": self.label})
             return None

@@ -21,6 +21,7 @@ def build_model(
     timeout_seconds: float = 10.0,
     max_calls_per_minute: int = 30,
     transport: httpx.AsyncBaseTransport | None = None,
+    wait_for_slot: bool = False,
 ) -> base.GuardedModel | None:
     """The model for ``spec.model``; None when no provider is set (``none`` or empty)."""
     kind = provider.strip().lower()
@@ -55,4 +56,9 @@ def build_model(
         raise ValueError(
             f"model_provider: unknown provider {provider!r}; expected vertex, openai-compatible or none"
         )
-    return base.GuardedModel(raw, timeout_seconds=timeout_seconds, max_calls_per_minute=max_calls_per_minute)
+    return base.GuardedModel(
+        raw,
+        timeout_seconds=timeout_seconds,
+        max_calls_per_minute=max_calls_per_minute,
+        wait_for_slot=wait_for_slot,
+    )

@@ -1,7 +1,10 @@
 """A token bucket for ``spec.model.maxCallsPerMinute``.
 
-A call that finds the bucket empty is refused at once rather than queued: an analyst that
-waits for a model slot would fall behind the market, and abstaining is always allowed.
+A live agent's call that finds the bucket empty is refused at once rather than queued: an
+analyst that waits for a model slot would fall behind the market, and abstaining is always
+allowed. A backtest filling its answer cache has no market to fall behind, so it waits for
+the slot instead (:meth:`TokenBucket.seconds_until_available`): its answers then do not depend
+on how fast the replay ran.
 """
 
 from __future__ import annotations
@@ -24,12 +27,20 @@ class TokenBucket:
         self._clock = clock
         self._stamp = clock()
 
-    def try_acquire(self) -> bool:
-        """Take one call slot if there is one; never waits."""
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
+
+    def try_acquire(self) -> bool:
+        """Take one call slot if there is one; never waits."""
+        self._refill()
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
         return False
+
+    def seconds_until_available(self) -> float:
+        """How long until :meth:`try_acquire` would succeed (0 when it would now)."""
+        self._refill()
+        return max(0.0, (1.0 - self._tokens) / self.rate)

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sapphire import config
+from sapphire.agents.llm import cache as answer_cache
 from sapphire.backtest import data, html, replay, report
 from sapphire.up import plan as plan_module
 from sapphire.up import setup
@@ -49,6 +50,9 @@ class Options:
     sample_seconds: int = 60
     output: Path = Path("backtest-report")
     progress: bool = True
+    llm_cache: Path | None = None
+    """Answer agents' ``spec.model`` from this directory (see :mod:`sapphire.agents.llm.cache`)."""
+    llm_miss: answer_cache.OnMiss = "abstain"
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:
@@ -142,7 +146,33 @@ def load(options: Options, scratch: Path) -> replay.Backtest:
         raise replay.BacktestError(
             f"--data-sha256: the data's SHA-256 is {history.sha256}, not {options.data_sha256}"
         )
-    return replay.Backtest(plan, history, replay.api_settings(), sample_seconds=options.sample_seconds)
+    return replay.Backtest(
+        plan,
+        history,
+        replay.api_settings(),
+        sample_seconds=options.sample_seconds,
+        model_answers=model_answers(options),
+    )
+
+
+def parse_on_miss(value: str) -> answer_cache.OnMiss:
+    """``--llm-miss``: abstain or call."""
+    for choice in answer_cache.ON_MISS_CHOICES:
+        if value == choice:
+            return choice
+    raise replay.BacktestError(f"--llm-miss: expected abstain or call, got {value!r}")
+
+
+def model_answers(options: Options) -> replay.ModelAnswers | None:
+    """``--llm-cache``/``--llm-miss`` as the replay's model answers; None: models are left out."""
+    if options.llm_cache is None:
+        if options.llm_miss == "call":
+            raise replay.BacktestError("--llm-miss: call stores answers, so it needs --llm-cache DIR")
+        return None
+    try:
+        return replay.ModelAnswers(answer_cache.AnswerCache(options.llm_cache), options.llm_miss)
+    except answer_cache.CacheError as error:
+        raise replay.BacktestError(str(error)) from None
 
 
 def run(options: Options, console: Console) -> dict[str, Any]:
@@ -168,7 +198,10 @@ def run(options: Options, console: Console) -> dict[str, Any]:
                 bar.advance(task, seen[0])
                 seen[0] = 0
 
-        recording = asyncio.run(backtest.run(advance))
+        try:
+            recording = asyncio.run(backtest.run(advance))
+        except answer_cache.CacheError as error:
+            raise replay.BacktestError(str(error)) from None
         bar.advance(task, seen[0])
     built = report.build(backtest, recording)
     try:

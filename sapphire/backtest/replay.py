@@ -41,7 +41,9 @@ from decimal import Decimal
 import fastapi.exceptions
 
 from sapphire.agents import analysts, executor, market, sizing, trading
-from sapphire.agents.settings import AgentSettings
+from sapphire.agents import runtime as agent_runtime
+from sapphire.agents.llm import cache as llm_cache
+from sapphire.agents.settings import AgentSettings, spec_settings
 from sapphire.backtest import data
 from sapphire.trader_api import errors, wire
 from sapphire.trader_api.core import accounting, domain, engine, records, risk, venue
@@ -55,6 +57,17 @@ EPOCH = "backtest"
 """The executor's fixed epoch: its order ids repeat from run to run."""
 
 AnalystFactory = Callable[..., analysts.Analyst]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelAnswers:
+    """How agents with a ``spec.model`` are answered in a backtest: from ``cache``, and on a
+    miss by the model itself (``call``, credentials from the ``SAPPHIRE_MODEL_*`` environment)
+    or not at all (``abstain``: the analyst acts as on a failed call)."""
+
+    cache: llm_cache.AnswerCache
+    on_miss: llm_cache.OnMiss = "abstain"
+    counts: llm_cache.CacheCounts = dataclasses.field(default_factory=llm_cache.CacheCounts)
 
 
 class BacktestError(ValueError):
@@ -138,12 +151,15 @@ class Backtest:
         *,
         sample_seconds: int = 60,
         analyst_factory: AnalystFactory = analysts.build_analyst,
+        model_answers: ModelAnswers | None = None,
     ) -> None:
         self.plan = plan
         self.history = history
         self.settings = settings
         self.sample_seconds = sample_seconds
-        self.notices: list[str] = list(plan.notices)
+        self.model_answers = model_answers
+        answered = {plan_module.model_not_called(a) for a in plan.agents if self._answers(a)}
+        self.notices: list[str] = [n for n in plan.notices if n not in answered]
         symbols = history.symbols
         self.catalog = api_runtime.Catalog(
             settings.model_copy(update={"instruments": setup.instruments_for(symbols)})
@@ -184,7 +200,7 @@ class Backtest:
             if agent.role == "executor":
                 self._add_executor(agent, wanted)
                 continue
-            analyst = analyst_factory(agent.role, agent=agent.name, model=None)
+            analyst = analyst_factory(agent.role, agent=agent.name, model=self._model(agent))
             self.scheduled.append(
                 _Scheduled(analyst, wanted, timedelta(seconds=agent.interval_seconds), start)
             )
@@ -194,6 +210,35 @@ class Backtest:
                 self.strategists.append(analyst)
         self.recording = Recording()
         self._risk_state = domain.RiskState.ACTIVE
+
+    def _answers(self, agent: plan_module.LocalAgent) -> bool:
+        """Whether ``agent``'s model is answered (from the cache) rather than left out."""
+        return self.model_answers is not None and agent.model is not None and agent.role != "executor"
+
+    def _model(self, agent: plan_module.LocalAgent) -> llm_cache.CachedModel | None:
+        answers = self.model_answers
+        if answers is None or agent.model is None or not self._answers(agent):
+            return None
+        inner = None
+        if answers.on_miss == "call":
+            settings = AgentSettings(
+                **spec_settings(name=agent.name, spec=agent.spec), REDIS_URL="memory://", dev_mode=True
+            )
+            try:
+                inner = agent_runtime.build_model(settings, wait_for_slot=True)
+            except ValueError as error:
+                raise BacktestError(f"{agent.name}: spec.model: {error}") from None
+        self.notices.append(
+            f"{agent.name}: spec.model {agent.model} answers from the cache; a question not in it "
+            + ("is asked of the model and stored" if inner is not None else "is an abstention")
+        )
+        return llm_cache.CachedModel(
+            label=agent.model,
+            cache=answers.cache,
+            on_miss=answers.on_miss,
+            inner=inner,
+            counts=answers.counts,
+        )
 
     def _universe(self, agent: plan_module.LocalAgent, symbols: Sequence[str]) -> tuple[str, ...]:
         if not agent.symbols:

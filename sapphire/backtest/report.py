@@ -217,6 +217,22 @@ def build(backtest: replay.Backtest, recording: replay.Recording) -> dict[str, A
             for t in trades
         ],
         "notices": list(backtest.notices),
+    } | _model_answers(backtest)
+
+
+def _model_answers(backtest: replay.Backtest) -> dict[str, Any]:
+    """What the LLM answer cache did, when the run used one (absent otherwise)."""
+    answers = backtest.model_answers
+    if answers is None:
+        return {}
+    counts = answers.counts
+    return {
+        "model_answers": {
+            "on_miss": answers.on_miss,
+            "hits": counts.hits,
+            "stored": counts.stored,
+            "abstained": counts.abstained,
+        }
     }
 
 

@@ -66,6 +66,14 @@ class LocalAgent:
     """The whole spec, for the one translation to settings (``agents.settings.spec_settings``)."""
 
 
+def model_not_called(agent: LocalAgent) -> str:
+    """The notice for an agent whose ``spec.model`` a local run does not call."""
+    return (
+        f"{agent.name}: spec.model {agent.model} is not called locally (its credentials "
+        "live in the cluster); this agent runs without a model (deterministic analysis)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     agents: tuple[LocalAgent, ...]
@@ -176,10 +184,7 @@ def load_plan(path: Path) -> Plan:
                 notices.append(f"{local.name}: spec.paused is true, not started")
                 continue
             if local.model is not None:
-                notices.append(
-                    f"{local.name}: spec.model {local.model} is not called locally (its credentials "
-                    "live in the cluster); this agent runs without a model (deterministic analysis)"
-                )
+                notices.append(model_not_called(local))
             agents[local.name] = local
     if not agents:
         raise PlanError(f"{path}: no TradingAgent to run (every document was skipped or paused)")

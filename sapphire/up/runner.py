@@ -135,7 +135,7 @@ class Session:
         )
         self.last: summary.Snapshot | None = None
 
-    def _start_agents(self) -> list[tuple[asyncio.Task[None], client.TraderApiClient]]:
+    def _start_agents(self) -> list[tuple[asyncio.Task[list[str]], client.TraderApiClient]]:
         started = []
         for agent in self.plan.agents:
             settings = setup.agent_settings(
@@ -148,7 +148,9 @@ class Session:
             started.append((task, api))
         return started
 
-    async def _stop_agents(self, agents: list[tuple[asyncio.Task[None], client.TraderApiClient]]) -> None:
+    async def _stop_agents(
+        self, agents: list[tuple[asyncio.Task[list[str]], client.TraderApiClient]]
+    ) -> None:
         self.stop.set()
         tasks = [task for task, _ in agents]
         _, late = await asyncio.wait(tasks, timeout=AGENT_STOP_TIMEOUT_SECONDS)
@@ -189,7 +191,7 @@ class Session:
             )
         )
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
-        agents: list[tuple[asyncio.Task[None], client.TraderApiClient]] = []
+        agents: list[tuple[asyncio.Task[list[str]], client.TraderApiClient]] = []
         try:
             with _signals(self.stop.set):
                 await _wait_ready(self.admin, serving, server)

@@ -157,3 +157,35 @@ def test_no_provider_means_no_model_and_unknown_providers_are_refused() -> None:
     assert factory.build_model(provider="none", name="x") is None
     with pytest.raises(ValueError, match="model_provider: unknown provider 'gpt5'"):
         factory.build_model(provider="gpt5", name="x")
+
+
+def test_the_bucket_says_how_long_until_its_next_slot() -> None:
+    now = [0.0]
+    bucket = ratelimit.TokenBucket(per_minute=6, capacity=1, clock=lambda: now[0])
+    assert bucket.seconds_until_available() == 0.0
+    assert bucket.try_acquire()
+    assert bucket.seconds_until_available() == pytest.approx(10.0)
+    now[0] = 4.0
+    assert bucket.seconds_until_available() == pytest.approx(6.0)
+    assert not bucket.try_acquire()
+    now[0] = 10.0
+    assert bucket.try_acquire()
+
+
+async def test_a_model_that_waits_for_its_slot_answers_instead_of_abstaining(
+    endpoint: str, script: llm_server.Script
+) -> None:
+    from sapphire.agents.llm import openai_compatible
+
+    provider = openai_compatible.OpenAICompatibleProvider(
+        endpoint=endpoint + "/v1", model="grok-test", api_key="xai-test", timeout_seconds=2
+    )
+    # 600 a minute with a burst of one: the second call needs a slot 0.1 s later.
+    bucket = ratelimit.TokenBucket(per_minute=600, capacity=1)
+    waiting = base.GuardedModel(provider, timeout_seconds=2, max_calls_per_minute=600, bucket=bucket)
+    assert await waiting.ask(system="s", prompt="p", schema=Verdict) is not None
+    assert await waiting.ask(system="s", prompt="p", schema=Verdict) is None  # live: abstains
+    waiting.wait_for_slot = True
+    assert await waiting.ask(system="s", prompt="p", schema=Verdict) is not None
+    assert len(script.requests) == 2
+    await waiting.aclose()

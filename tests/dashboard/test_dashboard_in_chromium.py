@@ -19,7 +19,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
+from typer.testing import CliRunner
 
+from sapphire import cli
+from sapphire.backtest import sample
 from tests.local.test_sapphire_up import EXAMPLES, TOKENS, sapphire_up
 from tests.support import processes
 
@@ -52,8 +55,22 @@ class Platform:
         return response.json()
 
 
+@pytest.fixture(scope="module")
+def backtests(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished backtest of the examples, where SAPPHIRE_BACKTEST_REPORTS_DIR points."""
+    root = tmp_path_factory.mktemp("backtests")
+    bars = root.parent / "bars.csv"
+    bars.write_text(sample.synthetic_bars(days=0.03), encoding="utf-8")
+    result = CliRunner().invoke(
+        cli.app,
+        ["backtest", "-f", str(EXAMPLES), "--data", str(bars), "-o", str(root / "examples"), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    return root
+
+
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+def platform(tmp_path: Path, backtests: Path) -> Iterator[Platform]:
     port = processes.free_port()
     log = tmp_path / "sapphire-up.log"
     process = sapphire_up(
@@ -68,7 +85,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         "--no-live",
         cwd=tmp_path,
         output=log,
-        env=TOKENS,
+        env=TOKENS | {"SAPPHIRE_BACKTEST_REPORTS_DIR": str(backtests)},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -177,6 +194,30 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     assert platform.api(f"/v1/fills?symbol={symbol}")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    # Backtests: the finished report is listed with its headline, and opens in a tab of its own.
+    (listed,) = platform.api("/v1/backtests")
+    row = wait_for(
+        browser,
+        "(() => { const tr = document.querySelector('#backtests tr[data-name=\"examples\"]');"
+        " return tr && [...tr.cells].map((td) => td.textContent); })()",
+        timeout=40,
+        what="the backtest in the backtests table",
+    )
+    assert row[3] == "BTC-USD ETH-USD SOL-USD"
+    assert row[7] == str(listed["trades"])
+    tabs = set(browser.window_handles)
+    browser.find_element(By.CSS_SELECTOR, '#backtests tr[data-name="examples"] button').click()
+    WebDriverWait(browser, 10).until(lambda d: len(d.window_handles) > len(tabs), message="the report's tab")
+    dashboard = browser.current_window_handle
+    (report_tab,) = set(browser.window_handles) - tabs
+    browser.switch_to.window(report_tab)
+    wait_for(
+        browser, "document.querySelector('.plotly-graph-div .main-svg') !== null", timeout=20, what="plots"
+    )
+    assert "Sapphire backtest" in browser.page_source
+    browser.close()
+    browser.switch_to.window(dashboard)
 
     # A reload keeps the past: the chart opens with the journaled equity history.
     journaled = len(platform.api("/v1/portfolio/history?interval=1s"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import kube
+from tests.support import kube, processes
 
 pytestmark = pytest.mark.k8s
 
@@ -223,3 +223,61 @@ def test_kubectl_apply_get_and_auth_can_i_work(control_plane: kube.ControlPlane,
     assert listed.returncode == 0, listed.stderr
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr.lower()
+
+
+def test_probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container(
+    control_plane: kube.ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    flag = tmp_path / "ready"
+    # Ready only once the flag file exists (exec probe); alive only while the flag says so
+    # (httpGet probe on the container's named port, answered by the container itself).
+    script = f"""
+        import http.server, pathlib, sys
+        flag = pathlib.Path({str(flag)!r})
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                alive = not flag.exists() or flag.read_text() != "die"
+                self.send_response(200 if alive else 500)
+                self.end_headers()
+            def log_message(self, *args):
+                pass
+        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    """
+    port = processes.free_port()
+    probed = container(
+        "main",
+        script,
+        args=[str(port)],
+        ports=[{"name": "health", "containerPort": port}],
+        readinessProbe={"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": 1},
+        livenessProbe={
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        },
+    )
+    kube.apply(control_plane, pod("probed", probed, restart="Always"), namespace)
+    path = pod_path(namespace, "probed")
+
+    def main_status(body: kube.Json) -> kube.Json:
+        return next(iter(body.get("status", {}).get("containerStatuses") or [{}]))
+
+    running = kube.wait_for(
+        control_plane, path, lambda b: "running" in main_status(b).get("state", {}), what="running"
+    )
+    assert main_status(running)["ready"] is False  # running, but its readiness probe fails
+    flag.write_text("ok")
+    kube.wait_for(control_plane, path, lambda b: main_status(b).get("ready") is True, what="ready")
+
+    flag.write_text("die")
+    restarted = kube.wait_for(
+        control_plane, path, lambda b: main_status(b).get("restartCount", 0) >= 1, what="a liveness restart"
+    )
+    assert main_status(restarted)["lastState"]["terminated"]["exitCode"] == 137  # killed, as a kubelet does
+    flag.write_text("ok")
+    kube.wait_for(
+        control_plane,
+        path,
+        lambda b: main_status(b).get("ready") is True and "running" in main_status(b).get("state", {}),
+        what="ready again after the restart",
+    )

@@ -12,6 +12,7 @@ import yaml
 
 from sapphire.news.settings import NewsFeedSettings
 from sapphire.notify.settings import NotifySettings
+from sapphire.trader_api.settings import TraderApiSettings
 from tests.manifests.conftest import BASE, MANIFESTS, Json, container, env, find, render
 
 COMPONENTS = MANIFESTS / "components"
@@ -102,3 +103,23 @@ def test_the_news_feed_mounts_no_kubernetes_token_and_takes_its_feeds_from_a_con
     assert yaml.safe_load(news["data"]["feed-urls"]) == []  # the overlay must set it: the feed refuses []
     assert variables["SAPPHIRE_NEWS_ALIASES"]["valueFrom"]["configMapKeyRef"]["optional"] is True
     assert variables["SAPPHIRE_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "sapphire-agent-token"
+
+
+def test_the_backtest_reports_claim_is_mounted_read_only_where_the_api_reads_it(
+    tmp_path: Path,
+) -> None:
+    kustomization = {
+        "namespace": "trading",
+        "resources": [os.path.relpath(BASE, tmp_path)],
+        "components": [os.path.relpath(COMPONENTS / "backtest-reports", tmp_path)],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    pod = find(render(tmp_path), "Deployment", "trader-api")["spec"]["template"]["spec"]
+    api = container(pod, "trader-api")
+    directory = env(api)["SAPPHIRE_BACKTEST_REPORTS_DIR"]["value"]
+    assert "backtest_reports_dir" in TraderApiSettings.model_fields
+    (mount,) = [m for m in api["volumeMounts"] if m["name"] == "backtest-reports"]
+    assert mount == {"name": "backtest-reports", "mountPath": directory, "readOnly": True}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "backtest-reports"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "backtest-reports", "readOnly": True}
+    assert len(pod["containers"]) == 1  # the patch added to the API's container, not a new one

@@ -206,3 +206,21 @@ def test_peering_pauses_for_a_live_peer_of_higher_or_equal_priority() -> None:
     assert resync.peering_allows(lower, identity="me", priority=5, now=now)
     dead = {**peers, "other": {"priority": 9, "lastseen": stale, "lifetime": 60}}
     assert resync.peering_allows(dead, identity="me", priority=5, now=now)
+
+
+def test_an_agent_is_probed_on_its_metrics_port_and_leaves_its_last_words() -> None:
+    deployment = builders.build_agent_deployment(name="m", namespace="ns", spec=spec(), settings=SETTINGS)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": SETTINGS.agent_metrics_port}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["SAPPHIRE_TERMINATION_LOG"] == container["terminationMessagePath"] == "/dev/termination-log"
+    assert env["SAPPHIRE_METRICS_PORT"] == str(SETTINGS.agent_metrics_port)
+
+    quiet = OperatorSettings(agent_image="registry.example/sapphire:1.2.3", agent_metrics_port=0)
+    deployment = builders.build_agent_deployment(name="m", namespace="ns", spec=spec(), settings=quiet)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "readinessProbe" not in container  # nothing would answer it
+    assert "livenessProbe" not in container
+    assert container["ports"] == []

@@ -253,3 +253,39 @@ def test_a_container_that_cannot_start_is_reported_in_the_message() -> None:
     decision = decide(run(status={"phase": "Running"}), [attempt])
     assert decision.status["phase"] == "Running"
     assert decision.status["message"] == "attempt 1 is waiting: proxy: ImagePullBackOff: no such image"
+
+
+def test_an_agent_restarted_by_its_health_is_degraded_with_its_reason_until_ready_again() -> None:
+    spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
+    deployment = {
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 0},
+    }
+    words = "agent unhealthy: loop market failing for 121s (14 attempts): ConnectionError: redis down"
+    container: dict[str, Any] = {
+        "name": "agent",
+        "ready": False,
+        "restartCount": 2,
+        "state": {"running": {"startedAt": "2026-11-27T12:00:00Z"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": words}},
+    }
+    pod = {"metadata": {"name": "agent-m-1"}, "status": {"containerStatuses": [container]}}
+
+    def status_of(deployment: dict[str, Any]) -> tradingagent.TradingAgentStatus:
+        observation = agents.AgentObservation(
+            deployment=deployment, pods=[pod], schema=agents.SchemaGate(True, "NoSchemaRequired", "")
+        )
+        return agents.agent_status(
+            name="m", spec=spec, generation=1, previous=tradingagent.TradingAgentStatus(),
+            observation=observation, now=NOW,
+        )  # fmt: skip
+
+    degraded = status_of(deployment)
+    assert degraded.phase is tradingagent.TradingAgentPhase.DEGRADED
+    ready = next(c for c in degraded.conditions if c.type == "Ready")
+    assert ready.reason == "AgentRestarted"
+    assert ready.message == f"container agent restarted 2 times; last exit code 1 (Error): {words}"
+
+    container["ready"] = True  # the loops recovered: the readiness probe passes again
+    recovered = status_of(deployment | {"status": {**deployment["status"], "readyReplicas": 1}})
+    assert recovered.phase is tradingagent.TradingAgentPhase.RUNNING

@@ -25,7 +25,12 @@ binds every pending pod to it and runs the pod's containers as **local subproces
   (:meth:`ProcessNode.claim_directory`), bound like the termination message: its mount path
   in the command, args and env values is replaced by that directory. The claim object itself
   is not needed. Other volumes are not mounted.
-* Probes and resources are not enforced; a running container counts as ready.
+* Probes (``httpGet`` on 127.0.0.1, and ``exec`` run in the container's environment) are
+  honoured with their delay, period, timeout and thresholds: readiness decides the
+  container's ``ready`` and the pod's Ready condition (a container without one is ready
+  while running); liveness kills the container's process group after ``failureThreshold``
+  failures, and the restart policy brings it back, with ``restartCount`` and ``lastState``
+  as a kubelet reports them. Resources are not enforced.
 
 Every process is killed when the node stops, so a session leaves no orphans.
 """
@@ -64,6 +69,24 @@ class ConfigError(Exception):
 
 
 @dataclass
+class Probe:
+    """One probe of a running container: when it is next due, and its consecutive results."""
+
+    spec: Json
+    due: float
+    failures: int = 0
+    successes: int = 0
+
+    @property
+    def period(self) -> float:
+        return float(self.spec.get("periodSeconds", 10))
+
+    @property
+    def timeout(self) -> float:
+        return float(self.spec.get("timeoutSeconds", 1))
+
+
+@dataclass
 class Container:
     """One container of a pod and its current process."""
 
@@ -80,6 +103,10 @@ class Container:
     restarts: int = 0
     next_start: float = 0.0
     termination_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    last_terminated: Json | None = None
+    ready: bool = False
+    probes: dict[str, Probe] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -147,6 +174,7 @@ class PodRunner:
             for container in self._startable():
                 changed |= self._start(client, container)
             changed |= self._reap()
+            changed |= self._probe()
             if changed:
                 self._report(client)
             if self._finished(regular_inits):
@@ -212,7 +240,75 @@ class PodRunner:
             return True
         container.started_at, container.finished_at = now(), None
         container.exit_code, container.waiting, container.message, container.reason = None, None, "", ""
+        container.env = env
+        started = time.monotonic()
+        container.probes = {
+            kind: Probe(
+                container.spec[key], due=started + float(container.spec[key].get("initialDelaySeconds", 0))
+            )
+            for kind, key in (("readiness", "readinessProbe"), ("liveness", "livenessProbe"))
+            if key in container.spec
+        }
+        container.ready = "readiness" not in container.probes
         return True
+
+    # -- probes ---------------------------------------------------------------------------
+
+    def _probe(self) -> bool:
+        """Run the probes that are due; True when a container's readiness changed or it was killed."""
+        changed = False
+        for container in self.containers:
+            if not container.running:
+                continue
+            for kind, probe in list(container.probes.items()):
+                if time.monotonic() < probe.due:
+                    continue
+                passed = self._passes(container, probe)
+                probe.due = time.monotonic() + probe.period
+                if passed:
+                    probe.failures, probe.successes = 0, probe.successes + 1
+                else:
+                    probe.failures, probe.successes = probe.failures + 1, 0
+                threshold = int(probe.spec.get("failureThreshold", 3))
+                if kind == "readiness":
+                    ready = container.ready
+                    if passed and probe.successes >= int(probe.spec.get("successThreshold", 1)):
+                        ready = True
+                    elif not passed and probe.failures >= threshold:
+                        ready = False
+                    changed |= ready != container.ready
+                    container.ready = ready
+                elif not passed and probe.failures >= threshold:
+                    # As a kubelet does: kill the container; the restart policy decides what next.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(container.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                    container.process.wait(timeout=5)  # type: ignore[union-attr]
+                    changed |= self._reap()
+                    break
+        return changed
+
+    def _passes(self, container: Container, probe: Probe) -> bool:
+        spec = probe.spec
+        if "httpGet" in spec:
+            action = spec["httpGet"]
+            port = action["port"]
+            if isinstance(port, str):
+                named = {p.get("name"): p["containerPort"] for p in container.spec.get("ports", [])}
+                port = named.get(port, port)
+            url = f"http://127.0.0.1:{port}{action.get('path', '/')}"
+            try:
+                return 200 <= httpx.get(url, timeout=probe.timeout).status_code < 400
+            except httpx.HTTPError:
+                return False
+        if "exec" in spec:
+            try:
+                done = subprocess.run(
+                    spec["exec"]["command"], env=container.env, capture_output=True, timeout=probe.timeout
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            return done.returncode == 0
+        return True  # a probe kind this node does not run (tcpSocket, grpc) passes
 
     def _reap(self) -> bool:
         changed = False
@@ -231,6 +327,14 @@ class PodRunner:
         if message is None:
             message = self._termination_message(container)
         container.message = message
+        container.ready, container.probes = False, {}
+        container.last_terminated = {
+            "exitCode": container.exit_code,
+            "reason": container.reason,
+            "message": container.message,
+            "startedAt": container.started_at,
+            "finishedAt": container.finished_at,
+        }
         if self._may_restart(container) and not self._main_done():
             backoff = min(0.5 * 2**container.restarts, 4.0)
             container.next_start = time.monotonic() + backoff
@@ -417,6 +521,8 @@ class PodRunner:
         }
         if container.running:
             state = {"running": {"startedAt": container.started_at}}
+            if container.last_terminated is not None:
+                last = {"terminated": container.last_terminated}
         elif container.waiting is not None:
             state = {"waiting": {"reason": container.waiting[0], "message": container.waiting[1]}}
             if container.exit_code is not None:
@@ -427,7 +533,7 @@ class PodRunner:
             "name": container.name,
             "image": container.spec.get("image", ""),
             "imageID": "",
-            "ready": container.running,
+            "ready": container.running and container.ready,
             "started": container.running,
             "restartCount": container.restarts,
             "state": state,
@@ -451,7 +557,7 @@ class PodRunner:
         mains = [c for c in self.containers if not c.init]
         inits = [c for c in self.containers if c.init]
         initialized = all(c.exit_code == 0 or (c.sidecar and c.running) for c in inits)
-        ready = all(c.running for c in self.containers if not c.init or c.sidecar)
+        ready = all(c.running and c.ready for c in self.containers if not c.init or c.sidecar)
         stamp = now()
 
         def condition(kind: str, value: bool) -> Json:

@@ -355,6 +355,47 @@ function onEvent(type, data) {
 
 // --- loading ------------------------------------------------------------------------------
 
+const percent = (fraction) => (fraction == null ? "–" : `${(Number(fraction) * 100).toFixed(2)} %`);
+const day = (iso) => (iso ? iso.slice(0, 16).replace("T", " ") : "–");
+
+async function openReport(backtest) {
+  // The report needs the bearer token, which a plain link cannot carry: fetch it, then open
+  // the self-contained page (plotly inlined) from a blob.
+  const response = await fetch(backtest.report, { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  const page = URL.createObjectURL(new Blob([await response.text()], { type: "text/html" }));
+  window.open(page, "_blank", "noopener");
+}
+
+function renderBacktests(backtests) {
+  $("#backtests-empty").hidden = backtests.length > 0;
+  const body = document.getElementById("backtests");
+  body.replaceChildren(...backtests.slice(0, MAX_ROWS).map((b) => {
+    const tr = document.createElement("tr");
+    tr.dataset.name = b.name;
+    const cells = b.error
+      ? [[b.name], [day(b.finished_at)], [b.error, "neg"], [""], [""], [""], [""], [""], [""]]
+      : [
+          [b.name], [day(b.finished_at)], [`${day(b.data_from)} → ${day(b.data_to)}`], [b.symbols.join(" ")],
+          [percent(b.total_return), signClass(b.total_return)], [b.sharpe ?? "–"],
+          [percent(b.max_drawdown), "neg"], [String(b.trades ?? "–")], [b.fees == null ? "–" : money(b.fees)],
+        ];
+    for (const [text, className] of cells) tr.appendChild(cell(text, className));
+    const link = document.createElement("td");
+    if (b.report) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "open";
+      button.addEventListener("click", () => openReport(b).catch((error) => console.warn(error)));
+      link.appendChild(button);
+    }
+    tr.appendChild(link);
+    return tr;
+  }));
+}
+
+async function refreshBacktests() { renderBacktests(await api("/v1/backtests")); }
+
 async function refreshPortfolio() { renderPortfolio(await api("/v1/portfolio")); }
 async function refreshRisk() { renderRisk(await api("/v1/risk")); }
 async function refreshAgents() {
@@ -494,6 +535,7 @@ async function start(token) {
   every(60, loadSymbols);
   every(2, refreshRisk);
   every(30, reloadTables);
+  every(30, refreshBacktests);
   setInterval(renderHeatmap, 1000);
   document.body.dataset.ready = "true";
 }

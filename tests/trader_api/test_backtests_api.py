@@ -1,0 +1,94 @@
+"""Finished backtests on the API: the reports ``sapphire backtest -o DIR/NAME`` (or a BacktestRun
+on its report claim) leaves under ``SAPPHIRE_BACKTEST_REPORTS_DIR``, listed with their headline
+figures, each HTML report served behind the read token; a damaged report is listed with why."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from sapphire import cli
+from sapphire.backtest import sample
+from tests.trader_api.support import READ, make_settings, running_client
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two finished backtests made by the real command, a damaged one, and a stray file."""
+    root = tmp_path_factory.mktemp("backtests")
+    bars = root.parent / "bars.csv"
+    bars.write_text(sample.synthetic_bars(days=0.03), encoding="utf-8")
+    for name in ("first-run", "second-run"):
+        result = CliRunner().invoke(
+            cli.app,
+            ["backtest", "-f", str(EXAMPLES), "--data", str(bars), "-o", str(root / name), "--no-progress"],
+        )
+        assert result.exit_code == 0, result.output
+    os.utime(root / "first-run" / "report.json", (1_700_000_000, 1_700_000_000))  # the older one
+    (root / "damaged").mkdir()
+    (root / "damaged" / "report.json").write_text('{"metrics": {}}', encoding="utf-8")
+    (root / "notes.txt").write_text("not a backtest", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+async def client(
+    trader_database_url: str, redis_url: str, redis_prefix: str, shelf: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(trader_database_url, redis_url, redis_prefix, backtest_reports_dir=shelf)
+    async with running_client(settings) as client:
+        yield client
+
+
+async def test_backtests_are_listed_newest_first_with_their_headline(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/backtests", headers=READ)
+    assert response.status_code == 200, response.text
+    listed = response.json()
+    assert [b["name"] for b in listed] == ["damaged", "second-run", "first-run"]  # notes.txt is no backtest
+    by_name = {b["name"]: b for b in listed}
+    run = by_name["second-run"]
+    assert run["error"] is None
+    assert run["symbols"] == ["BTC-USD", "ETH-USD", "SOL-USD"]
+    assert "executor" in run["agents"]
+    assert run["quotes"] > 0
+    assert run["total_return"] is not None
+    assert run["report"] == "/v1/backtests/second-run/report.html"
+    assert by_name["damaged"]["error"].startswith("report.json unreadable: no 'total_return'")
+    assert by_name["damaged"]["report"] is None
+
+
+async def test_a_report_is_served_behind_the_read_token(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/backtests/first-run/report.html")).status_code == 401
+    page = await client.get("/v1/backtests/first-run/report.html", headers=READ)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Plotly.newPlot" in page.text
+    missing = await client.get("/v1/backtests/damaged/report.html", headers=READ)
+    assert missing.status_code == 404
+    assert "has no HTML report" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["..", "UPPER", "a%2F..%2Fb", ".hidden"])
+async def test_a_name_outside_the_shelf_is_refused(client: httpx.AsyncClient, name: str) -> None:
+    response = await client.get(f"/v1/backtests/{name}/report.html", headers=READ)
+    assert response.status_code in {404, 422}
+    assert "Plotly" not in response.text
+
+
+async def test_without_a_directory_nothing_is_listed(
+    trader_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with running_client(make_settings(trader_database_url, redis_url, redis_prefix)) as client:
+        response = await client.get("/v1/backtests", headers=READ)
+        assert response.status_code == 200
+        assert response.json() == []
+        missing = await client.get("/v1/backtests/any/report.html", headers=READ)
+        assert missing.status_code == 404
+        assert "SAPPHIRE_BACKTEST_REPORTS_DIR is not set" in missing.json()["detail"]

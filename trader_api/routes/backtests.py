@@ -1,0 +1,55 @@
+"""Finished backtests: their headline figures, and each self-contained HTML report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
+
+from sapphire.trader_api.deps import BacktestsDep, ReadScope
+from sapphire.trader_api.schemas.backtests import BacktestPublic
+from sapphire.trader_api.services import backtests
+
+router = APIRouter(tags=["backtests"])
+
+BacktestName = Annotated[
+    str, Path(pattern=backtests.NAME_PATTERN, description="The backtest's directory name.")
+]
+
+
+def _public(backtest: backtests.Backtest) -> BacktestPublic:
+    headline = backtest.headline
+    return BacktestPublic(
+        name=backtest.name,
+        finished_at=backtest.finished_at,
+        total_return=headline.total_return,
+        sharpe=headline.sharpe,
+        max_drawdown=headline.max_drawdown,
+        trades=headline.trades,
+        fees=headline.fees,
+        final_equity=headline.final_equity,
+        quotes=headline.quotes,
+        data_from=backtest.data_from,
+        data_to=backtest.data_to,
+        symbols=list(backtest.symbols),
+        agents=list(backtest.agents),
+        report=f"/v1/backtests/{backtest.name}/report.html" if backtest.has_html else None,
+        error=headline.error,
+    )
+
+
+@router.get("/backtests", response_model=list[BacktestPublic])
+def list_backtests(_: ReadScope, shelf: BacktestsDep) -> list[BacktestPublic]:
+    """Finished backtests under ``SAPPHIRE_BACKTEST_REPORTS_DIR``, newest first (empty when unset)."""
+    return [_public(backtest) for backtest in shelf.list()]
+
+
+@router.get(
+    "/backtests/{name}/report.html",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "The self-contained HTML report."}},
+)
+def backtest_report(name: BacktestName, _: ReadScope, shelf: BacktestsDep) -> FileResponse:
+    """One backtest's HTML report (plotly inlined: it works offline)."""
+    return FileResponse(shelf.html(name), media_type="text/html; charset=utf-8")

@@ -169,7 +169,8 @@ def test_an_agent_whose_loops_die_is_restarted_shown_degraded_with_why_and_recov
 
     processes.wait_until(lambda: restarts() >= 1, timeout=30, what="the node restarting the agent")
 
-    api.start(timeout=120)  # the API comes up: the restarted agent reaches it, turns ready, and the agent recovers
+    # The API comes up: the restarted agent reaches it, turns ready, and the agent recovers.
+    api.start(timeout=120)
     try:
         recovered = kube.wait_for(
             control_plane,

@@ -179,6 +179,9 @@ class FakeBinance:
         """Of an order that crosses on arrival, the share that fills at once."""
         self.respond_after = 0.0
         """Seconds the next order placement's answer is held (the order is placed at once)."""
+        self.lose_next_orders = 0
+        """The next order placements fail before the matching engine sees them (HTTP 504, as
+        Binance answers when its gateway times out): nothing is placed."""
         self.down = False
         """Every request answers HTTP 503 (the exchange is under maintenance)."""
         self.requests: list[tuple[str, str]] = []
@@ -363,6 +366,9 @@ class FakeBinance:
         params = self._check_signature(request, query, body)
         match request.method, path:
             case "POST", "/api/v3/order":
+                if self.lose_next_orders:
+                    self.lose_next_orders -= 1
+                    raise BinanceError(504, -1007, "Timeout waiting for response from backend server.")
                 order, trades = self._new_order(params)
                 if self.respond_after:
                     delay, self.respond_after = self.respond_after, 0.0

@@ -430,7 +430,7 @@ class CcxtVenue:
         engine = self.writer.engine
         quote = None if engine is None else engine.quotes.get(symbol)
         mark = quote.mid if quote is not None else Decimal(0)
-        return abs(quantity) * mark
+        return (abs(quantity) * mark).quantize(Decimal("0.01"))
 
     async def _create(self, order: records.Order) -> Any:
         working = order.working

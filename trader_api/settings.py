@@ -190,7 +190,7 @@ class TraderApiSettings(config.ServiceSettings):
     venue_api_password: SecretStr | None = Field(
         default=None, description="Live venue API passphrase, for exchanges that have one (OKX, KuCoin...)."
     )
-    venue_quote_currencies: dict[str, str] = Field(
+    ccxt_quote_currencies: dict[str, str] = Field(
         default_factory=lambda: {"USD": "USDT"},
         description="Sapphire quote currency -> the exchange's (JSON): BTC-USD trades as BTC/USDT. The one "
         "symbol map of live venues and the ccxt feed (core/symbols.py).",
@@ -263,7 +263,7 @@ class TraderApiSettings(config.ServiceSettings):
         shown = super().redacted()
         shown["instruments"] = [instrument.model_dump(mode="json") for instrument in self.instruments]
         shown["risk"] = self.risk.model_dump(mode="json")
-        shown["venue_quote_currencies"] = dict(self.venue_quote_currencies)
+        shown["ccxt_quote_currencies"] = dict(self.ccxt_quote_currencies)
         return shown
 
     @property

@@ -1,7 +1,7 @@
 """The one map between Sapphire's symbols and an exchange's, for live venues and the ccxt feed.
 
 Sapphire names an instrument ``BASE-QUOTE`` (``BTC-USD``); ccxt names it ``BASE/QUOTE``
-(``BTC/USDT``). Quote currencies map through ``venue_quote_currencies`` (``USD`` ->
+(``BTC/USDT``). Quote currencies map through ``ccxt_quote_currencies`` (``USD`` ->
 ``USDT`` by default, since most crypto exchanges quote in a stablecoin); a symbol with no
 quote (``AAPL``) has no exchange counterpart. The reverse map is the exact inverse, so a
 symbol the exchange reports always comes back as the one Sapphire sent.
@@ -27,7 +27,7 @@ class SymbolMap:
         duplicated = sorted({quote for quote in targets if targets.count(quote) > 1})
         if duplicated:
             raise ValueError(
-                f"venue_quote_currencies: {', '.join(duplicated)} is the target of two currencies"
+                f"ccxt_quote_currencies: {', '.join(duplicated)} is the target of two currencies"
             )
 
     def to_exchange(self, symbol: str) -> str:

@@ -55,7 +55,7 @@ def quote_of(ticker: dict[str, Any], symbol: str) -> domain.Quote | None:
 
 async def stream(settings: TraderApiSettings, wanted: Iterable[str]) -> AsyncIterator[list[domain.Quote]]:
     """Batches of quotes of the ``wanted`` Sapphire symbols, forever (until cancelled)."""
-    mapping = symbols.SymbolMap(settings.venue_quote_currencies)
+    mapping = symbols.SymbolMap(settings.ccxt_quote_currencies)
     client = exchange.build(
         settings, settings.feed_exchange, setting="feed_exchange", private=False, streaming=True
     )

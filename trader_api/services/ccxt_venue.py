@@ -89,7 +89,7 @@ class CcxtVenue:
         self.runtime, self.writer = runtime, writer
         settings = runtime.settings
         self.settings = settings
-        self.symbols = symbols.SymbolMap(settings.venue_quote_currencies)
+        self.symbols = symbols.SymbolMap(settings.ccxt_quote_currencies)
         self.exchange = exchange.build(
             settings, settings.venue_exchange, setting="venue_exchange", private=True
         )

@@ -54,6 +54,11 @@ def build(
     exchange = getattr(module, exchange_id)(config)
     exchange.number = str
     if private and settings.venue_sandbox:
+        if not exchange.urls.get("test"):
+            raise ExchangeConfigError(
+                f"venue_sandbox: ccxt has no sandbox for {exchange_id}; set SAPPHIRE_VENUE_SANDBOX=false "
+                "only if you mean to trade the real account"
+            )
         exchange.set_sandbox_mode(True)
     if settings.ccxt_api_origin:
         exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)

@@ -6,7 +6,7 @@ Written from Binance's public spot API documentation
 (https://developers.binance.com/docs/binance-spot-api-docs/rest-api and ``.../web-socket-streams``):
 
 * ``GET /api/v3/ping``, ``/time``, ``/exchangeInfo`` (PRICE_FILTER, LOT_SIZE, NOTIONAL filters),
-  ``/ticker/bookTicker``, ``/ticker/24hr``;
+  ``/ticker/bookTicker``, ``/ticker/24hr``, ``/klines`` (``startTime``/``endTime``/``limit``);
 * SIGNED (HMAC-SHA256 of the total params with the secret, ``X-MBX-APIKEY`` header):
   ``POST/GET/DELETE /api/v3/order`` (``orderId`` or ``origClientOrderId``), ``GET /openOrders``,
   ``/myTrades``, ``/account``. A wrong key answers ``-2015``; a wrong signature ``-1022``;
@@ -187,6 +187,8 @@ class FakeBinance:
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, in order."""
         self.signature_failures = 0
+        self.klines: dict[str, list[list[Any]]] = {}
+        """Closed candles per symbol, in ``GET /api/v3/klines``' row format (see :meth:`add_klines`)."""
         self._sockets: set[web.WebSocketResponse] = set()
         self._subscriptions: dict[web.WebSocketResponse, set[str]] = {}
         self.url = ""
@@ -204,6 +206,21 @@ class FakeBinance:
     def trade(self, order: FakeOrder, qty: Decimal, price: Decimal | None = None) -> FakeTrade:
         """A resting order trades ``qty`` against the market (a maker fill)."""
         return self._execute(order, qty, order.price if price is None else price, maker=True)
+
+    def add_klines(self, symbol: str, *, start_ms: int, interval_ms: int, closes: list[Decimal]) -> None:
+        """Candles of ``symbol``, one per close, from ``start_ms``: open at the previous close,
+        high/low a tick either side of the two, a volume that grows with the index."""
+        rows = self.klines.setdefault(symbol, [])
+        previous = closes[0]
+        for index, close in enumerate(closes):
+            opened = start_ms + index * interval_ms
+            high, low = max(previous, close) + Decimal("0.01"), min(previous, close) - Decimal("0.01")
+            volume = Decimal(index + 1) / 10
+            rows.append([
+                opened, _s(previous), _s(high), _s(low), _s(close), _s(volume), opened + interval_ms - 1,
+                _s(volume * close), index + 1, _s(volume / 2), _s(volume * close / 2), "0",
+            ])  # fmt: skip
+            previous = close
 
     def place_foreign(
         self, symbol: str, side: str, qty: Decimal, price: Decimal, client_order_id: str
@@ -363,6 +380,8 @@ class FakeBinance:
                 return self._book_ticker(public.get("symbol", ""))
             case "GET", "/api/v3/ticker/24hr":
                 return self._ticker_24hr(public.get("symbol", ""))
+            case "GET", "/api/v3/klines":
+                return self._klines(public)
         params = self._check_signature(request, query, body)
         match request.method, path:
             case "POST", "/api/v3/order":
@@ -399,6 +418,21 @@ class FakeBinance:
             case "GET", "/api/v3/account":
                 return self._account()
         raise BinanceError(404, -1000, f"An unknown error occured while processing the request: {path}")
+
+    def _klines(self, params: dict[str, str]) -> list[list[Any]]:
+        """Binance's klines: rows with ``startTime <= openTime <= endTime``, oldest first, at most
+        ``limit`` (default 500, max 1000); without a start, the most recent ones."""
+        if params.get("symbol") not in self.markets:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        if "interval" not in params:
+            raise BinanceError(
+                400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+            )
+        limit = min(int(params.get("limit", 500)), 1000)
+        rows = self.klines.get(params["symbol"], [])
+        start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2**62))
+        chosen = [row for row in rows if start <= row[0] <= end]
+        return chosen[:limit] if "startTime" in params else chosen[-limit:]
 
     def _exchange_info(self) -> dict[str, Any]:
         return {

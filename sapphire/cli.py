@@ -34,6 +34,8 @@ operator_app = typer.Typer(
     help="The kopf operator for TradingAgents and MigrationRuns.", no_args_is_help=True
 )
 app.add_typer(operator_app, name="operator")
+data_app = typer.Typer(help="Market data for backtests.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 agent_app = typer.Typer(help="Run one trading agent (analyst or executor).", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 crds_app = typer.Typer(help="CustomResourceDefinitions generated from the spec models.", no_args_is_help=True)
@@ -267,6 +269,57 @@ def up(
 class MigrationDirection(StrEnum):
     UPGRADE = "upgrade"
     DOWNGRADE = "downgrade"
+
+
+@data_app.command("download")
+def data_download(
+    exchange: Annotated[str, typer.Option("--exchange", help="A ccxt exchange id, e.g. binance, kraken.")],
+    symbols: Annotated[
+        str,
+        typer.Option(
+            "--symbols",
+            help="Sapphire symbols, comma separated (BTC-USD is BTC/USDT; see ccxt_quote_currencies).",
+        ),
+    ],
+    since: Annotated[str, typer.Option("--since", help="First bar's open, ISO-8601 (UTC if no zone).")],
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Bars that open before this and have closed by it; default now."),
+    ] = None,
+    timeframe: Annotated[
+        str, typer.Option("--timeframe", help="Bar length as ccxt names it (1m, 5m, 1h, 1d).")
+    ] = "1m",
+    output: Annotated[Path, typer.Option("--output", "-o", help="The Parquet file to write.")] = Path(
+        "bars.parquet"
+    ),
+) -> None:
+    """Download OHLCV bars through ccxt into Parquet, for `sapphire backtest --data`."""
+    import asyncio
+
+    from sapphire.backtest import command, download, replay
+
+    try:
+        start = command.parse_time(since, "--since")
+        end = command.parse_time(until, "--until")
+        wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+        if not wanted or start is None:
+            raise download.DownloadError("--symbols: give at least one symbol")
+        done = asyncio.run(
+            download.download(
+                exchange_id=exchange,
+                symbols=wanted,
+                timeframe=timeframe,
+                since=start,
+                until=end,
+                output=output,
+            )
+        )
+    except (download.DownloadError, replay.BacktestError) as error:
+        fail(str(error))
+    for symbol, count in done.bars.items():
+        typer.echo(f"{symbol}: {count} bars")
+    period = f"{done.first:%Y-%m-%d %H:%M} .. {done.last:%Y-%m-%d %H:%M} UTC"
+    typer.echo(f"wrote {done.path} ({period}), sha256 {done.sha256}")
 
 
 @app.command("backtest")

@@ -146,6 +146,12 @@ def create_app(
             asyncio.create_task(writer.run(), name="order-engine-writer"),
             asyncio.create_task(writer.thin_history(), name="equity-history-thinning"),
         ]
+        live_venue = None
+        if settings.venue == "ccxt":
+            from sapphire.trader_api.services.ccxt_venue import CcxtVenue
+
+            live_venue = writer.venue_link = CcxtVenue(runtime, writer)
+            background.append(asyncio.create_task(live_venue.run(), name="live-venue"))
         feed_task: asyncio.Task[None] | None = None
         if settings.feed != "none":
             from sapphire.trader_api.feeds import publisher as feed_publisher
@@ -167,6 +173,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await writer.close()
+            if live_venue is not None:
+                await live_venue.close()
             if own_bus:
                 await chosen_bus.close()
             await database.close()

@@ -52,6 +52,21 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=self.registry,
         )
+        self.venue_differences = Counter(
+            "sapphire_venue_reconciliation_differences_total",
+            "Differences reconciliation found between the engine and the live venue, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.venue_up = Gauge(
+            "sapphire_venue_up", "1 while the live venue answers, 0 during an outage", registry=self.registry
+        )
+        self.venue_retries = Counter(
+            "sapphire_venue_retries_total",
+            "Requests to the live venue retried after a network error or timeout",
+            ["operation"],
+            registry=self.registry,
+        )
         self.bus_errors = Counter(
             "sapphire_bus_unavailable_total",
             "Requests refused because Redis was down",

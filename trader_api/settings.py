@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sapphire import config
 
@@ -159,8 +159,85 @@ class TraderApiSettings(config.ServiceSettings):
     events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Idle SSE streams get a comment this often, to keep proxies open."
     )
-    feed: Literal["none", "simulated", "replay"] = Field(
-        default="none", description="Built-in market feed the API runs itself: none, simulated or replay."
+    feed: Literal["none", "simulated", "replay", "ccxt"] = Field(
+        default="none",
+        description="Built-in market feed the API runs itself: none, simulated, replay, or ccxt (live "
+        "prices from feed_exchange: websocket tickers where ccxt.pro has them, REST polling otherwise).",
+    )
+    feed_exchange: str = Field(
+        default="binance",
+        pattern=r"^[a-z0-9_]{2,32}$",
+        description="ccxt exchange id the ccxt feed reads prices from (binance, kraken, coinbase...). "
+        "Public market data: no keys needed.",
+    )
+    feed_poll_seconds: float = Field(
+        default=1.0, gt=0, description="ccxt feed without websockets: how often each ticker is polled."
+    )
+    venue: Literal["paper", "ccxt"] = Field(
+        default="paper",
+        description="Where orders execute: paper (the built-in fill model, on whatever feed runs; with "
+        "feed=ccxt this is paper trading on live prices, no keys) or ccxt (a live exchange account).",
+    )
+    venue_exchange: str = Field(
+        default="binance",
+        pattern=r"^[a-z0-9_]{2,32}$",
+        description="ccxt exchange id of the live venue (spot markets).",
+    )
+    venue_sandbox: bool = Field(
+        default=True,
+        description="Trade the exchange's sandbox/testnet (ccxt set_sandbox_mode); false trades real money.",
+    )
+    venue_api_key: SecretStr | None = Field(
+        default=None, description="Live venue API key; from a Secret only (SAPPHIRE_VENUE_API_KEY)."
+    )
+    venue_api_secret: SecretStr | None = Field(
+        default=None, description="Live venue API secret; from a Secret only (SAPPHIRE_VENUE_API_SECRET)."
+    )
+    venue_api_password: SecretStr | None = Field(
+        default=None, description="Live venue API passphrase, for exchanges that have one (OKX, KuCoin...)."
+    )
+    ccxt_quote_currencies: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "USDT"},
+        description="Sapphire quote currency -> the exchange's (JSON): BTC-USD trades as BTC/USDT. The one "
+        "symbol map of live venues and the ccxt feed (core/symbols.py).",
+    )
+    ccxt_api_origin: str = Field(
+        default="",
+        pattern=r"^(https?://[A-Za-z0-9._\[\]:-]+)?$",
+        description="Send every ccxt request (REST and websocket) to this origin instead of the "
+        "exchange's: a private gateway, or the tests' local fake exchange. Empty: the exchange's own.",
+    )
+    venue_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one request to the live venue (ccxt timeout)."
+    )
+    venue_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the live venue's open orders are asked for fills."
+    )
+    venue_reconcile_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often open orders, recent trades and balances are reconciled with the exchange "
+        "(also at every start).",
+    )
+    venue_retry_attempts: int = Field(
+        default=6,
+        ge=1,
+        description="Attempts of a request that failed with a network error or timeout (backoff doubles).",
+    )
+    venue_retry_first_seconds: float = Field(
+        default=0.25, gt=0, description="First backoff after a failed request to the live venue."
+    )
+    venue_reduce_tolerance: Decimal = Field(
+        default=Decimal("10"),
+        ge=0,
+        description="Reconciliation: a difference between the engine and the exchange worth more than "
+        "this (quote currency) moves risk to REDUCING.",
+    )
+    venue_halt_tolerance: Decimal = Field(
+        default=Decimal("1000"),
+        ge=0,
+        description="Reconciliation: a difference worth more than this (quote currency), or an open order "
+        "at the exchange the engine never sent, HALTs trading.",
     )
     feed_seed: int = Field(default=7, description="Seed of the simulated feed (same seed, same prices).")
     feed_interval_seconds: float = Field(
@@ -179,10 +256,20 @@ class TraderApiSettings(config.ServiceSettings):
             raise ValueError(f"instruments: duplicate symbols {', '.join(duplicates)}")
         return value
 
+    @model_validator(mode="after")
+    def _live_venue_keys(self) -> TraderApiSettings:
+        if self.venue == "ccxt" and (self.venue_api_key is None or self.venue_api_secret is None):
+            raise ValueError(
+                "venue_api_key: the ccxt venue needs SAPPHIRE_VENUE_API_KEY and SAPPHIRE_VENUE_API_SECRET "
+                "(from a Secret); for paper trading on live prices set venue=paper and feed=ccxt"
+            )
+        return self
+
     def redacted(self) -> dict[str, Any]:
         shown = super().redacted()
         shown["instruments"] = [instrument.model_dump(mode="json") for instrument in self.instruments]
         shown["risk"] = self.risk.model_dump(mode="json")
+        shown["ccxt_quote_currencies"] = dict(self.ccxt_quote_currencies)
         return shown
 
     @property

@@ -66,6 +66,35 @@ def test_config_show_redacts_secrets_and_url_passwords() -> None:
         assert secret not in result.stdout + result.stderr
 
 
+def test_config_show_lists_the_venue_and_feed_with_the_venue_keys_masked() -> None:
+    result = run_sapphire(
+        "config",
+        "show",
+        "trader-api",
+        SAPPHIRE_DEV_MODE="true",
+        SAPPHIRE_VENUE="ccxt",
+        SAPPHIRE_VENUE_EXCHANGE="kraken",
+        SAPPHIRE_VENUE_API_KEY="venue-key-4",
+        SAPPHIRE_VENUE_API_SECRET="venue-secret-5",
+        SAPPHIRE_FEED="ccxt",
+        SAPPHIRE_CCXT_QUOTE_CURRENCIES='{"USD": "USD"}',
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["venue"], shown["venue_exchange"], shown["feed"]) == ("ccxt", "kraken", "ccxt")
+    assert (shown["venue_api_key"], shown["venue_api_secret"], shown["venue_api_password"]) == (
+        "***",
+        "***",
+        None,
+    )
+    assert shown["ccxt_quote_currencies"] == {"USD": "USD"}
+    for secret in ("venue-key-4", "venue-secret-5"):
+        assert secret not in result.stdout + result.stderr
+    keyless = run_sapphire("config", "show", "trader-api", SAPPHIRE_DEV_MODE="true", SAPPHIRE_VENUE="ccxt")
+    assert keyless.returncode == 2
+    assert "SAPPHIRE_VENUE_API_KEY" in keyless.stderr
+
+
 def test_a_bad_setting_is_one_clear_line_naming_the_field() -> None:
     result = run_sapphire("config", "show", "trader-api", SAPPHIRE_DEV_MODE="true", SAPPHIRE_PORT="eighty")
     assert result.returncode == 2

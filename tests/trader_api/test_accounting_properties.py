@@ -109,8 +109,8 @@ def quote_at(symbol: str, mid: Decimal, half_spread_ticks: int, size: Decimal) -
     )
 
 
-def new_engine(limits: risk.RiskLimits) -> engine.Engine:
-    """The real order engine on an empty account, the paper venue and a fixed clock."""
+def new_engine(limits: risk.RiskLimits, venue: engine.Venue | None = None) -> engine.Engine:
+    """The real order engine on an empty account, the paper venue (or ``venue``) and a fixed clock."""
     account = records.Account(
         portfolio=accounting.Portfolio(cash=INITIAL),
         initial_equity=INITIAL,
@@ -122,7 +122,7 @@ def new_engine(limits: risk.RiskLimits) -> engine.Engine:
     )
     return engine.Engine(
         records.EngineState(account=account, open_orders=(), idempotency={}, sequence=0, intakes=0),
-        venue=engine.PaperVenue(CONFIG),
+        venue=venue or engine.PaperVenue(CONFIG),
         instruments=lambda symbol: INSTRUMENT if symbol in SYMBOLS else None,
         clock=lambda: NOW,
     )

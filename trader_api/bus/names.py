@@ -34,3 +34,8 @@ class Names:
     @property
     def events(self) -> str:
         return f"{self.prefix}events"
+
+    @property
+    def venue(self) -> str:
+        """Reports of the live venue: reconciliation differences and outages."""
+        return f"{self.prefix}venue"

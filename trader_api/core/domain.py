@@ -58,15 +58,36 @@ class TimeInForce(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """An order's state. The paper venue decides at once (``new`` is a resting order); a
+    live venue answers later: ``pending_new`` (sent, no answer yet) -> ``accepted`` (the
+    exchange has it) -> ``partially_filled`` -> ``filled`` / ``canceled`` / ``rejected`` /
+    ``expired``, with ``pending_cancel`` while a cancel awaits the exchange's answer."""
+
     NEW = "new"
+    PENDING_NEW = "pending_new"
+    ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
+    EXPIRED = "expired"
 
     @property
     def is_open(self) -> bool:
-        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        return self in OPEN_STATUSES
+
+
+OPEN_STATUSES = frozenset(
+    {
+        OrderStatus.NEW,
+        OrderStatus.PENDING_NEW,
+        OrderStatus.ACCEPTED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.PENDING_CANCEL,
+    }
+)
+"""Statuses of orders that may still fill: the engine keeps them in its open book."""
 
 
 class RiskState(StrEnum):

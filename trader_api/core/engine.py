@@ -33,6 +33,7 @@ from sapphire.trader_api.core.records import (
     Account,
     ApplyTicks,
     BarKey,
+    CancelAtVenue,
     CancelOrder,
     Changes,
     Command,
@@ -43,6 +44,7 @@ from sapphire.trader_api.core.records import (
     Order,
     OrderAccepted,
     OrderReplayed,
+    PlaceAtVenue,
     ReplaceOrder,
     Result,
     RiskChanged,
@@ -50,10 +52,15 @@ from sapphire.trader_api.core.records import (
     SetRiskState,
     SubmitOrder,
     TicksApplied,
+    VenueAccepted,
+    VenueClosed,
+    VenueFill,
 )
 
 RECENT_ORDERS = 50_000
 """Closed orders kept in memory to answer repeats without a database read."""
+CANCEL_REQUESTED = "cancel requested: "
+"""The reason of a ``pending_cancel`` order starts so; the rest is why it was canceled."""
 EQUITY_POINT_SECONDS = 1
 """The equity history holds one point per second in which the books moved: the books as the
 last batch of that second left them, stamped with the second's start. Its size is bounded
@@ -68,8 +75,14 @@ class Instrument(Protocol):
 
 
 class Venue(Protocol):
-    """Where orders execute. The paper venue decides at once; a live venue (V1) answers
-    later, feeding its executions back as commands."""
+    """Where orders execute. The paper venue decides at once; a live venue answers later:
+    the engine marks the order ``pending_new`` and leaves a :class:`records.PlaceAtVenue` in
+    the batch's changes, and the venue's I/O feeds the exchange's answers back as
+    :data:`records.VenueCommand` commands."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """True for a live venue: orders are sent after the batch commits and answered later."""
 
     def on_arrival(
         self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal
@@ -91,6 +104,10 @@ class PaperVenue:
 
     config: venue.VenueConfig
 
+    @property
+    def asynchronous(self) -> bool:
+        return False
+
     def on_arrival(
         self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal
     ) -> venue.Arrival:
@@ -100,6 +117,35 @@ class PaperVenue:
         self, order: venue.WorkingOrder, quote: domain.Quote, *, lot_size: Decimal
     ) -> venue.Execution | None:
         return venue.on_tick(order, quote, config=self.config, lot_size=lot_size)
+
+    def worst_price(self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal) -> Decimal:
+        if order.limit_price is not None:
+            return order.limit_price
+        return venue.arrival_price(order, quote, config=self.config, tick_size=tick_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveVenue:
+    """A live exchange (``services/ccxt_venue.py`` does its I/O): every order goes out as
+    ``pending_new`` and fills only when the exchange says so (:class:`records.VenueFill`).
+    The pre-trade checks estimate a market order's price as the paper venue would (the
+    touch moved by ``slippage_bps``): the exchange's real price is known only once it fills."""
+
+    config: venue.VenueConfig
+
+    @property
+    def asynchronous(self) -> bool:
+        return True
+
+    def on_arrival(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal
+    ) -> venue.Arrival:
+        return venue.Arrival(execution=None, status=domain.OrderStatus.PENDING_NEW)
+
+    def on_tick(
+        self, order: venue.WorkingOrder, quote: domain.Quote, *, lot_size: Decimal
+    ) -> venue.Execution | None:
+        return None
 
     def worst_price(self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal) -> Decimal:
         if order.limit_price is not None:
@@ -230,6 +276,12 @@ class Engine:
                 return self._set_state(command)
             case SetLimits():
                 return self._set_limits(command)
+            case VenueAccepted():
+                return self._venue_accepted(command)
+            case VenueFill():
+                return self._venue_fill(command)
+            case VenueClosed():
+                return self._venue_closed(command)
 
     def _repeat(self, client_order_id: str, request_hash: str) -> OrderAccepted | OrderReplayed | None:
         """The answer to a repeated ``client_order_id`` (submit or replace: one index), or
@@ -322,6 +374,7 @@ class Engine:
             order = self._execute(order, execution, now)
         self._store(order)
         self._emit("order", order)
+        self._send(order)
         self._cancel_group_of(order, now)
         self._attach(order, quote, instrument, now)
         return order
@@ -366,6 +419,11 @@ class Engine:
         if repeat is not None:
             return repeat
         order = self._open_order(command.order_id, "amended")
+        if self.venue.asynchronous and not order.waiting:
+            raise errors.ConflictError(
+                f"order {order.id} is at a live venue, which cannot amend it in place: cancel it and "
+                "submit a new order"
+            )
         amended = dataclasses.replace(
             order,
             quantity=order.quantity if command.quantity is None else command.quantity,
@@ -447,9 +505,86 @@ class Engine:
     def _cancel(self, command: CancelOrder) -> OrderAccepted:
         order = self._open_order(command.order_id, "canceled")
         now = self.clock()
-        order = self._close(order, domain.OrderStatus.CANCELED, "canceled by request", now)
+        order = self._withdraw(order, "canceled by request", now)
         self._touch_account(now)
         return OrderAccepted(order, created=False)
+
+    # A live venue's answers --------------------------------------------------------------
+
+    def _known_order(self, order_id: uuid.UUID) -> Order:
+        order = self.order(order_id)
+        if order is None:
+            raise errors.NotFoundError(f"order {order_id} not found among the open or recent orders")
+        return order
+
+    def _venue_accepted(self, command: VenueAccepted) -> OrderAccepted:
+        order = self._known_order(command.order_id)
+        if not order.status.is_open or (
+            order.exchange_order_id == command.exchange_order_id
+            and order.status is not domain.OrderStatus.PENDING_NEW
+        ):
+            return OrderAccepted(order, created=False)
+        now = self.clock()
+        status = (
+            domain.OrderStatus.ACCEPTED if order.status is domain.OrderStatus.PENDING_NEW else order.status
+        )
+        order = dataclasses.replace(
+            order, status=status, exchange_order_id=command.exchange_order_id, updated_at=now
+        )
+        self._store(order)
+        self._emit("order", order)
+        self._touch_account(now)
+        return OrderAccepted(order, created=False)
+
+    def _venue_fill(self, command: VenueFill) -> OrderAccepted:
+        """Book an execution the exchange reports, once per trade id. The exchange's truth: no
+        fill-time risk guard (the trade has happened), and a fill of an order the engine has
+        already closed (a cancel that lost the race) is booked all the same."""
+        order = self._known_order(command.order_id)
+        if command.trade_id in order.exchange_trades:
+            return OrderAccepted(order, created=False)
+        now = self.clock()
+        execution = venue.Execution(
+            quantity=command.quantity, price=command.price, fee=command.fee, liquidity=command.liquidity
+        )
+        portfolio_before = self.account.portfolio
+        booked = self._book(order, execution, now, trade_id=command.trade_id)
+        with decimal.localcontext(accounting.CONTEXT):
+            if booked.filled_quantity >= booked.quantity:
+                status = domain.OrderStatus.FILLED
+            elif order.status in (domain.OrderStatus.PENDING_NEW, domain.OrderStatus.ACCEPTED):
+                status = domain.OrderStatus.PARTIALLY_FILLED
+            else:
+                status = order.status  # partially filled, pending cancel, or already closed
+        booked = dataclasses.replace(
+            booked,
+            status=status,
+            exchange_order_id=order.exchange_order_id or command.exchange_order_id,
+            exchange_trades=(*order.exchange_trades, command.trade_id),
+        )
+        self._store(booked)
+        self._emit("order", booked)
+        self._cancel_group_of(booked, now)
+        quote, instrument = self.quotes.get(booked.symbol), self.instruments(booked.symbol)
+        if quote is not None and instrument is not None:
+            self._attach(booked, quote, instrument, now)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        return OrderAccepted(booked, created=False)
+
+    def _venue_closed(self, command: VenueClosed) -> OrderAccepted:
+        order = self._known_order(command.order_id)
+        if not order.status.is_open:
+            return OrderAccepted(order, created=False)
+        now = self.clock()
+        reason = command.reason
+        if (
+            order.status is domain.OrderStatus.PENDING_CANCEL
+            and command.status is domain.OrderStatus.CANCELED
+        ):
+            reason = order.reason.removeprefix(CANCEL_REQUESTED) or reason
+        closed = self._close(order, command.status, reason, now)
+        self._touch_account(now)
+        return OrderAccepted(closed, created=False)
 
     def _ticks(self, command: ApplyTicks) -> TicksApplied:
         now = self.clock()
@@ -462,7 +597,7 @@ class Engine:
             self._add_to_bars(quote)
         for order in self.open_orders:
             if venue.day_expired(order.working, now):
-                self._close(order, domain.OrderStatus.CANCELED, "day order expired", now)
+                self._withdraw(order, "day order expired", now)
         portfolio_before = self.account.portfolio
         for quote in sorted(command.quotes, key=lambda q: q.ts):
             instrument = self.instruments(quote.symbol)
@@ -563,6 +698,13 @@ class Engine:
             )
             reason = f"fill refused by risk rule {refusal.rule}: {refusal.message}"
             return dataclasses.replace(order, status=status, reason=reason, updated_at=now)
+        return self._book(order, execution, now)
+
+    def _book(
+        self, order: Order, execution: venue.Execution, now: datetime, *, trade_id: str | None = None
+    ) -> Order:
+        """Book one execution in the portfolio and as a fill; the order with it counted."""
+        portfolio = self.account.portfolio
         before = portfolio.position(order.symbol).realized_pnl
         portfolio = accounting.apply_fill(
             portfolio,
@@ -599,6 +741,7 @@ class Engine:
             realized_pnl=realized,
             agent=order.agent,
             ts=now,
+            exchange_trade_id=trade_id,
         )
         self.changes.fills.append(fill)
         self._emit("fill", fill)
@@ -643,6 +786,7 @@ class Engine:
             fired = self._execute(dataclasses.replace(fired, status=order.status), arrival.execution, now)
         self._store(fired)
         self._emit("order", fired)
+        self._send(fired)
         self._cancel_group_of(fired, now)
 
     def _attach(self, entry: Order, quote: domain.Quote, instrument: Instrument, now: datetime) -> None:
@@ -711,22 +855,12 @@ class Engine:
         if order.parent_id is not None:
             entry = self.open[order.symbol].get(order.parent_id)
             if entry is not None:
-                self._close(
-                    entry,
-                    domain.OrderStatus.CANCELED,
-                    f"bracket: leg {order.id} filled, remainder canceled",
-                    now,
-                )
+                self._withdraw(entry, f"bracket: leg {order.id} filled, remainder canceled", now)
         if order.oco_group is None:
             return
         for other in self.open_orders:
             if other.oco_group == order.oco_group and other.id != order.id:
-                self._close(
-                    other,
-                    domain.OrderStatus.CANCELED,
-                    f"oco: {order.id} of group {order.oco_group} filled",
-                    now,
-                )
+                self._withdraw(other, f"oco: {order.id} of group {order.oco_group} filled", now)
 
     def _store(self, order: Order) -> None:
         """Record the order's new state in the open book or among the recent closed ones."""
@@ -744,6 +878,30 @@ class Engine:
             while len(self.recent) > RECENT_ORDERS:
                 self.recent.popitem(last=False)
         self.changes.orders[order.id] = order
+
+    def _send(self, order: Order) -> None:
+        """An order a live venue must now work: sent once the batch has committed."""
+        if order.status is domain.OrderStatus.PENDING_NEW:
+            self.changes.outbound.append(PlaceAtVenue(order))
+
+    def _withdraw(self, order: Order, reason: str, now: datetime) -> Order:
+        """Cancel an open order: at once on the paper venue (and for a protective order still
+        waiting in the engine); at a live venue, ``pending_cancel`` until the exchange answers
+        (it may fill meanwhile)."""
+        if not (self.venue.asynchronous and order.at_venue):
+            return self._close(order, domain.OrderStatus.CANCELED, reason, now)
+        if order.status is domain.OrderStatus.PENDING_CANCEL:
+            return order
+        pending = dataclasses.replace(
+            order,
+            status=domain.OrderStatus.PENDING_CANCEL,
+            reason=f"{CANCEL_REQUESTED}{reason}",
+            updated_at=now,
+        )
+        self._store(pending)
+        self._emit("order", pending)
+        self.changes.outbound.append(CancelAtVenue(pending))
+        return pending
 
     def _close(self, order: Order, status: domain.OrderStatus, reason: str, now: datetime) -> Order:
         closed = dataclasses.replace(order, status=status, reason=reason, updated_at=now)
@@ -781,7 +939,7 @@ class Engine:
             for order in self.open_orders:
                 if order.type.is_protective:  # they only reduce positions: they keep protecting
                     continue
-                self._close(order, domain.OrderStatus.CANCELED, f"canceled: trading HALTED ({reason})", now)
+                self._withdraw(order, f"canceled: trading HALTED ({reason})", now)
         self._emit("risk", self.account)
         self._touch_account(now)
 

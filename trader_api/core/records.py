@@ -82,6 +82,20 @@ class Order:
     amendments: tuple[tuple[str, str], ...] = ()
     """The replace requests applied to the order, oldest first: (``client_order_id``,
     request hash), so that a repeated replace is answered rather than applied again."""
+    exchange_order_id: str | None = None
+    """A live venue's id of the order, once the exchange has answered."""
+    exchange_trades: tuple[str, ...] = ()
+    """The live venue's trade ids booked as fills of this order: a trade is booked once."""
+
+    @property
+    def at_venue(self) -> bool:
+        """Sent to a live venue and not closed there: a cancel must be asked of the exchange."""
+        return self.status in (
+            domain.OrderStatus.PENDING_NEW,
+            domain.OrderStatus.ACCEPTED,
+            domain.OrderStatus.PARTIALLY_FILLED,
+            domain.OrderStatus.PENDING_CANCEL,
+        )
 
     @property
     def average_price(self) -> Decimal | None:
@@ -126,6 +140,8 @@ class Fill:
     """Realized PnL this fill produced (gross of its fee): attributed to the order's agent."""
     agent: str | None
     ts: datetime
+    exchange_trade_id: str | None = None
+    """The live venue's id of the trade this fill books."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +257,69 @@ class SetLimits:
     changes: Mapping[str, Decimal]
 
 
-Command = SubmitOrder | CancelOrder | ReplaceOrder | ApplyTicks | SetRiskState | SetLimits
+@dataclasses.dataclass(frozen=True)
+class VenueAccepted:
+    """A live venue has the order, under its own id."""
+
+    order_id: uuid.UUID
+    exchange_order_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VenueFill:
+    """A live venue executed (part of) the order: trade ``trade_id``, booked at most once."""
+
+    order_id: uuid.UUID
+    trade_id: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    """In the quote currency."""
+    liquidity: str
+    exchange_order_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VenueClosed:
+    """A live venue closed the order without filling the rest: canceled, rejected or expired."""
+
+    order_id: uuid.UUID
+    status: domain.OrderStatus
+    reason: str
+
+
+VenueCommand = VenueAccepted | VenueFill | VenueClosed
+"""The answers of a live venue, fed back to the engine by the venue's I/O (services/ccxt_venue.py)."""
+
+Command = (
+    SubmitOrder
+    | CancelOrder
+    | ReplaceOrder
+    | ApplyTicks
+    | SetRiskState
+    | SetLimits
+    | VenueAccepted
+    | VenueFill
+    | VenueClosed
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaceAtVenue:
+    """Send ``order`` (now ``pending_new``) to the live venue."""
+
+    order: Order
+
+
+@dataclasses.dataclass(frozen=True)
+class CancelAtVenue:
+    """Ask the live venue to cancel ``order`` (now ``pending_cancel``)."""
+
+    order: Order
+
+
+Instruction = PlaceAtVenue | CancelAtVenue
+"""What a batch asks of a live venue; sent only after the batch committed."""
 
 
 # Results -------------------------------------------------------------------------------
@@ -311,3 +389,5 @@ class Changes:
     """The point of the equity history for the second the batch ran in, when it moved the books."""
     sequence: int = 0
     """The last sequence number the batch used."""
+    outbound: list[Instruction] = dataclasses.field(default_factory=list)
+    """Orders to send to, or cancel at, a live venue once the batch has committed."""

@@ -54,18 +54,29 @@ async def run_configured_feed(runtime: Runtime, writer: Writer) -> None:
     """Publish one batch per ``feed_interval_seconds`` until cancelled; outages are retried.
 
     Only the account's writer ingests: on a follower replica the batches are skipped."""
+    if runtime.settings.feed == "ccxt":  # live prices, as the exchange stamps them
+        from sapphire.trader_api.feeds import ccxt_source
+
+        async for batch in ccxt_source.stream(runtime.settings, runtime.catalog.configured):
+            await _ingest(runtime, writer, batch)
+        return
     interval = runtime.settings.feed_interval_seconds
     for batch in _batches(runtime):
         # Each batch is stamped with the API's clock and batches are paced by
         # feed_interval_seconds, so replayed or simulated data always looks live.
         now = runtime.clock()
-        stamped = [domain.Quote(q.symbol, q.bid, q.ask, q.last, q.size, now) for q in batch]
-        try:
-            await ingest.ingest(runtime, writer, stamped)
-        except NotWriterError:
-            log.debug("feed: batch skipped, this replica is not the writer")
-        except errors.UnavailableError as error:
-            log.warning("feed: batch dropped, %s", error)
-        except Exception:
-            log.exception("feed: batch failed")
+        await _ingest(
+            runtime, writer, [domain.Quote(q.symbol, q.bid, q.ask, q.last, q.size, now) for q in batch]
+        )
         await asyncio.sleep(interval)
+
+
+async def _ingest(runtime: Runtime, writer: Writer, batch: list[domain.Quote]) -> None:
+    try:
+        await ingest.ingest(runtime, writer, batch)
+    except NotWriterError:
+        log.debug("feed: batch skipped, this replica is not the writer")
+    except errors.UnavailableError as error:
+        log.warning("feed: batch dropped, %s", error)
+    except Exception:
+        log.exception("feed: batch failed")

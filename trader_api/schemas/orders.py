@@ -229,6 +229,9 @@ class OrderPublic(PublicModel):
     parent_id: uuid.UUID | None = Field(
         default=None, description="A bracket leg: the entry that attached it."
     )
+    exchange_order_id: str | None = Field(
+        default=None, description="A live venue's id of the order, once the exchange has answered."
+    )
 
 
 class FillPublic(PublicModel):

@@ -27,6 +27,7 @@ import enum
 import logging
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import domain, engine, records, venue
@@ -35,6 +36,9 @@ from sapphire.trader_api.services.market import quote_from_payload
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.storage import batches, journal
+
+if TYPE_CHECKING:
+    from sapphire.trader_api.services.ccxt_venue import CcxtVenue
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +86,12 @@ class Writer:
         self.engine: engine.Engine | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._batches: batches.BatchConnection | None = None
-        self.venue = engine.PaperVenue(
-            venue.VenueConfig(fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps)
+        config = venue.VenueConfig(fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps)
+        self.venue: engine.Venue = (
+            engine.LiveVenue(config) if settings.venue == "ccxt" else engine.PaperVenue(config)
         )
+        self.venue_link: CcxtVenue | None = None
+        """The live venue's I/O (``venue=ccxt``): it sends what committed batches ask of the exchange."""
 
     # The API's side --------------------------------------------------------------------
 
@@ -96,6 +103,8 @@ class Writer:
         if self.role is not Role.WRITER:
             raise NotWriterError(self.leader)
         self.publisher.check()
+        if self.venue_link is not None and isinstance(command, records.SubmitOrder):
+            self.venue_link.check()  # 503 while the exchange is down
         future: asyncio.Future[records.Result] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(command, future))
         return await future
@@ -271,6 +280,8 @@ class Writer:
         self.runtime.metrics.batch_commands.observe(len(batch))
         self._count(batch, changes, outcomes)
         self.last_publication = self.publisher.enqueue(events.publication(changes, self.runtime.names))
+        if changes.outbound and self.venue_link is not None:
+            self.venue_link.dispatch(changes.outbound)  # committed: now the exchange may hear of it
 
     async def _check_epoch(self) -> None:
         if self._batches is None:

@@ -38,7 +38,7 @@ BARS = tables.Base.metadata.tables["bars"]
 EQUITY_POINTS = tables.Base.metadata.tables["equity_points"]
 
 LIMIT_FIELDS = tuple(field for field in risk.RiskLimits.__dataclass_fields__)
-OPEN_STATUSES = (domain.OrderStatus.NEW.value, domain.OrderStatus.PARTIALLY_FILLED.value)
+OPEN_STATUSES = tuple(sorted(status.value for status in domain.OPEN_STATUSES))
 WRITER_LOCK_KEY = 0x5A5F_0001
 """The Postgres advisory lock whose holder is the account's writer (distinct from the
 migration lock's key)."""
@@ -122,6 +122,8 @@ def order_from_row(row: Any) -> Order:
         attached=attached_from_json(row.attached),
         parent_id=row.parent_id,
         amendments=tuple((row.amendments or {}).items()),
+        exchange_order_id=row.exchange_order_id,
+        exchange_trades=tuple(row.exchange_trades or ()),
     )
 
 
@@ -320,6 +322,8 @@ def batch_rows(changes: Changes) -> BatchRows:
                 "attached": attached_to_json(o.attached),
                 "parent_id": o.parent_id,
                 "amendments": dict(o.amendments) if o.amendments else None,
+                "exchange_order_id": o.exchange_order_id,
+                "exchange_trades": list(o.exchange_trades) if o.exchange_trades else None,
             }
             for o in changes.orders.values()
         ],
@@ -336,6 +340,7 @@ def batch_rows(changes: Changes) -> BatchRows:
                 "realized_pnl": f.realized_pnl,
                 "agent": f.agent,
                 "ts": f.ts,
+                "exchange_trade_id": f.exchange_trade_id,
             }
             for f in changes.fills
         ],

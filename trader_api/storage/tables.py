@@ -109,6 +109,10 @@ class Order(Base):
     """A bracket leg: the entry that attached it."""
     amendments: Mapped[dict[str, str] | None] = mapped_column(sa.JSON(), nullable=True)
     """The replace requests applied to the order: their ``client_order_id`` -> request hash."""
+    exchange_order_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    """A live venue's id of the order (``None`` on the paper venue, or before the exchange answered)."""
+    exchange_trades: Mapped[list[str] | None] = mapped_column(sa.JSON(), nullable=True)
+    """The live venue's trade ids booked as this order's fills: a trade is never booked twice."""
 
     @property
     def average_price(self) -> Decimal | None:
@@ -136,6 +140,8 @@ class Fill(Base):
     """Realized PnL this fill produced (gross of its fee): attributed to the order's agent."""
     agent: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     ts: Mapped[datetime] = mapped_column(UtcDateTime())
+    exchange_trade_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    """The live venue's id of the trade this fill books (``None`` on the paper venue)."""
 
 
 class EquityPoint(Base):

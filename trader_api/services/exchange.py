@@ -1,0 +1,98 @@
+"""Building ccxt exchanges from the settings: the one place that knows ccxt's configuration.
+
+Every exchange gets ccxt's own rate limiter (``enableRateLimit``), a timeout, spot markets
+only, and numbers as strings (``exchange.number = str``) so that prices and quantities
+become exact ``Decimal`` values, never floats. Keys come from the settings' secrets and are
+scrubbed from every message that leaves this package (:func:`scrub`): a ccxt error can quote
+the request it failed on.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import ccxt.async_support
+import ccxt.pro
+
+from sapphire.trader_api.settings import TraderApiSettings
+
+SPOT_OPTIONS = {
+    "defaultType": "spot",
+    "fetchMarkets": {"types": ["spot"]},
+    "fetchCurrencies": False,  # a private call on some exchanges; markets carry what we need
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+}
+
+
+class ExchangeConfigError(ValueError):
+    """An exchange id ccxt does not know; the message names the setting."""
+
+
+def build(
+    settings: TraderApiSettings, exchange_id: str, *, setting: str, private: bool, streaming: bool = False
+) -> Any:
+    """A ccxt exchange (``ccxt.pro`` when ``streaming``, for websockets): with the venue's keys
+    and sandbox mode when ``private``, public market data otherwise."""
+    module = ccxt.pro if streaming else ccxt.async_support
+    if exchange_id not in module.exchanges:
+        raise ExchangeConfigError(f"{setting}: ccxt has no exchange {exchange_id!r}")
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": int(settings.venue_timeout_seconds * 1000),
+        "options": dict(SPOT_OPTIONS),
+    }
+    if private:
+        for key, secret in (
+            ("apiKey", settings.venue_api_key),
+            ("secret", settings.venue_api_secret),
+            ("password", settings.venue_api_password),
+        ):
+            if secret is not None:
+                config[key] = secret.get_secret_value()
+    exchange = getattr(module, exchange_id)(config)
+    exchange.number = str
+    if private and settings.venue_sandbox:
+        if not exchange.urls.get("test"):
+            raise ExchangeConfigError(
+                f"venue_sandbox: ccxt has no sandbox for {exchange_id}; set SAPPHIRE_VENUE_SANDBOX=false "
+                "only if you mean to trade the real account"
+            )
+        exchange.set_sandbox_mode(True)
+    if settings.ccxt_api_origin:
+        exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)
+    return exchange
+
+
+def _moved(urls: Any, origin: str) -> Any:
+    """Every URL in ccxt's ``urls['api']`` tree on ``origin`` (same paths; ws for websockets)."""
+    if isinstance(urls, dict):
+        return {key: _moved(value, origin) for key, value in urls.items()}
+    if not isinstance(urls, str) or "://" not in urls:
+        return urls
+    target = urllib.parse.urlsplit(origin)
+    parts = urllib.parse.urlsplit(urls)
+    scheme = target.scheme
+    if parts.scheme in ("ws", "wss"):
+        scheme = "wss" if target.scheme == "https" else "ws"
+    return urllib.parse.urlunsplit((scheme, target.netloc, parts.path, parts.query, parts.fragment))
+
+
+def scrub(text: str, settings: TraderApiSettings) -> str:
+    """``text`` with every venue secret replaced by ``***``."""
+    for secret in (settings.venue_api_key, settings.venue_api_secret, settings.venue_api_password):
+        value = secret.get_secret_value() if secret is not None else ""
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def decimal(value: Any, default: Decimal = Decimal(0)) -> Decimal:
+    """A ccxt number (a string with ``number = str``) as a Decimal; ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return default

@@ -21,12 +21,12 @@ from typing import Any
 
 from sapphire import config
 from sapphire.backtest.headline import Headline
-from sapphire.operator import builders, kubeapi, migrations
+from sapphire.operator import builders, kubeapi, migrations, payloads
 from sapphire.operator.agents import adopt
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, common, tradingagent
 
-Json = dict[str, Any]
 Phase = backtestrun.BacktestRunPhase
 FINAL = (Phase.SUCCEEDED, Phase.FAILED)
 
@@ -64,7 +64,7 @@ def _figures(headline: Headline) -> Json:
 
 def decide(
     *,
-    run: Json,
+    run: payloads.BacktestRun,
     attempt: migrations.Attempt | None,
     missing_agents: Sequence[str],
     now: datetime.datetime,
@@ -169,7 +169,8 @@ async def resolve_agents(
             continue
         reference = str(agent.trading_agent_ref)
         body = await api.get(
-            kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, reference)
+            kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, reference),
+            payloads.TradingAgent,
         )
         if body is None:
             missing.append(reference)
@@ -181,7 +182,7 @@ async def resolve_agents(
 async def reconcile(
     api: kubeapi.KubeApi,
     *,
-    body: Json,
+    body: payloads.BacktestRun,
     settings: OperatorSettings,
     now: datetime.datetime,
 ) -> Decision:

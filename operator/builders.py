@@ -18,10 +18,9 @@ import yaml
 
 import sapphire
 from sapphire.agents import settings as agent_settings
+from sapphire.operator.payloads import Json as Manifest
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, migrationrun, tradingagent
-
-Manifest = dict[str, Any]
 
 MANAGED_BY = "sapphire-operator"
 AGENT_LABEL = f"{sapphire.GROUP}/agent"

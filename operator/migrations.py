@@ -20,16 +20,15 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sapphire import config
 from sapphire.migrations.report import MigrationReport
-from sapphire.operator import builders, kubeapi
+from sapphire.operator import builders, kubeapi, payloads
 from sapphire.operator.agents import adopt
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun
 
-Json = dict[str, Any]
 Phase = migrationrun.MigrationRunPhase
 MAX_BACKOFF_SECONDS = 300.0
 MESSAGE_LIMIT = 4000
@@ -61,7 +60,7 @@ class Attempt:
         return self.exit_code is not None or self.deadline_exceeded
 
 
-def read_attempt(pod: Json, container_name: str = migrationrun.MIGRATION_CONTAINER) -> Attempt:
+def read_attempt(pod: payloads.Pod, container_name: str = migrationrun.MIGRATION_CONTAINER) -> Attempt:
     """The state of ``container_name`` (the migration, or a backtest) in one pod; the sidecars'
     states do not matter."""
     metadata, status = pod["metadata"], pod.get("status") or {}
@@ -107,11 +106,13 @@ class Decision:
     requeue_after: float | None = None
 
 
-def _ordering(run: Json) -> tuple[str, str]:
+def _ordering(run: payloads.MigrationRun) -> tuple[str, str]:
     return str(run["metadata"].get("creationTimestamp", "")), str(run["metadata"]["name"])
 
 
-def blocking_run(run: Json, others: Sequence[Json], pods_by_run: dict[str, int]) -> str | None:
+def blocking_run(
+    run: payloads.MigrationRun, others: Sequence[payloads.MigrationRun], pods_by_run: dict[str, int]
+) -> str | None:
     """The name of the run that holds (or comes before this one on) the same database."""
     database = run["spec"]["database"]["name"]
     me = _ordering(run)
@@ -159,7 +160,7 @@ def after_finish(
 
 def decide(
     *,
-    run: Json,
+    run: payloads.MigrationRun,
     attempts: Sequence[Attempt],
     blocker: str | None,
     settings: OperatorSettings,
@@ -288,14 +289,16 @@ def _start(
     return Decision(status=status, create_attempt=attempt, event=("Normal", "AttemptStarted", message))
 
 
-async def owned_pods(api: kubeapi.KubeApi, body: Json, *, label: str) -> list[Json]:
+async def owned_pods(
+    api: kubeapi.KubeApi, body: payloads.MigrationRun | payloads.BacktestRun, *, label: str
+) -> list[payloads.Pod]:
     """The pods labelled ``label=<name of body>`` that ``body`` owns (a run deleted and created
     again under the same name owns none of its predecessor's)."""
     metadata = body["metadata"]
     pods_path = kubeapi.namespaced("v1", str(metadata["namespace"]), "pods")
     return [
         pod
-        for pod in await api.list(pods_path, labels={label: str(metadata["name"])})
+        for pod in await api.list(pods_path, payloads.Pod, labels={label: str(metadata["name"])})
         if any(ref.get("uid") == metadata["uid"] for ref in pod["metadata"].get("ownerReferences", []))
     ]
 
@@ -303,7 +306,7 @@ async def owned_pods(api: kubeapi.KubeApi, body: Json, *, label: str) -> list[Js
 async def reconcile(
     api: kubeapi.KubeApi,
     *,
-    body: Json,
+    body: payloads.MigrationRun,
     settings: OperatorSettings,
     now: datetime.datetime,
 ) -> Decision:
@@ -315,10 +318,13 @@ async def reconcile(
     attempts = [read_attempt(pod) for pod in pods]
     blocker = None
     if not attempts and (body.get("status") or {}).get("phase") not in (Phase.SUCCEEDED, Phase.FAILED):
-        runs = await api.list(kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL))
+        runs = await api.list(
+            kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL),
+            payloads.MigrationRun,
+        )
         holders: dict[str, int] = {}
         for pod in await api.list(
-            pods_path, labels={builders.DATABASE_LABEL: body["spec"]["database"]["name"]}
+            pods_path, payloads.Pod, labels={builders.DATABASE_LABEL: body["spec"]["database"]["name"]}
         ):
             holder = pod["metadata"]["labels"].get(builders.MIGRATION_LABEL, "")
             holders[holder] = holders.get(holder, 0) + 1
@@ -326,13 +332,13 @@ async def reconcile(
     decision = decide(run=body, attempts=attempts, blocker=blocker, settings=settings, now=now)
     if decision.create_attempt is not None:
         spec = migrationrun.MigrationRunSpec.model_validate(body["spec"])
-        pod = builders.build_migration_pod(
+        manifest = builders.build_migration_pod(
             name=name, namespace=namespace, spec=spec, attempt=decision.create_attempt, settings=settings
         )
-        adopt(pod, owner=body)
-        decision.status["podName"] = pod["metadata"]["name"]
+        adopt(manifest, owner=body)
+        decision.status["podName"] = manifest["metadata"]["name"]
         try:
-            await api.create(pods_path, pod)
+            await api.create(pods_path, manifest)
         except kubeapi.KubeApiError as error:
             if error.status != 409:  # AlreadyExists: a previous reconcile created this very attempt
                 raise

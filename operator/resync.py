@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from sapphire.operator import kubeapi, payloads
+from sapphire.operator import kubeapi, metrics, payloads
 from sapphire.operator.settings import OperatorSettings
 
 Body = TypeVar("Body", payloads.TradingAgent, payloads.MigrationRun, payloads.BacktestRun)
@@ -117,6 +117,9 @@ class Resync:
             try:
                 if await self.may_act():
                     await body()
+                    metrics.RESYNC_PASSES.labels(name, "acted").inc()
+                else:
+                    metrics.RESYNC_PASSES.labels(name, "paused").inc()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import prometheus_client.parser
 import yaml
 
 from tests.support import kube, processes
@@ -117,3 +119,14 @@ class OperatorProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def metric(self, sample: str, **labels: str) -> float:
+        """The sum of the operator's ``/metrics`` samples named ``sample`` whose labels include
+        ``labels`` (0 when there are none yet): what the operator itself says it has done."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return sum(
+            found.value
+            for family in prometheus_client.parser.text_string_to_metric_families(text)
+            for found in family.samples
+            if found.name == sample and labels.items() <= found.labels.items()
+        )

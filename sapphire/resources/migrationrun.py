@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Self
 import pydantic
 
 import sapphire
+from sapphire.domain.migration import Direction
 from sapphire.resources import common
 
 KIND = "MigrationRun"
@@ -35,13 +36,6 @@ MIGRATION_CONTAINER = "migrate"
 TARGET_REVISION_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 """``head``, ``base`` or an alembic revision id. Relative targets such as ``+1`` are refused:
 a record of a migration must say where it went."""
-
-
-class Direction(enum.StrEnum):
-    """Whether the run moves the schema forwards or backwards."""
-
-    UPGRADE = "upgrade"
-    DOWNGRADE = "downgrade"
 
 
 class DatabaseRef(common.SpecModel):
@@ -102,19 +96,20 @@ class MigrationRunSpec(common.SpecModel):
     model_config = pydantic.ConfigDict(
         json_schema_extra=common.cel_rules(
             common.cel_rule(
-                "self.direction != 'downgrade' || (has(self.allowDowngrade) && self.allowDowngrade)",
-                "direction downgrade requires allowDowngrade: true",
+                f"self.direction != '{Direction.DOWNGRADE}'"
+                " || (has(self.allowDowngrade) && self.allowDowngrade)",
+                f"direction {Direction.DOWNGRADE} requires allowDowngrade: true",
                 field_path=".allowDowngrade",
                 reason="FieldValueRequired",
             ),
             common.cel_rule(
-                f"self.direction != 'upgrade' || self.revision != '{BASE}'",
+                f"self.direction != '{Direction.UPGRADE}' || self.revision != '{BASE}'",
                 f"revision {BASE} is only a downgrade target",
                 field_path=".revision",
                 reason="FieldValueInvalid",
             ),
             common.cel_rule(
-                f"self.direction != 'downgrade' || self.revision != '{HEAD}'",
+                f"self.direction != '{Direction.DOWNGRADE}' || self.revision != '{HEAD}'",
                 f"a downgrade needs a revision id or {BASE}, not {HEAD}",
                 field_path=".revision",
                 reason="FieldValueInvalid",

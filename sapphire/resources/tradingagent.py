@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 
 import sapphire
+from sapphire.domain.symbols import SYMBOL_PATTERN
 from sapphire.resources import common
 
 KIND = "TradingAgent"
@@ -24,9 +25,6 @@ PLURAL = "tradingagents"
 SINGULAR = "tradingagent"
 SHORT_NAMES = ("ta",)
 API_VERSION = f"{sapphire.GROUP}/{common.VERSION}"
-
-SYMBOL_PATTERN = r"^[A-Z0-9]{1,12}(-[A-Z0-9]{1,12})?$"
-"""An instrument as the trader API lists it: ``BTC-USD``, ``AAPL``."""
 
 REVISION_ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 """An alembic revision id (``head`` and ``base`` are not concrete revisions)."""

@@ -12,6 +12,7 @@ import pydantic
 import pytest
 import yaml
 
+from sapphire.domain import migration
 from sapphire.resources import backtestrun, common, manifests, migrationrun, tradingagent
 from tests.crds.conftest import EXAMPLES, INVALID
 
@@ -190,7 +191,7 @@ class TestMigrationRunSpec:
                 "database": {"name": "trading", "urlSecretRef": {"name": "db", "key": "url"}},
             }
         )
-        assert spec.direction is migrationrun.Direction.UPGRADE
+        assert spec.direction is migration.Direction.UPGRADE
         assert (spec.backoff_limit, spec.active_deadline_seconds, spec.ttl_seconds_after_finished) == (
             2,
             900,

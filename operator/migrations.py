@@ -106,6 +106,12 @@ class Decision:
     requeue_after: float | None = None
 
 
+def is_finished(run: payloads.MigrationRun | payloads.BacktestRun) -> bool:
+    """Whether ``run``'s recorded phase is final: Succeeded or Failed (``common.FINAL_RUN_PHASES``,
+    what ``MigrationRunPhase.is_final`` and ``BacktestRunPhase.is_final`` say of a typed phase)."""
+    return (run.get("status") or {}).get("phase") in common.FINAL_RUN_PHASES
+
+
 def _ordering(run: payloads.MigrationRun) -> tuple[str, str]:
     return str(run["metadata"].get("creationTimestamp", "")), str(run["metadata"]["name"])
 
@@ -121,10 +127,13 @@ def blocking_run(
             continue
         if other.get("spec", {}).get("database", {}).get("name") != database:
             continue
-        phase = (other.get("status") or {}).get("phase")
-        if phase in (Phase.SUCCEEDED, Phase.FAILED):
+        if is_finished(other):
             continue
-        if phase == Phase.RUNNING or pods_by_run.get(other["metadata"]["name"], 0) or _ordering(other) < me:
+        if (
+            (other.get("status") or {}).get("phase") == Phase.RUNNING
+            or pods_by_run.get(other["metadata"]["name"], 0)
+            or _ordering(other) < me
+        ):
             return str(other["metadata"]["name"])
     return None
 
@@ -192,7 +201,7 @@ def decide(
         kind = "Normal" if succeeded else "Warning"
         return Decision(status=status, event=(kind, reason, status["message"]), requeue_after=0)
 
-    if previous_phase in (Phase.SUCCEEDED, Phase.FAILED):
+    if is_finished(run):
         delete, remaining = after_finish(
             status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
         )
@@ -303,6 +312,31 @@ async def owned_pods(
     ]
 
 
+async def act_on_pods(
+    api: kubeapi.KubeApi,
+    *,
+    owner: payloads.MigrationRun | payloads.BacktestRun,
+    create: Json | None,
+    kill: str | None,
+    delete: Sequence[str],
+) -> None:
+    """The I/O a run's decision asks for, in its namespace: create the pod ``create`` (owned by
+    ``owner``) unless a previous reconcile already did, stop ``kill`` (5 s of grace), delete
+    ``delete``. Idempotent: its deterministic name makes a second create AlreadyExists."""
+    pods_path = kubeapi.namespaced("v1", str(owner["metadata"]["namespace"]), "pods")
+    if create is not None:
+        adopt(create, owner=owner)
+        try:
+            await api.create(pods_path, create)
+        except kubeapi.KubeApiError as error:
+            if error.status != 409:  # AlreadyExists: a previous reconcile created this very pod
+                raise
+    if kill is not None:
+        await api.delete(f"{pods_path}/{kill}", grace_seconds=5)
+    for pod_name in delete:
+        await api.delete(f"{pods_path}/{pod_name}")
+
+
 async def reconcile(
     api: kubeapi.KubeApi,
     *,
@@ -317,7 +351,7 @@ async def reconcile(
     pods = await owned_pods(api, body, label=builders.MIGRATION_LABEL)
     attempts = [read_attempt(pod) for pod in pods]
     blocker = None
-    if not attempts and (body.get("status") or {}).get("phase") not in (Phase.SUCCEEDED, Phase.FAILED):
+    if not attempts and not is_finished(body):
         runs = await api.list(
             kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL),
             payloads.MigrationRun,
@@ -330,20 +364,12 @@ async def reconcile(
             holders[holder] = holders.get(holder, 0) + 1
         blocker = blocking_run(body, runs, holders)
     decision = decide(run=body, attempts=attempts, blocker=blocker, settings=settings, now=now)
+    manifest = None
     if decision.create_attempt is not None:
         spec = migrationrun.MigrationRunSpec.model_validate(body["spec"])
         manifest = builders.build_migration_pod(
             name=name, namespace=namespace, spec=spec, attempt=decision.create_attempt, settings=settings
         )
-        adopt(manifest, owner=body)
         decision.status["podName"] = manifest["metadata"]["name"]
-        try:
-            await api.create(pods_path, manifest)
-        except kubeapi.KubeApiError as error:
-            if error.status != 409:  # AlreadyExists: a previous reconcile created this very attempt
-                raise
-    if decision.kill_pod is not None:
-        await api.delete(f"{pods_path}/{decision.kill_pod}", grace_seconds=5)
-    for pod_name in decision.delete_pods:
-        await api.delete(f"{pods_path}/{pod_name}")
+    await act_on_pods(api, owner=body, create=manifest, kill=decision.kill_pod, delete=decision.delete_pods)
     return decision

@@ -9,12 +9,10 @@ engine's imports, so the operator does not load them to read a headline.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-LIMIT = 4096
-"""What a kubelet keeps of a termination message."""
+from sapphire.domain import termination
 
 
 @dataclass(frozen=True)
@@ -48,17 +46,14 @@ class Headline:
     def to_json(self) -> str:
         data = {key: value for key, value in asdict(self).items() if value is not None}
         if self.error is not None:
-            data["error"] = self.error[: LIMIT - 64]
-        return json.dumps(data, sort_keys=True)
+            data["error"] = self.error[: termination.LIMIT - 64]
+        return termination.dump(data)
 
     @classmethod
     def parse(cls, message: str) -> Headline | None:
         """The headline in a termination message, or None when the message is not one."""
-        try:
-            data = json.loads(message)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
+        data = termination.load(message)
+        if data is None:
             return None
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})

@@ -143,7 +143,6 @@ class TestTradingAgentSpec:
         spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
         assert (spec.interval_seconds, spec.paused, spec.symbols, spec.model) == (60, False, [], None)
         assert spec.is_all_market
-        assert not spec.uses_llm
 
     def test_snake_case_names_work_in_python(self) -> None:
         spec = tradingagent.TradingAgentSpec(role=tradingagent.Role.MOMENTUM, interval_seconds=10)

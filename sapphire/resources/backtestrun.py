@@ -215,17 +215,13 @@ class BacktestRunStatus(common.RunStatus):
     ] = pydantic.Field(default_factory=list)
     """The agents replayed; a referenced TradingAgent's spec is read when the run starts."""
 
-    message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
+    message: common.StatusMessage | None = None
     """What the run is doing, its headline result, or why it failed."""
 
 
-class BacktestRun(pydantic.BaseModel):
+class BacktestRun(common.Document):
     """A whole BacktestRun document, as read from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["BacktestRun"]
-    metadata: common.ObjectMeta
     spec: BacktestRunSpec
     status: BacktestRunStatus | None = None

@@ -15,7 +15,7 @@ import decimal
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pydantic.alias_generators
@@ -300,6 +300,10 @@ class RunStatus(StatusModel):
     """True once the operator has deleted the run's pods, after ttlSecondsAfterFinished."""
 
 
+StatusMessage = Annotated[str, pydantic.Field(max_length=4096)]
+"""A run's status.message: what it is doing, its result, or why it failed."""
+
+
 class ObjectMeta(pydantic.BaseModel):
     """The parts of metadata Sapphire reads from a manifest; the rest is kept but not typed."""
 
@@ -309,3 +313,13 @@ class ObjectMeta(pydantic.BaseModel):
     namespace: str | None = None
     labels: dict[str, str] = pydantic.Field(default_factory=dict)
     annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class Document(pydantic.BaseModel):
+    """What every whole resource document (a YAML file's TradingAgent, MigrationRun, BacktestRun)
+    has besides its kind, spec and status, which each subclass declares."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
+    metadata: ObjectMeta

@@ -222,7 +222,7 @@ class MigrationRunStatus(common.RunStatus):
     attempts: common.Count | None = None
     """Migration pods started so far, at most backoffLimit + 1."""
 
-    message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
+    message: common.StatusMessage | None = None
     """Tail of the migration's output or the reason it failed; never contains the database URL."""
 
     revisions: Annotated[
@@ -233,13 +233,9 @@ class MigrationRunStatus(common.RunStatus):
     A TradingAgent's requiresSchema is met when its revision is in this list."""
 
 
-class MigrationRun(pydantic.BaseModel):
+class MigrationRun(common.Document):
     """A whole MigrationRun document, as read from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["MigrationRun"]
-    metadata: common.ObjectMeta
     spec: MigrationRunSpec
     status: MigrationRunStatus | None = None

@@ -555,13 +555,9 @@ class TradingAgentStatus(common.StatusModel):
     """When the trading figures above were read from the trader API."""
 
 
-class TradingAgent(pydantic.BaseModel):
+class TradingAgent(common.Document):
     """A whole TradingAgent document, as ``sapphire up`` reads it from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["TradingAgent"]
-    metadata: common.ObjectMeta
     spec: TradingAgentSpec
     status: TradingAgentStatus | None = None

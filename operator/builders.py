@@ -71,6 +71,12 @@ def restricted_pod_security() -> Manifest:
     }
 
 
+def managed_selector(component: str) -> dict[str, str]:
+    """The labels that select what this operator made for ``component`` (agent, migration,
+    backtest): a subset of :func:`common_labels`, for kopf's label filters."""
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": component}
+
+
 def common_labels(component: str, instance: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "sapphire",

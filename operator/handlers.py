@@ -261,10 +261,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
                 await reconcile_agent(namespace, name, trigger="child")
 
-    agent_children = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "agent",
-    }
+    agent_children = builders.managed_selector("agent")
 
     @kopf.on.event(
         "apps", "v1", "deployments", registry=registry, id="agent_deployment_event", labels=agent_children
@@ -330,10 +327,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         if name and namespace:
             await reconcile_migration(namespace, name, trigger=str(reason))
 
-    migration_pods = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "migration",
-    }
+    migration_pods = builders.managed_selector("migration")
 
     @kopf.on.event("", "v1", "pods", registry=registry, id="migration_pod_event", labels=migration_pods)
     async def migration_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
@@ -359,10 +353,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         if name and namespace:
             await reconcile_backtest(namespace, name, trigger=str(reason))
 
-    backtest_pods = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "backtest",
-    }
+    backtest_pods = builders.managed_selector("backtest")
 
     @kopf.on.event("", "v1", "pods", registry=registry, id="backtest_pod_event", labels=backtest_pods)
     async def backtest_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:

@@ -206,3 +206,10 @@ def test_peering_pauses_for_a_live_peer_of_higher_or_equal_priority() -> None:
     assert resync.peering_allows(lower, identity="me", priority=5, now=now)
     dead: dict[str, payloads.Peer] = {**peers, "other": {"priority": 9, "lastseen": stale, "lifetime": 60}}
     assert resync.peering_allows(dead, identity="me", priority=5, now=now)
+
+
+def test_the_handlers_label_filters_select_what_the_builders_label() -> None:
+    for component in ("agent", "migration", "backtest"):
+        selector = builders.managed_selector(component)
+        assert selector.items() <= builders.common_labels(component, "x").items()
+        assert selector["app.kubernetes.io/component"] == component

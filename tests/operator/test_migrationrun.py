@@ -42,8 +42,7 @@ def run_path(namespace: str, name: str) -> str:
     return f"{GROUP_PATH}/namespaces/{namespace}/migrationruns/{name}"
 
 
-def phase_in(*phases: str) -> Callable[[kube.Json], bool]:
-    return lambda body: body.get("status", {}).get("phase") in phases
+phase_in = operator_support.phase_in
 
 
 def pods_of(control_plane: kube.ControlPlane, namespace: str, run_name: str) -> list[str]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ def sleeping_agent(
             **spec,
         },
     }
+
+
+def phase_in(*phases: str) -> Callable[[kube.Json], bool]:
+    """A :func:`kube.wait_for` predicate: the object's ``status.phase`` is one of ``phases``."""
+    return lambda body: body.get("status", {}).get("phase") in phases
 
 
 def install_cluster_roles(plane: kube.ControlPlane) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from sapphire import config
-from sapphire.domain.symbols import SYMBOL_PATTERN
+from sapphire.domain.symbols import SYMBOL_PATTERN as SYMBOL_PATTERN  # re-exported for older importers
 
 
 class InstrumentConfig(BaseModel):

@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 up: venv
 	$(BIN)/sapphire up -f manifests/examples/
 
-## test: install what is missing, then ruff, mypy --strict and the whole pytest suite
+## test: install what is missing, then ruff, the import-linter contracts (.importlinter), mypy --strict
+## and the whole pytest suite
 test: system venv testenv lint typecheck pytest
 
 system:
@@ -33,11 +34,12 @@ testenv:
 	else tests/testenv/build.sh; fi
 
 lint: venv
-	$(BIN)/ruff check sapphire operator trader_api agents migrations tests bench
-	$(BIN)/ruff format --check sapphire operator trader_api agents migrations tests bench
+	$(BIN)/ruff check sapphire operator trader_api agents migrations tests bench scripts
+	$(BIN)/ruff format --check sapphire operator trader_api agents migrations tests bench scripts
+	$(BIN)/python scripts/lint_imports.py --no-cache
 
 typecheck: venv
-	$(BIN)/mypy sapphire tests bench
+	$(BIN)/mypy sapphire tests bench scripts/lint_imports.py
 
 pytest: venv
 	$(BIN)/pytest

@@ -8,8 +8,9 @@ operator does not load them to read a report.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from sapphire.domain import termination
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,13 @@ class MigrationReport:
         }
         if self.error is not None:
             data["error"] = self.error
-        return json.dumps(data, sort_keys=True)
+        return termination.dump(data)
 
     @classmethod
     def parse(cls, message: str) -> MigrationReport | None:
         """The report in a termination message, or None when the message is not one."""
-        try:
-            data = json.loads(message)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
+        data = termination.load(message)
+        if data is None:
             return None
         return cls(
             from_revision=data.get("from"),

@@ -12,7 +12,6 @@ the database URL never appears in either (passwords are redacted).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
@@ -20,10 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 from sapphire import config as sapphire_config
+from sapphire.domain.migration import Direction
 from sapphire.migrations import config, lock
 from sapphire.migrations.report import MigrationReport
-
-Direction = Literal["upgrade", "downgrade"]
 
 
 def lineage(script: ScriptDirectory, revision: str | None) -> list[str]:
@@ -37,7 +35,7 @@ def migrate(
     database_url: str,
     *,
     revision: str,
-    direction: Direction = "upgrade",
+    direction: Direction = Direction.UPGRADE,
     lock_timeout_seconds: float = config.DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> MigrationReport:
     """Move the database to ``revision``; raise on failure (the lock is always released)."""
@@ -53,7 +51,7 @@ def migrate(
             connection.commit()
             # env.py takes the (re-entrant) lock again on this same connection.
             alembic_config.attributes["connection"] = connection
-            if direction == "upgrade":
+            if direction is Direction.UPGRADE:
                 command.upgrade(alembic_config, revision)
             else:
                 command.downgrade(alembic_config, revision)
@@ -65,16 +63,16 @@ def migrate(
     old, new = lineage(script, before), lineage(script, after)
     applied = (
         [r for r in reversed(new) if r not in old]
-        if direction == "upgrade"
+        if direction is Direction.UPGRADE
         else [r for r in old if r not in new]
     )
     return MigrationReport(from_revision=before, to_revision=after, applied=applied, revisions=new)
 
 
-def offline_sql(database_url: str, *, revision: str, direction: Direction = "upgrade") -> None:
+def offline_sql(database_url: str, *, revision: str, direction: Direction = Direction.UPGRADE) -> None:
     """Print the SQL a migration would run, without touching the database (``--sql``)."""
     alembic_config = config.alembic_config(database_url)
-    if direction == "upgrade":
+    if direction is Direction.UPGRADE:
         command.upgrade(alembic_config, revision, sql=True)
     else:
         command.downgrade(alembic_config, revision, sql=True)

@@ -12,15 +12,15 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import kopf
 
-from sapphire.operator import builders, kubeapi, specs
+from sapphire.operator import builders, kubeapi, payloads, specs
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun, tradingagent
 
-Json = dict[str, Any]
 Phase = tradingagent.TradingAgentPhase
 Condition = tradingagent.TradingAgentConditionType
 
@@ -51,12 +51,12 @@ class SchemaGate:
 class AgentObservation:
     """What the operator saw of one agent's world."""
 
-    deployment: Json | None
-    pods: Sequence[Json]
+    deployment: payloads.Deployment | None
+    pods: Sequence[payloads.Pod]
     schema: SchemaGate
 
 
-def schema_gate(required: str | None, runs: Sequence[Json]) -> SchemaGate:
+def schema_gate(required: str | None, runs: Sequence[payloads.MigrationRun]) -> SchemaGate:
     """Is ``required`` applied, according to the latest Succeeded MigrationRun per database?
 
     A revision counts when it is the run's ``toRevision`` or in its ``revisions`` (the
@@ -65,7 +65,7 @@ def schema_gate(required: str | None, runs: Sequence[Json]) -> SchemaGate:
     """
     if required is None:
         return SchemaGate(True, "NoSchemaRequired", "the agent requires no schema revision")
-    latest: dict[str, Json] = {}
+    latest: dict[str, payloads.MigrationRun] = {}
     for run in runs:
         status = run.get("status") or {}
         if status.get("phase") != migrationrun.MigrationRunPhase.SUCCEEDED:
@@ -91,20 +91,19 @@ def schema_gate(required: str | None, runs: Sequence[Json]) -> SchemaGate:
     )
 
 
-def _deployment_problem(deployment: Json | None) -> tuple[str, str] | None:
+def _deployment_problem(deployment: payloads.Deployment | None) -> tuple[str, str] | None:
     """A Deployment that cannot make its pods (a missing ServiceAccount, a quota, a refused
     pod spec) or gave up rolling out says so in its conditions; nothing else would."""
-    for condition in (deployment or {}).get("status", {}).get("conditions") or []:
-        failing = condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
-        stuck = (
-            condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
-        )
+    status: payloads.DeploymentStatus = deployment.get("status", {}) if deployment is not None else {}
+    for condition in status.get("conditions") or []:
+        failing = condition["type"] == "ReplicaFailure" and condition["status"] == "True"
+        stuck = condition["type"] == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
         if failing or stuck:
             return str(condition.get("reason") or condition["type"]), str(condition.get("message") or "")
     return None
 
 
-def _last_words(container: Json) -> str:
+def _last_words(container: payloads.ContainerStatus) -> str:
     """How the container's previous run ended: exit code and termination message."""
     terminated = (container.get("lastState") or {}).get("terminated") or {}
     if not terminated:
@@ -114,7 +113,7 @@ def _last_words(container: Json) -> str:
     return f"; last exit code {terminated.get('exitCode')} ({terminated.get('reason') or 'Error'}){said}"
 
 
-def _waiting_problem(pods: Sequence[Json]) -> tuple[str, str] | None:
+def _waiting_problem(pods: Sequence[payloads.Pod]) -> tuple[str, str] | None:
     """A container that cannot start, or that was restarted and is not ready again: the
     agent's own reason (its termination message, e.g. which loop kept failing) included."""
     for pod in pods:
@@ -146,7 +145,9 @@ def agent_status(
 ) -> tradingagent.TradingAgentStatus:
     """The status an agent should have, given what was observed. Pure."""
     deployment = observation.deployment
-    deployment_status = (deployment or {}).get("status", {})
+    deployment_status: payloads.DeploymentStatus = (
+        deployment.get("status", {}) if deployment is not None else {}
+    )
     ready_replicas = int(deployment_status.get("readyReplicas") or 0)
     rolled_out = deployment is not None and (
         int(deployment_status.get("observedGeneration") or 0)
@@ -249,7 +250,7 @@ def invalid_status(
     )
 
 
-def is_known_invalid(body: Json) -> bool:
+def is_known_invalid(body: payloads.TradingAgent) -> bool:
     """Whether ``body``'s current generation was already found invalid: nothing to retry."""
     status = body.get("status") or {}
     return status.get("phase") == Phase.INVALID_SPEC.value and status.get("observedGeneration") == body[
@@ -273,12 +274,18 @@ async def observe(
     api: kubeapi.KubeApi, *, name: str, namespace: str, required_schema: str | None
 ) -> AgentObservation:
     deployment = await api.get(
-        kubeapi.namespaced("apps/v1", namespace, "deployments", builders.agent_deployment_name(name))
+        kubeapi.namespaced("apps/v1", namespace, "deployments", builders.agent_deployment_name(name)),
+        payloads.Deployment,
     )
-    pods = await api.list(kubeapi.namespaced("v1", namespace, "pods"), labels={builders.AGENT_LABEL: name})
-    runs: list[Json] = []
+    pods = await api.list(
+        kubeapi.namespaced("v1", namespace, "pods"), payloads.Pod, labels={builders.AGENT_LABEL: name}
+    )
+    runs: list[payloads.MigrationRun] = []
     if required_schema is not None:
-        runs = await api.list(kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL))
+        runs = await api.list(
+            kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL),
+            payloads.MigrationRun,
+        )
     return AgentObservation(deployment=deployment, pods=pods, schema=schema_gate(required_schema, runs))
 
 
@@ -299,10 +306,10 @@ def observe_indexed(
 class AgentIndexes:
     """kopf indexes of the agents' children and of the MigrationRuns (see ``handlers``)."""
 
-    agents: Mapping[tuple[str, str], Iterable[Json]]
-    deployments: Mapping[tuple[str, str], Iterable[Json]]
-    pods: Mapping[tuple[str, str], Iterable[Json]]
-    runs: Mapping[str, Iterable[Json]]
+    agents: Mapping[tuple[str, str], Iterable[payloads.TradingAgent]]
+    deployments: Mapping[tuple[str, str], Iterable[payloads.Deployment]]
+    pods: Mapping[tuple[str, str], Iterable[payloads.Pod]]
+    runs: Mapping[str, Iterable[payloads.MigrationRun]]
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,7 @@ class Applied:
     generation: int
 
     @classmethod
-    def of(cls, deployment: Json) -> Applied:
+    def of(cls, deployment: payloads.Deployment) -> Applied:
         metadata = deployment["metadata"]
         return cls(
             spec_hash=str((metadata.get("annotations") or {}).get(builders.SPEC_HASH_ANNOTATION, "")),
@@ -335,7 +342,7 @@ class Convergence:
 async def converge(
     api: kubeapi.KubeApi,
     *,
-    body: Json,
+    body: payloads.TradingAgent,
     spec: tradingagent.TradingAgentSpec,
     settings: OperatorSettings,
     observation: AgentObservation,
@@ -363,7 +370,9 @@ async def converge(
     ):
         adopt(desired, owner=body)
         deployment = await api.apply(
-            kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]), desired
+            kubeapi.namespaced("apps/v1", namespace, "deployments", desired["metadata"]["name"]),
+            desired,
+            payloads.Deployment,
         )
     status = agent_status(
         name=name,
@@ -377,7 +386,7 @@ async def converge(
     return Convergence(status=status, event=event, applied=Applied.of(deployment))
 
 
-def adopt(child: Json, *, owner: Json) -> None:
+def adopt(child: Json, *, owner: payloads.Resource) -> None:
     """Make ``owner``'s deletion garbage-collect ``child`` (no finalizer needed): kopf's own
     controller owner reference, with blockOwnerDeletion."""
     kopf.append_owner_reference(child, owner=kopf.Body(cast(kopf.RawBody, owner)))

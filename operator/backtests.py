@@ -3,7 +3,7 @@
 The machinery is MigrationRun's (:mod:`sapphire.operator.migrations`): a bare Pod with a
 deterministic name, so a restarted operator finds the run in progress and a duplicate create
 fails with AlreadyExists; the result read from the backtest container's own terminated state
-and termination message (:class:`sapphire.backtest.headline.Headline`); the pod deleted
+and termination message (:class:`sapphire.domain.headline.Headline`); the pod deleted
 ``ttlSecondsAfterFinished`` after the result is recorded.
 
 There is one attempt: a replay is deterministic, so a failed one fails again. The agents are
@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sapphire import config
-from sapphire.backtest.headline import Headline
-from sapphire.operator import builders, kubeapi, migrations
-from sapphire.operator.agents import adopt
+from sapphire.domain.headline import Headline
+from sapphire.operator import builders, kubeapi, migrations, payloads
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, common, tradingagent
 
-Json = dict[str, Any]
 Phase = backtestrun.BacktestRunPhase
-FINAL = (Phase.SUCCEEDED, Phase.FAILED)
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def _figures(headline: Headline) -> Json:
 
 def decide(
     *,
-    run: Json,
+    run: payloads.BacktestRun,
     attempt: migrations.Attempt | None,
     missing_agents: Sequence[str],
     now: datetime.datetime,
@@ -74,7 +72,6 @@ def decide(
     spec = backtestrun.BacktestRunSpec.model_validate(run["spec"])
     status: Json = dict(run.get("status") or {})
     generation = int(run["metadata"].get("generation", 0))
-    previous_phase = status.get("phase")
     status["observedGeneration"] = generation
     status["agents"] = [agent.name for agent in spec.agents]
 
@@ -98,7 +95,7 @@ def decide(
             status=status, event=("Normal" if succeeded else "Warning", reason, status["message"])
         )
 
-    if previous_phase in FINAL:
+    if migrations.is_finished(run):
         pods = (attempt.pod_name,) if attempt is not None else ()
         delete, _ = migrations.after_finish(
             status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
@@ -169,7 +166,8 @@ async def resolve_agents(
             continue
         reference = str(agent.trading_agent_ref)
         body = await api.get(
-            kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, reference)
+            kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, reference),
+            payloads.TradingAgent,
         )
         if body is None:
             missing.append(reference)
@@ -181,14 +179,13 @@ async def resolve_agents(
 async def reconcile(
     api: kubeapi.KubeApi,
     *,
-    body: Json,
+    body: payloads.BacktestRun,
     settings: OperatorSettings,
     now: datetime.datetime,
 ) -> Decision:
     """Observe, decide, act. Safe to run concurrently with itself and after any crash."""
     metadata = body["metadata"]
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
-    pods_path = kubeapi.namespaced("v1", namespace, "pods")
     pods = await migrations.owned_pods(api, body, label=builders.BACKTEST_LABEL)
     attempt = (
         migrations.read_attempt(pods[0], container_name=backtestrun.BACKTEST_CONTAINER) if pods else None
@@ -196,25 +193,19 @@ async def reconcile(
     spec = backtestrun.BacktestRunSpec.model_validate(body["spec"])
     agents: dict[str, Mapping[str, Any]] = {}
     missing: list[str] = []
-    if attempt is None and (body.get("status") or {}).get("phase") not in FINAL:
+    if attempt is None and not migrations.is_finished(body):
         agents, missing = await resolve_agents(api, namespace=namespace, spec=spec)
     decision = decide(run=body, attempt=attempt, missing_agents=missing, now=now)
+    manifest = None
     if decision.create_pod:
-        pod = builders.build_backtest_pod(
+        manifest = builders.build_backtest_pod(
             name=name,
             namespace=namespace,
             spec=spec,
             agents_yaml=builders.backtest_agents_yaml(agents),
             settings=settings,
         )
-        adopt(pod, owner=body)
-        try:
-            await api.create(pods_path, pod)
-        except kubeapi.KubeApiError as error:
-            if error.status != 409:  # AlreadyExists: a previous reconcile created this very pod
-                raise
-    if decision.kill_pod is not None:
-        await api.delete(f"{pods_path}/{decision.kill_pod}", grace_seconds=5)
-    for pod_name in decision.delete_pods:
-        await api.delete(f"{pods_path}/{pod_name}")
+    await migrations.act_on_pods(
+        api, owner=body, create=manifest, kill=decision.kill_pod, delete=decision.delete_pods
+    )
     return decision

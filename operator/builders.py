@@ -18,10 +18,9 @@ import yaml
 
 import sapphire
 from sapphire.agents import settings as agent_settings
+from sapphire.operator.payloads import Json as Manifest
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, migrationrun, tradingagent
-
-Manifest = dict[str, Any]
 
 MANAGED_BY = "sapphire-operator"
 AGENT_LABEL = f"{sapphire.GROUP}/agent"
@@ -70,6 +69,12 @@ def restricted_pod_security() -> Manifest:
         "fsGroup": 10001,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def managed_selector(component: str) -> dict[str, str]:
+    """The labels that select what this operator made for ``component`` (agent, migration,
+    backtest): a subset of :func:`common_labels`, for kopf's label filters."""
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": component}
 
 
 def common_labels(component: str, instance: str) -> dict[str, str]:

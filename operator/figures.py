@@ -15,13 +15,12 @@ An unreachable API is reported in the ``TradingFigures`` condition only: the age
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 import httpx
 
+from sapphire.operator.payloads import Json
 from sapphire.resources import common
 
-Json = dict[str, Any]
 CONDITION = "TradingFigures"
 
 # trader API field -> TradingAgent status field

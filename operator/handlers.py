@@ -16,7 +16,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 import kopf
@@ -30,13 +30,15 @@ from sapphire.operator import (
     kubeapi,
     metrics,
     migrations,
+    payloads,
     resync,
     specs,
 )
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, common, migrationrun, tradingagent
 
-Json = dict[str, Any]
+Run = TypeVar("Run", payloads.MigrationRun, payloads.BacktestRun)
 VERSION = common.VERSION
 TA = (sapphire.GROUP, VERSION, tradingagent.PLURAL)
 MR = (sapphire.GROUP, VERSION, migrationrun.PLURAL)
@@ -48,12 +50,12 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
-def _first_of_each(index: Mapping[Any, Iterable[Json]]) -> list[Json]:
+def _first_of_each(index: Mapping[Any, Iterable[payloads.TradingAgent]]) -> list[payloads.TradingAgent]:
     """The one object under each key of an index keyed by object."""
     return [body for store in list(index.values()) for body in list(store)[:1]]
 
 
-def _deleting(body: Json) -> bool:
+def _deleting(body: payloads.Resource | payloads.Object) -> bool:
     return bool(body["metadata"].get("deletionTimestamp"))
 
 
@@ -70,7 +72,7 @@ class OperatorState:
         self.figures_read_at: dict[str, float] = {}
         self.indexes: agents.AgentIndexes | None = None
         self.applied: dict[str, agents.Applied] = {}
-        self.backtest_runs: kopf.Index[str, Json] | None = None
+        self.backtest_runs: kopf.Index[str, payloads.BacktestRun] | None = None
 
     @property
     def api(self) -> kubeapi.KubeApi:
@@ -78,7 +80,7 @@ class OperatorState:
             self._api = kubeapi.KubeApi.from_environment()
         return self._api
 
-    async def post(self, body: Json, event: tuple[str, str, str] | None) -> None:
+    async def post(self, body: payloads.Resource, event: tuple[str, str, str] | None) -> None:
         """Post a Kubernetes Event about ``body``; a failure to post never fails a reconcile."""
         if event is None or not self.settings.post_events:
             return
@@ -113,11 +115,11 @@ class OperatorState:
             self._trader_api, token=token.get_secret_value(), agent=name, status=status, now=_now()
         )
 
-    async def deleted_meanwhile(self, path: str, body: Json) -> bool:
+    async def deleted_meanwhile(self, path: str, body: payloads.Resource) -> bool:
         """Whether the object of ``body`` was deleted (or is being deleted) since it was read:
         then a refused request is the deletion's doing, not an error worth an Event."""
         try:
-            current = await self.api.get(path)
+            current = await self.api.get(path, payloads.Object)
         except (kubeapi.KubeApiError, httpx.HTTPError):
             return False
         return current is None or _deleting(current) or current["metadata"]["uid"] != body["metadata"]["uid"]
@@ -166,7 +168,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
                 return
-            body = await state.api.get(path)
+            body = await state.api.get(path, payloads.TradingAgent)
             if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
                 state.forget(key)
@@ -215,7 +217,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
 
-    async def refuse_agent(path: str, body: Json, error: specs.InvalidSpecError) -> None:
+    async def refuse_agent(path: str, body: payloads.TradingAgent, error: specs.InvalidSpecError) -> None:
         previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
         status = agents.invalid_status(
             previous=previous, generation=int(body["metadata"].get("generation", 0)), error=error, now=_now()
@@ -229,7 +231,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         LOGGER.warning("the agent's spec cannot be used", extra={"agent": body["metadata"]["name"]})
         await state.post(body, ("Warning", "InvalidSpec", f"the operator cannot use this spec: {error}"))
 
-    async def notice_ignored(body: Json, ignored: tuple[str, ...]) -> None:
+    async def notice_ignored(body: payloads.TradingAgent, ignored: tuple[str, ...]) -> None:
         """Fields of a newer CRD: ignored, said once per generation (in an Event and the log)."""
         status = body.get("status") or {}
         if not ignored or status.get("observedGeneration") == body["metadata"].get("generation"):
@@ -259,10 +261,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
                 await reconcile_agent(namespace, name, trigger="child")
 
-    agent_children = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "agent",
-    }
+    agent_children = builders.managed_selector("agent")
 
     @kopf.on.event(
         "apps", "v1", "deployments", registry=registry, id="agent_deployment_event", labels=agent_children
@@ -282,14 +281,15 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         path: str,
         key: str,
         trigger: str,
-        reconcile: Callable[[Json], Awaitable[migrations.Decision | backtests.Decision]],
+        shape: type[Run],
+        reconcile: Callable[[Run], Awaitable[migrations.Decision | backtests.Decision]],
     ) -> None:
         """One reconcile of a run (MigrationRun, BacktestRun) under its lock: re-read it, let
         ``reconcile`` observe and act, write the status when it changed, post the event."""
         async with state.locks[key]:
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 return
-            body = await state.api.get(path)
+            body = await state.api.get(path, shape)
             if body is None or _deleting(body):
                 metrics.record_phase(kind, key, None)
                 state.forget(key)
@@ -317,6 +317,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             path=kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL, name),
             key=f"mr/{namespace}/{name}",
             trigger=trigger,
+            shape=payloads.MigrationRun,
             reconcile=lambda body: migrations.reconcile(state.api, body=body, settings=settings, now=_now()),
         )
 
@@ -326,10 +327,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         if name and namespace:
             await reconcile_migration(namespace, name, trigger=str(reason))
 
-    migration_pods = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "migration",
-    }
+    migration_pods = builders.managed_selector("migration")
 
     @kopf.on.event("", "v1", "pods", registry=registry, id="migration_pod_event", labels=migration_pods)
     async def migration_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
@@ -345,6 +343,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             path=kubeapi.namespaced(backtestrun.API_VERSION, namespace, backtestrun.PLURAL, name),
             key=f"bt/{namespace}/{name}",
             trigger=trigger,
+            shape=payloads.BacktestRun,
             reconcile=lambda body: backtests.reconcile(state.api, body=body, settings=settings, now=_now()),
         )
 
@@ -354,10 +353,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         if name and namespace:
             await reconcile_backtest(namespace, name, trigger=str(reason))
 
-    backtest_pods = {
-        "app.kubernetes.io/managed-by": builders.MANAGED_BY,
-        "app.kubernetes.io/component": "backtest",
-    }
+    backtest_pods = builders.managed_selector("backtest")
 
     @kopf.on.event("", "v1", "pods", registry=registry, id="backtest_pod_event", labels=backtest_pods)
     async def backtest_pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
@@ -366,10 +362,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             await reconcile_backtest(namespace, name, trigger="pod")
 
     @kopf.index(*BT, registry=registry, id="backtest_runs")
-    def backtest_runs(namespace: str | None, body: kopf.Body, **_: Any) -> Json | None:
-        return {namespace: dict(body)} if namespace else None
+    def backtest_runs(
+        namespace: str | None, body: kopf.Body, **_: Any
+    ) -> dict[str, payloads.BacktestRun] | None:
+        return {namespace: cast(payloads.BacktestRun, dict(body))} if namespace else None
 
-    async def resync_backtest(body: Json) -> None:
+    async def resync_backtest(body: payloads.BacktestRun) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_backtest(
                 body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
@@ -383,7 +381,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
 
     # -- periodic resync (see resync.py for why not kopf timers) --------------------------
 
-    async def resync_agent(body: Json) -> None:
+    async def resync_agent(body: payloads.TradingAgent) -> None:
         if agents.is_known_invalid(body):
             return  # no request at all for a spec that waits for a change
         with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
@@ -402,7 +400,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             runs = [body for store in list(state.indexes.runs.values()) for body in store]
             await state.resync.each(runs, resync_migration)
 
-    async def resync_migration(body: Json) -> None:
+    async def resync_migration(body: payloads.MigrationRun) -> None:
         if not (body.get("status") or {}).get("cleanedUp"):
             await reconcile_migration(
                 body["metadata"]["namespace"], body["metadata"]["name"], trigger=resync.TRIGGER
@@ -413,20 +411,22 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     @kopf.index(*TA, registry=registry, id="trading_agents")
     def trading_agents(
         namespace: str | None, name: str | None, body: kopf.Body, **_: Any
-    ) -> dict[tuple[str, str], Json] | None:
-        return {(namespace, name): dict(body)} if namespace and name else None
+    ) -> dict[tuple[str, str], payloads.TradingAgent] | None:
+        return {(namespace, name): cast(payloads.TradingAgent, dict(body))} if namespace and name else None
 
     @kopf.index("apps", "v1", "deployments", registry=registry, id="agent_deployments", labels=agent_children)
     @kopf.index("", "v1", "pods", registry=registry, id="agent_pods", labels=agent_children)
     def agent_child_by_agent(
         namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-    ) -> dict[tuple[str, str], Json] | None:
+    ) -> dict[tuple[str, str], payloads.Deployment | payloads.Pod] | None:
         agent = labels.get(builders.AGENT_LABEL)
-        return {(namespace, agent): dict(body)} if agent and namespace else None
+        return {(namespace, agent): cast(payloads.Deployment, dict(body))} if agent and namespace else None
 
     @kopf.index(*MR, registry=registry, id="migration_runs")
-    def migration_runs(namespace: str | None, body: kopf.Body, **_: Any) -> Json | None:
-        return {namespace: dict(body)} if namespace else None
+    def migration_runs(
+        namespace: str | None, body: kopf.Body, **_: Any
+    ) -> dict[str, payloads.MigrationRun] | None:
+        return {namespace: cast(payloads.MigrationRun, dict(body))} if namespace else None
 
     @kopf.on.startup(registry=registry, id="operator_resync_start")
     async def operator_resync_start(**kwargs: Any) -> None:

@@ -6,8 +6,8 @@ come from the kubernetes library's loader (in-cluster ServiceAccount or a kubeco
 exec plugins included), so the operator authenticates exactly as kopf does, and they are
 never frozen: a 401 makes :class:`ReloadingCredentials` load them again (the kubelet's
 rotated ServiceAccount token file, a new token from GKE's exec plugin) and send the request
-once more, as kopf re-runs its login handler on a 401. Raw JSON dicts keep the operator free
-of the generated model classes.
+once more, as kopf re-runs its login handler on a 401. Raw JSON keeps the operator free of the
+generated model classes; what it reads is typed by :mod:`sapphire.operator.payloads`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
 import kubernetes
 
-Json = dict[str, Any]
+from sapphire.operator import payloads
+from sapphire.operator.payloads import Json
+
+Payload = TypeVar("Payload", bound=Mapping[str, object])
+"""The shape (a :mod:`~sapphire.operator.payloads` TypedDict) a caller reads an answer as."""
 FIELD_MANAGER = "sapphire-operator"
 
 
@@ -132,19 +136,22 @@ class KubeApi:
         result: Json = response.json() if response.content else {}
         return result
 
-    async def get(self, path: str) -> Json | None:
-        """The object at ``path``, or None when it does not exist."""
+    async def get(self, path: str, shape: type[Payload]) -> Payload | None:
+        """The object at ``path`` read as ``shape``, or None when it does not exist."""
         try:
-            return await self._request("GET", path)
+            return cast(Payload, await self._request("GET", path))
         except KubeApiError as error:
             if error.status == 404:
                 return None
             raise
 
-    async def list(self, path: str, *, labels: Mapping[str, str] | None = None) -> list[Json]:
+    async def list(
+        self, path: str, shape: type[Payload], *, labels: Mapping[str, str] | None = None
+    ) -> list[Payload]:
+        """The items of the collection at ``path``, each read as ``shape``."""
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
         listing = await self._request("GET", path, params=params)
-        return list(listing.get("items", []))
+        return cast(list[Payload], list(listing.get("items", [])))
 
     async def create(self, path: str, body: Mapping[str, Any]) -> Json:
         return await self._request("POST", path, body=body)
@@ -161,16 +168,18 @@ class KubeApi:
             if error.status not in (404, 409):
                 raise
 
-    async def apply(self, path: str, body: Mapping[str, Any]) -> Json:
+    async def apply(self, path: str, body: Mapping[str, Any], shape: type[Payload]) -> Payload:
         """Server-side apply as the operator's field manager: creates the object when it is
-        missing and takes back any field someone else changed (drift)."""
-        return await self._request(
+        missing and takes back any field someone else changed (drift). The answer, the object
+        as stored, is read as ``shape``."""
+        answer = await self._request(
             "PATCH",
             path,
             body=body,
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml",
         )
+        return cast(Payload, answer)
 
     async def patch_status(self, path: str, status: Mapping[str, Any]) -> Json:
         return await self._request(
@@ -186,7 +195,7 @@ def namespaced(group_version: str, namespace: str, plural: str, name: str | None
 
 
 def build_event(
-    body: Mapping[str, Any],
+    body: payloads.Resource,
     *,
     type: str,
     reason: str,

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the operator: reconciles, errors, durations, and objects by phase."""
+"""Prometheus metrics of the operator: reconciles, errors, durations, objects by phase, resync passes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ OBJECTS = prometheus_client.Gauge(
     "sapphire_operator_objects",
     "Objects the operator handles, by kind and phase.",
     ["kind", "phase"],
+    registry=REGISTRY,
+)
+RESYNC_PASSES = prometheus_client.Counter(
+    "sapphire_operator_resync_passes",
+    "Passes of the periodic resync loops, by loop and outcome: acted (this operator may act, and"
+    " reconciled what the loop covers) or paused (a peer of higher or equal priority leads).",
+    ["loop", "outcome"],
     registry=REGISTRY,
 )
 QUEUED_MIGRATIONS = prometheus_client.Gauge(

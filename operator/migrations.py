@@ -20,16 +20,15 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sapphire import config
 from sapphire.migrations.report import MigrationReport
-from sapphire.operator import builders, kubeapi
+from sapphire.operator import builders, kubeapi, payloads
 from sapphire.operator.agents import adopt
+from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import common, migrationrun
 
-Json = dict[str, Any]
 Phase = migrationrun.MigrationRunPhase
 MAX_BACKOFF_SECONDS = 300.0
 MESSAGE_LIMIT = 4000
@@ -61,7 +60,7 @@ class Attempt:
         return self.exit_code is not None or self.deadline_exceeded
 
 
-def read_attempt(pod: Json, container_name: str = migrationrun.MIGRATION_CONTAINER) -> Attempt:
+def read_attempt(pod: payloads.Pod, container_name: str = migrationrun.MIGRATION_CONTAINER) -> Attempt:
     """The state of ``container_name`` (the migration, or a backtest) in one pod; the sidecars'
     states do not matter."""
     metadata, status = pod["metadata"], pod.get("status") or {}
@@ -107,11 +106,19 @@ class Decision:
     requeue_after: float | None = None
 
 
-def _ordering(run: Json) -> tuple[str, str]:
+def is_finished(run: payloads.MigrationRun | payloads.BacktestRun) -> bool:
+    """Whether ``run``'s recorded phase is final: Succeeded or Failed (``common.FINAL_RUN_PHASES``,
+    what ``MigrationRunPhase.is_final`` and ``BacktestRunPhase.is_final`` say of a typed phase)."""
+    return (run.get("status") or {}).get("phase") in common.FINAL_RUN_PHASES
+
+
+def _ordering(run: payloads.MigrationRun) -> tuple[str, str]:
     return str(run["metadata"].get("creationTimestamp", "")), str(run["metadata"]["name"])
 
 
-def blocking_run(run: Json, others: Sequence[Json], pods_by_run: dict[str, int]) -> str | None:
+def blocking_run(
+    run: payloads.MigrationRun, others: Sequence[payloads.MigrationRun], pods_by_run: dict[str, int]
+) -> str | None:
     """The name of the run that holds (or comes before this one on) the same database."""
     database = run["spec"]["database"]["name"]
     me = _ordering(run)
@@ -120,10 +127,13 @@ def blocking_run(run: Json, others: Sequence[Json], pods_by_run: dict[str, int])
             continue
         if other.get("spec", {}).get("database", {}).get("name") != database:
             continue
-        phase = (other.get("status") or {}).get("phase")
-        if phase in (Phase.SUCCEEDED, Phase.FAILED):
+        if is_finished(other):
             continue
-        if phase == Phase.RUNNING or pods_by_run.get(other["metadata"]["name"], 0) or _ordering(other) < me:
+        if (
+            (other.get("status") or {}).get("phase") == Phase.RUNNING
+            or pods_by_run.get(other["metadata"]["name"], 0)
+            or _ordering(other) < me
+        ):
             return str(other["metadata"]["name"])
     return None
 
@@ -159,7 +169,7 @@ def after_finish(
 
 def decide(
     *,
-    run: Json,
+    run: payloads.MigrationRun,
     attempts: Sequence[Attempt],
     blocker: str | None,
     settings: OperatorSettings,
@@ -191,7 +201,7 @@ def decide(
         kind = "Normal" if succeeded else "Warning"
         return Decision(status=status, event=(kind, reason, status["message"]), requeue_after=0)
 
-    if previous_phase in (Phase.SUCCEEDED, Phase.FAILED):
+    if is_finished(run):
         delete, remaining = after_finish(
             status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
         )
@@ -288,22 +298,49 @@ def _start(
     return Decision(status=status, create_attempt=attempt, event=("Normal", "AttemptStarted", message))
 
 
-async def owned_pods(api: kubeapi.KubeApi, body: Json, *, label: str) -> list[Json]:
+async def owned_pods(
+    api: kubeapi.KubeApi, body: payloads.MigrationRun | payloads.BacktestRun, *, label: str
+) -> list[payloads.Pod]:
     """The pods labelled ``label=<name of body>`` that ``body`` owns (a run deleted and created
     again under the same name owns none of its predecessor's)."""
     metadata = body["metadata"]
     pods_path = kubeapi.namespaced("v1", str(metadata["namespace"]), "pods")
     return [
         pod
-        for pod in await api.list(pods_path, labels={label: str(metadata["name"])})
+        for pod in await api.list(pods_path, payloads.Pod, labels={label: str(metadata["name"])})
         if any(ref.get("uid") == metadata["uid"] for ref in pod["metadata"].get("ownerReferences", []))
     ]
+
+
+async def act_on_pods(
+    api: kubeapi.KubeApi,
+    *,
+    owner: payloads.MigrationRun | payloads.BacktestRun,
+    create: Json | None,
+    kill: str | None,
+    delete: Sequence[str],
+) -> None:
+    """The I/O a run's decision asks for, in its namespace: create the pod ``create`` (owned by
+    ``owner``) unless a previous reconcile already did, stop ``kill`` (5 s of grace), delete
+    ``delete``. Idempotent: its deterministic name makes a second create AlreadyExists."""
+    pods_path = kubeapi.namespaced("v1", str(owner["metadata"]["namespace"]), "pods")
+    if create is not None:
+        adopt(create, owner=owner)
+        try:
+            await api.create(pods_path, create)
+        except kubeapi.KubeApiError as error:
+            if error.status != 409:  # AlreadyExists: a previous reconcile created this very pod
+                raise
+    if kill is not None:
+        await api.delete(f"{pods_path}/{kill}", grace_seconds=5)
+    for pod_name in delete:
+        await api.delete(f"{pods_path}/{pod_name}")
 
 
 async def reconcile(
     api: kubeapi.KubeApi,
     *,
-    body: Json,
+    body: payloads.MigrationRun,
     settings: OperatorSettings,
     now: datetime.datetime,
 ) -> Decision:
@@ -314,30 +351,25 @@ async def reconcile(
     pods = await owned_pods(api, body, label=builders.MIGRATION_LABEL)
     attempts = [read_attempt(pod) for pod in pods]
     blocker = None
-    if not attempts and (body.get("status") or {}).get("phase") not in (Phase.SUCCEEDED, Phase.FAILED):
-        runs = await api.list(kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL))
+    if not attempts and not is_finished(body):
+        runs = await api.list(
+            kubeapi.namespaced(migrationrun.API_VERSION, namespace, migrationrun.PLURAL),
+            payloads.MigrationRun,
+        )
         holders: dict[str, int] = {}
         for pod in await api.list(
-            pods_path, labels={builders.DATABASE_LABEL: body["spec"]["database"]["name"]}
+            pods_path, payloads.Pod, labels={builders.DATABASE_LABEL: body["spec"]["database"]["name"]}
         ):
             holder = pod["metadata"]["labels"].get(builders.MIGRATION_LABEL, "")
             holders[holder] = holders.get(holder, 0) + 1
         blocker = blocking_run(body, runs, holders)
     decision = decide(run=body, attempts=attempts, blocker=blocker, settings=settings, now=now)
+    manifest = None
     if decision.create_attempt is not None:
         spec = migrationrun.MigrationRunSpec.model_validate(body["spec"])
-        pod = builders.build_migration_pod(
+        manifest = builders.build_migration_pod(
             name=name, namespace=namespace, spec=spec, attempt=decision.create_attempt, settings=settings
         )
-        adopt(pod, owner=body)
-        decision.status["podName"] = pod["metadata"]["name"]
-        try:
-            await api.create(pods_path, pod)
-        except kubeapi.KubeApiError as error:
-            if error.status != 409:  # AlreadyExists: a previous reconcile created this very attempt
-                raise
-    if decision.kill_pod is not None:
-        await api.delete(f"{pods_path}/{decision.kill_pod}", grace_seconds=5)
-    for pod_name in decision.delete_pods:
-        await api.delete(f"{pods_path}/{pod_name}")
+        decision.status["podName"] = manifest["metadata"]["name"]
+    await act_on_pods(api, owner=body, create=manifest, kill=decision.kill_pod, delete=decision.delete_pods)
     return decision

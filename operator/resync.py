@@ -22,12 +22,12 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TypeVar
 
-from sapphire.operator import kubeapi
+from sapphire.operator import kubeapi, metrics, payloads
 from sapphire.operator.settings import OperatorSettings
 
-Json = dict[str, Any]
+Body = TypeVar("Body", payloads.TradingAgent, payloads.MigrationRun, payloads.BacktestRun)
 LOGGER = logging.getLogger(__name__)
 TRIGGER = "resync"
 """The trigger label of reconciles the loops start (metrics) and the mark of those that ask peering."""
@@ -36,7 +36,7 @@ PEERING_CACHE_SECONDS = 1.0
 
 
 def peering_allows(
-    peers: Mapping[str, Mapping[str, Any]], *, identity: str, priority: int, now: datetime.datetime
+    peers: Mapping[str, payloads.Peer], *, identity: str, priority: int, now: datetime.datetime
 ) -> bool:
     """kopf's rule: pause while another live peer has a higher or the same priority. Pure."""
     for peer_id, info in peers.items():
@@ -88,8 +88,8 @@ class Resync:
             ]
         now = datetime.datetime.now(datetime.UTC)
         for path in paths:
-            peering = await self._api().get(path)
-            peers = (peering or {}).get("status") or {}
+            peering = await self._api().get(path, payloads.KopfPeering)
+            peers = (peering.get("status") if peering is not None else None) or {}
             if not peering_allows(
                 peers, identity=self.identity, priority=self.settings.peering_priority, now=now
             ):
@@ -117,6 +117,9 @@ class Resync:
             try:
                 if await self.may_act():
                     await body()
+                    metrics.RESYNC_PASSES.labels(name, "acted").inc()
+                else:
+                    metrics.RESYNC_PASSES.labels(name, "paused").inc()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -124,7 +127,7 @@ class Resync:
                 LOGGER.exception("resync pass failed", extra={"loop": name})
 
     @staticmethod
-    async def each(bodies: Iterable[Json], action: Callable[[Json], Awaitable[None]]) -> None:
+    async def each(bodies: Iterable[Body], action: Callable[[Body], Awaitable[None]]) -> None:
         """Run ``action`` on every object (kopf's index holds them: no LIST), one failure not
         stopping the rest; objects being deleted are skipped."""
         for body in list(bodies):

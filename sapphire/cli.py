@@ -19,6 +19,7 @@ import typer
 
 import sapphire
 from sapphire import config, logs
+from sapphire.domain.migration import Direction
 
 SettingsT = TypeVar("SettingsT", bound=config.ServiceSettings)
 
@@ -266,11 +267,6 @@ def up(
         fail("interrupted", code=130)
 
 
-class MigrationDirection(StrEnum):
-    UPGRADE = "upgrade"
-    DOWNGRADE = "downgrade"
-
-
 @data_app.command("download")
 def data_download(
     exchange: Annotated[str, typer.Option("--exchange", help="A ccxt exchange id, e.g. binance, kraken.")],
@@ -393,7 +389,8 @@ def backtest(
     """Replay history through the agents in FILE, the executor and the paper venue; write a report."""
     from rich.console import Console
 
-    from sapphire.backtest import command, headline, replay, report
+    from sapphire.backtest import command, replay, report
+    from sapphire.domain import headline
 
     console = Console()
     try:
@@ -433,7 +430,7 @@ def migrate(
     revision: Annotated[
         str, typer.Option("--revision", help="Target: head, a revision id, or base.")
     ] = "head",
-    direction: Annotated[MigrationDirection, typer.Option("--direction")] = MigrationDirection.UPGRADE,
+    direction: Annotated[Direction, typer.Option("--direction")] = Direction.UPGRADE,
     sql: Annotated[
         bool, typer.Option("--sql", help="Print the SQL instead of running it (dry run).")
     ] = False,
@@ -458,11 +455,11 @@ def migrate(
         fail("DATABASE_URL is not set")
     logs.configure_logging(level="INFO", log_format="auto")
     if sql:
-        runner.offline_sql(database_url, revision=revision, direction=direction.value)
+        runner.offline_sql(database_url, revision=revision, direction=direction)
         return
     try:
         report = runner.migrate(
-            database_url, revision=revision, direction=direction.value, lock_timeout_seconds=lock_timeout
+            database_url, revision=revision, direction=direction, lock_timeout_seconds=lock_timeout
         )
     except Exception as error:  # any failure is reported, redacted, as exit code 1
         message = runner.redacted_error(error, database_url)

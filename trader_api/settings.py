@@ -13,9 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sapphire import config
-
-SYMBOL_PATTERN = r"^[A-Z0-9]{1,12}(-[A-Z0-9]{1,12})?$"
-"""Instrument symbols: ``BTC-USD``, ``ETH-USD``, ``AAPL``."""
+from sapphire.domain.symbols import SYMBOL_PATTERN as SYMBOL_PATTERN  # re-exported for older importers
 
 
 class InstrumentConfig(BaseModel):

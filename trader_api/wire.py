@@ -42,11 +42,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from sapphire.domain.symbols import SYMBOL_PATTERN
 from sapphire.trader_api.core.domain import OrderType, Side, TimeInForce
 from sapphire.trader_api.schemas.common import EARLIEST, LATEST
 from sapphire.trader_api.schemas.market import TickBatch
 from sapphire.trader_api.schemas.orders import OrderCreate, shape_problem
-from sapphire.trader_api.settings import SYMBOL_PATTERN
 
 __all__ = [
     "AttachedWire",

@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from sapphire import config
+from sapphire.domain.symbols import SYMBOL_PATTERN
 from sapphire.news import tagging
-from sapphire.trader_api.settings import SYMBOL_PATTERN
 
 
 class NewsFeedSettings(config.ServiceSettings):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from sapphire.domain.symbols import SYMBOL_PART
+
 DEFAULT_ALIASES: dict[str, list[str]] = {
     "BTC-USD": ["BTC", "XBT", "Bitcoin"],
     "ETH-USD": ["ETH", "Ether", "Ethereum"],
@@ -19,7 +21,7 @@ DEFAULT_ALIASES: dict[str, list[str]] = {
 }
 """The aliases of the default instruments (``SAPPHIRE_NEWS_ALIASES`` replaces them)."""
 
-_TICKER = re.compile(r"^[A-Z0-9]{1,12}$")
+_TICKER = re.compile(rf"^{SYMBOL_PART}$")
 
 
 def alias_pattern(alias: str) -> re.Pattern[str]:

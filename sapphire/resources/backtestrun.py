@@ -133,22 +133,19 @@ class BacktestRunSpec(common.SpecModel):
     """PersistentVolumeClaim the pod writes report.json and report.html to, under a directory
     named after this BacktestRun. Without it only the headline figures in status are kept."""
 
-    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")] | None = None
+    image: common.Image | None = None
     """Image holding Sapphire; defaults to the operator's Sapphire image."""
 
-    active_deadline_seconds: Annotated[pydantic.StrictInt, pydantic.Field(ge=30, le=86400)] = 3600
+    active_deadline_seconds: common.DeadlineSeconds = 3600
     """Deadline of the backtest pod, in seconds; the run fails after it."""
 
-    ttl_seconds_after_finished: Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=604800)] = 300
+    ttl_seconds_after_finished: common.TtlSeconds = 300
     """Seconds the finished pod is kept so its logs can be read; the BacktestRun stays as the record."""
 
     @pydantic.field_validator("agents")
     @classmethod
     def _unique_agents(cls, agents: list[BacktestAgent]) -> list[BacktestAgent]:
-        names = [agent.name for agent in agents]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate agent names: {', '.join(duplicates)}")
+        common.unique_names([agent.name for agent in agents], "agent names")
         return agents
 
     @pydantic.model_validator(mode="after")
@@ -167,34 +164,23 @@ class BacktestRunPhase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
+    @property
+    def is_final(self) -> bool:
+        """True once the run has a result and will never run again."""
+        return self in common.FINAL_RUN_PHASES
 
-class BacktestRunConditionType(enum.StrEnum):
-    """The condition types the operator maintains on a BacktestRun."""
 
-    COMPLETE = "Complete"
-    FAILED = "Failed"
-    PROGRESSING = "Progressing"
+BacktestRunConditionType = common.RunConditionType
 
 
 Ratio = Annotated[str, pydantic.Field(max_length=40, pattern=common.SIGNED_DECIMAL_PATTERN)]
 
 
-class BacktestRunStatus(common.StatusModel):
+class BacktestRunStatus(common.RunStatus):
     """Observed state of the run and its headline results, written by the operator."""
 
     phase: BacktestRunPhase | None = None
     """Pending (waiting for a referenced TradingAgent), Running, Succeeded or Failed."""
-
-    observed_generation: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
-    """The metadata.generation the operator last acted on."""
-
-    conditions: Annotated[
-        list[common.Condition],
-        pydantic.Field(
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-        ),
-    ] = pydantic.Field(default_factory=list)
-    """Progressing, Complete and Failed, in metav1.Condition shape."""
 
     total_return: Ratio | None = None
     """Total return over the period, as a fraction (0.0123 is +1.23 %)."""
@@ -205,7 +191,7 @@ class BacktestRunStatus(common.StatusModel):
     max_drawdown: Ratio | None = None
     """Depth of the maximum drawdown, as a fraction of the peak equity."""
 
-    trades: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    trades: common.Count | None = None
     """Closed round trips."""
 
     fees: common.DecimalString | None = None
@@ -214,7 +200,7 @@ class BacktestRunStatus(common.StatusModel):
     final_equity: common.SignedDecimalString | None = None
     """Equity at the end of the replay, in the quote currency."""
 
-    quotes: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    quotes: common.Count | None = None
     """Quotes replayed."""
 
     data_sha256: Annotated[str, pydantic.Field(pattern=SHA256_PATTERN)] | None = None
@@ -229,29 +215,13 @@ class BacktestRunStatus(common.StatusModel):
     ] = pydantic.Field(default_factory=list)
     """The agents replayed; a referenced TradingAgent's spec is read when the run starts."""
 
-    started_at: datetime.datetime | None = None
-    """When the backtest pod was created."""
-
-    finished_at: datetime.datetime | None = None
-    """When the run reached Succeeded or Failed."""
-
-    pod_name: str | None = None
-    """Name of the backtest pod."""
-
-    message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
+    message: common.StatusMessage | None = None
     """What the run is doing, its headline result, or why it failed."""
 
-    cleaned_up: pydantic.StrictBool | None = None
-    """True once the operator has deleted the run's pod, after ttlSecondsAfterFinished."""
 
-
-class BacktestRun(pydantic.BaseModel):
+class BacktestRun(common.Document):
     """A whole BacktestRun document, as read from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["BacktestRun"]
-    metadata: common.ObjectMeta
     spec: BacktestRunSpec
     status: BacktestRunStatus | None = None

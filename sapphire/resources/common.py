@@ -15,7 +15,7 @@ import decimal
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pydantic.alias_generators
@@ -229,11 +229,79 @@ def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+# -- field types more than one resource uses -------------------------------------------------
+
+Image = Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")]
+"""A container image reference."""
+
+Count = Annotated[pydantic.StrictInt, pydantic.Field(ge=0)]
+"""A whole number, zero or more."""
+
+DeadlineSeconds = Annotated[pydantic.StrictInt, pydantic.Field(ge=30, le=86400)]
+"""A run pod's activeDeadlineSeconds: from 30 s to a day."""
+
+TtlSeconds = Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=604800)]
+"""How long a finished run's pods are kept: up to a week."""
+
+Conditions = Annotated[
+    list[Condition],
+    pydantic.Field(
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+    ),
+]
+"""A status's conditions, keyed by type as ``kubectl wait --for=condition=`` expects."""
+
+
+def unique_names(names: Sequence[str], what: str) -> None:
+    """Raise ``ValueError`` naming the duplicates when ``names`` repeats one (``what``: "env names")."""
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate {what}: {', '.join(duplicates)}")
+
+
 class StatusModel(SpecModel):
     """Base of status models. Status is written by the operator, not by users, so fields a
     newer operator added are ignored on read instead of failing an older one."""
 
     model_config = pydantic.ConfigDict(extra="ignore")
+
+    observed_generation: Count | None = None
+    """The metadata.generation the operator last acted on."""
+
+
+FINAL_RUN_PHASES = frozenset({"Succeeded", "Failed"})
+"""The phases a run (MigrationRun, BacktestRun) ends in: it has its result and never runs again."""
+
+
+class RunConditionType(enum.StrEnum):
+    """The condition types the operator maintains on a run (MigrationRun, BacktestRun)."""
+
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    PROGRESSING = "Progressing"
+
+
+class RunStatus(StatusModel):
+    """What every run (MigrationRun, BacktestRun) reports: a bare pod followed to its result."""
+
+    conditions: Conditions = pydantic.Field(default_factory=list)
+    """Progressing, Complete and Failed, in metav1.Condition shape."""
+
+    started_at: datetime.datetime | None = None
+    """When the run's (first) pod was created."""
+
+    finished_at: datetime.datetime | None = None
+    """When the run reached Succeeded or Failed."""
+
+    pod_name: str | None = None
+    """Name of the run's current or last pod."""
+
+    cleaned_up: pydantic.StrictBool | None = None
+    """True once the operator has deleted the run's pods, after ttlSecondsAfterFinished."""
+
+
+StatusMessage = Annotated[str, pydantic.Field(max_length=4096)]
+"""A run's status.message: what it is doing, its result, or why it failed."""
 
 
 class ObjectMeta(pydantic.BaseModel):
@@ -245,3 +313,13 @@ class ObjectMeta(pydantic.BaseModel):
     namespace: str | None = None
     labels: dict[str, str] = pydantic.Field(default_factory=dict)
     annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class Document(pydantic.BaseModel):
+    """What every whole resource document (a YAML file's TradingAgent, MigrationRun, BacktestRun)
+    has besides its kind, spec and status, which each subclass declares."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
+    metadata: ObjectMeta

@@ -8,13 +8,13 @@ therefore immutable.
 
 from __future__ import annotations
 
-import datetime
 import enum
 from typing import Annotated, Literal, Self
 
 import pydantic
 
 import sapphire
+from sapphire.domain.migration import Direction
 from sapphire.resources import common
 
 KIND = "MigrationRun"
@@ -35,13 +35,6 @@ MIGRATION_CONTAINER = "migrate"
 TARGET_REVISION_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 """``head``, ``base`` or an alembic revision id. Relative targets such as ``+1`` are refused:
 a record of a migration must say where it went."""
-
-
-class Direction(enum.StrEnum):
-    """Whether the run moves the schema forwards or backwards."""
-
-    UPGRADE = "upgrade"
-    DOWNGRADE = "downgrade"
 
 
 class DatabaseRef(common.SpecModel):
@@ -79,7 +72,7 @@ class Sidecar(pydantic.BaseModel):
     name: Annotated[str, pydantic.Field(min_length=1, max_length=63, pattern=common.DNS_LABEL_PATTERN)]
     """Container name, unique in the pod; not migrate."""
 
-    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")]
+    image: common.Image
     """Container image of the sidecar."""
 
     restart_policy: Literal["Always"] = "Always"
@@ -102,19 +95,20 @@ class MigrationRunSpec(common.SpecModel):
     model_config = pydantic.ConfigDict(
         json_schema_extra=common.cel_rules(
             common.cel_rule(
-                "self.direction != 'downgrade' || (has(self.allowDowngrade) && self.allowDowngrade)",
-                "direction downgrade requires allowDowngrade: true",
+                f"self.direction != '{Direction.DOWNGRADE}'"
+                " || (has(self.allowDowngrade) && self.allowDowngrade)",
+                f"direction {Direction.DOWNGRADE} requires allowDowngrade: true",
                 field_path=".allowDowngrade",
                 reason="FieldValueRequired",
             ),
             common.cel_rule(
-                f"self.direction != 'upgrade' || self.revision != '{BASE}'",
+                f"self.direction != '{Direction.UPGRADE}' || self.revision != '{BASE}'",
                 f"revision {BASE} is only a downgrade target",
                 field_path=".revision",
                 reason="FieldValueInvalid",
             ),
             common.cel_rule(
-                f"self.direction != 'downgrade' || self.revision != '{HEAD}'",
+                f"self.direction != '{Direction.DOWNGRADE}' || self.revision != '{HEAD}'",
                 f"a downgrade needs a revision id or {BASE}, not {HEAD}",
                 field_path=".revision",
                 reason="FieldValueInvalid",
@@ -139,7 +133,7 @@ class MigrationRunSpec(common.SpecModel):
     database: DatabaseRef
     """The database to migrate and the Secret holding its URL."""
 
-    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")] | None = None
+    image: common.Image | None = None
     """Image holding the migrations; defaults to the operator's Sapphire image."""
 
     sidecars: Annotated[
@@ -155,19 +149,16 @@ class MigrationRunSpec(common.SpecModel):
     backoff_limit: Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=10)] = 2
     """Retries after a failed attempt; each attempt is a new pod."""
 
-    active_deadline_seconds: Annotated[pydantic.StrictInt, pydantic.Field(ge=30, le=86400)] = 900
+    active_deadline_seconds: common.DeadlineSeconds = 900
     """Deadline of one attempt, in seconds; the pod is stopped and the attempt fails after it."""
 
-    ttl_seconds_after_finished: Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=604800)] = 300
+    ttl_seconds_after_finished: common.TtlSeconds = 300
     """Seconds the finished pod is kept so its logs can be read; the MigrationRun stays as the record."""
 
     @pydantic.field_validator("sidecars")
     @classmethod
     def _unique_sidecars(cls, sidecars: list[Sidecar]) -> list[Sidecar]:
-        names = [sidecar.name for sidecar in sidecars]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate sidecar names: {', '.join(duplicates)}")
+        common.unique_names([sidecar.name for sidecar in sidecars], "sidecar names")
         return sidecars
 
     @pydantic.model_validator(mode="after")
@@ -210,33 +201,17 @@ class MigrationRunPhase(enum.StrEnum):
     @property
     def is_final(self) -> bool:
         """True once the run has a result and will never run again."""
-        return self in (MigrationRunPhase.SUCCEEDED, MigrationRunPhase.FAILED)
+        return self in common.FINAL_RUN_PHASES
 
 
-class MigrationRunConditionType(enum.StrEnum):
-    """The condition types the operator maintains on a MigrationRun."""
-
-    COMPLETE = "Complete"
-    FAILED = "Failed"
-    PROGRESSING = "Progressing"
+MigrationRunConditionType = common.RunConditionType
 
 
-class MigrationRunStatus(common.StatusModel):
+class MigrationRunStatus(common.RunStatus):
     """Observed state of the run, written by the operator."""
 
     phase: MigrationRunPhase | None = None
     """Pending, Queued (another run holds the database), Running, Succeeded or Failed."""
-
-    observed_generation: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
-    """The metadata.generation the operator last acted on."""
-
-    conditions: Annotated[
-        list[common.Condition],
-        pydantic.Field(
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-        ),
-    ] = pydantic.Field(default_factory=list)
-    """Progressing, Complete and Failed, in metav1.Condition shape."""
 
     from_revision: Annotated[str, pydantic.Field(max_length=64)] | None = None
     """Revision the database was at when the migration started, as the migration reported it."""
@@ -244,19 +219,10 @@ class MigrationRunStatus(common.StatusModel):
     to_revision: Annotated[str, pydantic.Field(max_length=64)] | None = None
     """Revision the database was at when the migration ended, as the migration reported it."""
 
-    attempts: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    attempts: common.Count | None = None
     """Migration pods started so far, at most backoffLimit + 1."""
 
-    started_at: datetime.datetime | None = None
-    """When the first attempt started."""
-
-    finished_at: datetime.datetime | None = None
-    """When the run reached Succeeded or Failed."""
-
-    pod_name: str | None = None
-    """Name of the current or last migration pod."""
-
-    message: Annotated[str, pydantic.Field(max_length=4096)] | None = None
+    message: common.StatusMessage | None = None
     """Tail of the migration's output or the reason it failed; never contains the database URL."""
 
     revisions: Annotated[
@@ -266,17 +232,10 @@ class MigrationRunStatus(common.StatusModel):
     """Lineage of toRevision as the migration reported it: every revision from base up to it.
     A TradingAgent's requiresSchema is met when its revision is in this list."""
 
-    cleaned_up: pydantic.StrictBool | None = None
-    """True once the operator has deleted the run's pods, after ttlSecondsAfterFinished."""
 
-
-class MigrationRun(pydantic.BaseModel):
+class MigrationRun(common.Document):
     """A whole MigrationRun document, as read from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["MigrationRun"]
-    metadata: common.ObjectMeta
     spec: MigrationRunSpec
     status: MigrationRunStatus | None = None

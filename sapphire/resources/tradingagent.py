@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 
 import sapphire
+from sapphire.domain.symbols import SYMBOL_PATTERN
 from sapphire.resources import common
 
 KIND = "TradingAgent"
@@ -24,9 +25,6 @@ PLURAL = "tradingagents"
 SINGULAR = "tradingagent"
 SHORT_NAMES = ("ta",)
 API_VERSION = f"{sapphire.GROUP}/{common.VERSION}"
-
-SYMBOL_PATTERN = r"^[A-Z0-9]{1,12}(-[A-Z0-9]{1,12})?$"
-"""An instrument as the trader API lists it: ``BTC-USD``, ``AAPL``."""
 
 REVISION_ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 """An alembic revision id (``head`` and ``base`` are not concrete revisions)."""
@@ -424,7 +422,7 @@ class TradingAgentSpec(common.SpecModel):
     paused: pydantic.StrictBool = False
     """Scale the agent to zero without deleting it."""
 
-    image: Annotated[str, pydantic.Field(min_length=1, max_length=512, pattern=r"^\S+$")] | None = None
+    image: common.Image | None = None
     """Container image; defaults to the operator's Sapphire image."""
 
     resources: Resources | None = None
@@ -445,18 +443,13 @@ class TradingAgentSpec(common.SpecModel):
     @pydantic.field_validator("symbols")
     @classmethod
     def _unique_symbols(cls, symbols: list[str]) -> list[str]:
-        duplicates = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate symbols: {', '.join(duplicates)}")
+        common.unique_names(symbols, "symbols")
         return symbols
 
     @pydantic.field_validator("env")
     @classmethod
     def _unique_env(cls, env: list[EnvVar]) -> list[EnvVar]:
-        names = [variable.name for variable in env]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate env names: {', '.join(duplicates)}")
+        common.unique_names([variable.name for variable in env], "env names")
         return env
 
     @pydantic.model_validator(mode="after")
@@ -477,11 +470,6 @@ class TradingAgentSpec(common.SpecModel):
     def is_executor(self) -> bool:
         """True for the agent that places orders (one Deployment strategy: Recreate)."""
         return self.role is Role.EXECUTOR
-
-    @property
-    def uses_llm(self) -> bool:
-        """True when the agent consults a model; otherwise its analysis is deterministic."""
-        return self.model is not None
 
     def symbols_summary(self) -> str:
         """What the SYMBOLS column shows; the operator writes it to ``status.symbolsSummary``."""
@@ -531,19 +519,11 @@ class TradingAgentStatus(common.StatusModel):
     phase: TradingAgentPhase | None = None
     """Pending, WaitingForSchema, Starting, Running, Paused, Degraded, Failed or InvalidSpec."""
 
-    observed_generation: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
-    """The metadata.generation the operator last acted on."""
-
-    conditions: Annotated[
-        list[common.Condition],
-        pydantic.Field(
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-        ),
-    ] = pydantic.Field(default_factory=list)
+    conditions: common.Conditions = pydantic.Field(default_factory=list)
     """Ready, Progressing, SchemaReady and, while the spec cannot be used, InvalidSpec (naming the
     fields), in metav1.Condition shape."""
 
-    ready_replicas: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    ready_replicas: common.Count | None = None
     """Ready pods of the agent's Deployment (0 or 1)."""
 
     deployment: str | None = None
@@ -556,10 +536,10 @@ class TradingAgentStatus(common.StatusModel):
     last_signal_at: datetime.datetime | None = None
     """When the agent last published a signal (analysts) or placed an order (executor)."""
 
-    signals_last_hour: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    signals_last_hour: common.Count | None = None
     """Signals the agent published (or, for the executor, consumed) in the last hour."""
 
-    orders_last_hour: Annotated[pydantic.StrictInt, pydantic.Field(ge=0)] | None = None
+    orders_last_hour: common.Count | None = None
     """Orders the executor submitted in the last hour."""
 
     realized_pnl: common.SignedDecimalString | None = None
@@ -575,13 +555,9 @@ class TradingAgentStatus(common.StatusModel):
     """When the trading figures above were read from the trader API."""
 
 
-class TradingAgent(pydantic.BaseModel):
+class TradingAgent(common.Document):
     """A whole TradingAgent document, as ``sapphire up`` reads it from a YAML file."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    api_version: Literal["trading.sapphire-ai.com/v1alpha1"] = pydantic.Field(alias="apiVersion")
     kind: Literal["TradingAgent"]
-    metadata: common.ObjectMeta
     spec: TradingAgentSpec
     status: TradingAgentStatus | None = None

@@ -12,6 +12,7 @@ import pydantic
 import pytest
 import yaml
 
+from sapphire.domain import migration
 from sapphire.resources import backtestrun, common, manifests, migrationrun, tradingagent
 from tests.crds.conftest import EXAMPLES, INVALID
 
@@ -142,7 +143,6 @@ class TestTradingAgentSpec:
         spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
         assert (spec.interval_seconds, spec.paused, spec.symbols, spec.model) == (60, False, [], None)
         assert spec.is_all_market
-        assert not spec.uses_llm
 
     def test_snake_case_names_work_in_python(self) -> None:
         spec = tradingagent.TradingAgentSpec(role=tradingagent.Role.MOMENTUM, interval_seconds=10)
@@ -190,7 +190,7 @@ class TestMigrationRunSpec:
                 "database": {"name": "trading", "urlSecretRef": {"name": "db", "key": "url"}},
             }
         )
-        assert spec.direction is migrationrun.Direction.UPGRADE
+        assert spec.direction is migration.Direction.UPGRADE
         assert (spec.backoff_limit, spec.active_deadline_seconds, spec.ttl_seconds_after_finished) == (
             2,
             900,

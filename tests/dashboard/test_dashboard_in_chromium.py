@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import prometheus_client.parser
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -53,6 +53,16 @@ class Platform:
         response = httpx.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {READ}"}, timeout=5)
         response.raise_for_status()
         return response.json()
+
+    def metric(self, sample: str) -> float:
+        """The sum of the trader API's ``/metrics`` samples named ``sample``."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        return sum(
+            found.value
+            for family in prometheus_client.parser.text_string_to_metric_families(text)
+            for found in family.samples
+            if found.name == sample
+        )
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +264,13 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     )
     assert platform.api("/v1/risk")["state"] == "HALTED"
     orders_at_halt = len(platform.api("/v1/orders?limit=1000"))
-    time.sleep(6)  # a minute of simulated time at --speed 10
+    # The analysts go on signalling: what the executor would trade on, were it not halted.
+    signals_at_halt = platform.metric("sapphire_signals_total")
+    processes.wait_until(
+        lambda: platform.metric("sapphire_signals_total") >= signals_at_halt + 5,
+        timeout=30,
+        what="five signals stored after HALT",
+    )
     assert len(platform.api("/v1/orders?limit=1000")) == orders_at_halt
     assert not [o for o in platform.api("/v1/orders?status=new") if o["status"] == "new"]
     assert browser.find_element(By.ID, "risk-state").text == "HALTED"

@@ -48,11 +48,12 @@ async def api_url(tmp_path: Path) -> AsyncIterator[str]:
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {READ_TOKEN}"}) as http:
-        async with asyncio.timeout(30):
-            while True:
-                if server.started and (await http.get("/v1/quotes/BTC-USD")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
+
+        async def serving_quotes() -> bool | None:
+            quoted = server.started and (await http.get("/v1/quotes/BTC-USD")).status_code == 200
+            return True if quoted else None
+
+        await processes.observe(serving_quotes, within=30, what="the trader API serving a quote")
         try:
             yield url
         finally:

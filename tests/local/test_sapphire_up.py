@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 
 from tests.support import processes
 
@@ -159,23 +159,35 @@ def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     assert message == "error: no-such-dir: no such file or directory"
 
 
-def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
+def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """On the real Redis, so that the agent is seen running (subscribed to its ticks: PUBSUB
+    NUMSUB) before Ctrl-C, and seen gone after it."""
     port = processes.free_port()
+    env = {**TOKENS, "REDIS_URL": redis_url, "SAPPHIRE_REDIS_KEY_PREFIX": redis_prefix}
     process = sapphire_up(
-        "-f", str(EXAMPLES / "momentum.yaml"), "--port", str(port), "--no-live", cwd=tmp_path, env=TOKENS
+        "-f", str(EXAMPLES / "momentum.yaml"), "--port", str(port), "--no-live", cwd=tmp_path, env=env
     )
     url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
-            timeout=30,
-            what="sapphire up serving",
-        )
-        time.sleep(1)
-        process.send_signal(2)  # SIGINT, as Ctrl-C
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        processes.stop_process(process)  # type: ignore[arg-type]
+    ticks = f"{redis_prefix}ticks:BTC-USD"
+    with redis.Redis.from_url(redis_url) as client:
+
+        def subscribers() -> int:
+            return int(dict(client.pubsub_numsub(ticks))[ticks.encode()])
+
+        try:
+            processes.wait_until(
+                lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
+                timeout=30,
+                what="sapphire up serving",
+            )
+            processes.wait_until(
+                lambda: subscribers() >= 1, timeout=30, what="the momentum agent to subscribe to its ticks"
+            )
+            process.send_signal(2)  # SIGINT, as Ctrl-C
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            processes.stop_process(process)  # type: ignore[arg-type]
+        assert subscribers() == 0, "an agent's subscription outlived sapphire up"
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "final state" in stdout

@@ -54,8 +54,7 @@ def run_path(namespace: str, name: str) -> str:
     return f"{GROUP_PATH}/namespaces/{namespace}/backtestruns/{name}"
 
 
-def phase_in(*phases: str) -> Callable[[kube.Json], bool]:
-    return lambda body: body.get("status", {}).get("phase") in phases
+phase_in = operator_support.phase_in
 
 
 @pytest.fixture(scope="module")

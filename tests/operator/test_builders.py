@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from sapphire.operator import builders, resync
+from sapphire.operator import builders, payloads, resync
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, migrationrun, tradingagent
 
@@ -196,15 +196,15 @@ def test_peering_pauses_for_a_live_peer_of_higher_or_equal_priority() -> None:
     now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
     fresh = (now - datetime.timedelta(seconds=5)).isoformat()
     stale = (now - datetime.timedelta(seconds=120)).isoformat()
-    peers = {"me": {"priority": 5, "lastseen": fresh, "lifetime": 60}}
+    peers: dict[str, payloads.Peer] = {"me": {"priority": 5, "lastseen": fresh, "lifetime": 60}}
     assert resync.peering_allows(peers, identity="me", priority=5, now=now)
-    higher = {**peers, "other": {"priority": 9, "lastseen": fresh, "lifetime": 60}}
+    higher: dict[str, payloads.Peer] = {**peers, "other": {"priority": 9, "lastseen": fresh, "lifetime": 60}}
     assert not resync.peering_allows(higher, identity="me", priority=5, now=now)
-    same = {**peers, "other": {"priority": 5, "lastseen": fresh, "lifetime": 60}}
+    same: dict[str, payloads.Peer] = {**peers, "other": {"priority": 5, "lastseen": fresh, "lifetime": 60}}
     assert not resync.peering_allows(same, identity="me", priority=5, now=now)
-    lower = {**peers, "other": {"priority": 1, "lastseen": fresh, "lifetime": 60}}
+    lower: dict[str, payloads.Peer] = {**peers, "other": {"priority": 1, "lastseen": fresh, "lifetime": 60}}
     assert resync.peering_allows(lower, identity="me", priority=5, now=now)
-    dead = {**peers, "other": {"priority": 9, "lastseen": stale, "lifetime": 60}}
+    dead: dict[str, payloads.Peer] = {**peers, "other": {"priority": 9, "lastseen": stale, "lifetime": 60}}
     assert resync.peering_allows(dead, identity="me", priority=5, now=now)
 
 
@@ -224,3 +224,10 @@ def test_an_agent_is_probed_on_its_metrics_port_and_leaves_its_last_words() -> N
     assert "readinessProbe" not in container  # nothing would answer it
     assert "livenessProbe" not in container
     assert container["ports"] == []
+
+
+def test_the_handlers_label_filters_select_what_the_builders_label() -> None:
+    for component in ("agent", "migration", "backtest"):
+        selector = builders.managed_selector(component)
+        assert selector.items() <= builders.common_labels(component, "x").items()
+        assert selector["app.kubernetes.io/component"] == component

@@ -6,7 +6,7 @@ import datetime
 import json
 from typing import Any
 
-from sapphire.operator import agents, migrations
+from sapphire.operator import agents, migrations, payloads
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import tradingagent
 
@@ -17,10 +17,10 @@ SETTINGS = OperatorSettings(migration_retry_backoff_seconds=10)
 def run(
     name: str = "mr",
     *,
-    status: dict[str, Any] | None = None,
+    status: payloads.RunStatus | None = None,
     created: str = "2026-11-27T11:00:00Z",
     **spec: Any,
-) -> dict[str, Any]:
+) -> payloads.MigrationRun:
     return {
         "metadata": {
             "name": name,
@@ -54,7 +54,7 @@ def attempt(
 
 
 def decide(
-    body: dict[str, Any], attempts: list[migrations.Attempt], blocker: str | None = None
+    body: payloads.MigrationRun, attempts: list[migrations.Attempt], blocker: str | None = None
 ) -> migrations.Decision:
     return migrations.decide(run=body, attempts=attempts, blocker=blocker, settings=SETTINGS, now=NOW)
 
@@ -135,7 +135,7 @@ def test_a_run_past_its_deadline_is_failed_and_its_pod_killed() -> None:
 
 
 def test_a_finished_run_deletes_its_pods_after_the_ttl() -> None:
-    status = {"phase": "Succeeded", "finishedAt": "2026-11-27T11:59:00Z"}
+    status: payloads.RunStatus = {"phase": "Succeeded", "finishedAt": "2026-11-27T11:59:00Z"}
     early = decide(run(status=status, ttlSecondsAfterFinished=120), [attempt(1, exit_code=0)])
     assert early.delete_pods == ()
     late = decide(run(status=status, ttlSecondsAfterFinished=30), [attempt(1, exit_code=0)])
@@ -143,8 +143,13 @@ def test_a_finished_run_deletes_its_pods_after_the_ttl() -> None:
     assert late.status["cleanedUp"] is True
 
 
-def succeeded(name: str, finished: str, to: str | None, revisions: list[str]) -> dict[str, Any]:
-    status = {"phase": "Succeeded", "finishedAt": finished, "toRevision": to, "revisions": revisions}
+def succeeded(name: str, finished: str, to: str | None, revisions: list[str]) -> payloads.MigrationRun:
+    status: payloads.RunStatus = {
+        "phase": "Succeeded",
+        "finishedAt": finished,
+        "toRevision": to,
+        "revisions": revisions,
+    }
     return {"metadata": {"name": name}, "spec": {"database": {"name": "trading"}}, "status": status}
 
 
@@ -159,14 +164,14 @@ def test_the_schema_gate_follows_the_latest_succeeded_run_per_database() -> None
 def test_agent_status_from_observations() -> None:
     spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
     previous = tradingagent.TradingAgentStatus()
-    ready_deployment = {
-        "metadata": {"generation": 2},
+    ready_deployment: payloads.Deployment = {
+        "metadata": {"name": "a", "generation": 2},
         "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1},
     }
     gate = agents.SchemaGate(True, "NoSchemaRequired", "")
 
     def status(
-        deployment: dict[str, Any] | None, pods: list[dict[str, Any]]
+        deployment: payloads.Deployment | None, pods: list[payloads.Pod]
     ) -> tradingagent.TradingAgentStatus:
         observation = agents.AgentObservation(deployment=deployment, pods=pods, schema=gate)
         return agents.agent_status(
@@ -177,14 +182,15 @@ def test_agent_status_from_observations() -> None:
     assert running.phase is tradingagent.TradingAgentPhase.RUNNING
     assert running.symbols_summary == "ALL"
     assert running.observed_generation == 3
-    broken_pod = {
-        "metadata": {},
+    broken_pod: payloads.Pod = {
+        "metadata": {"name": "a-0"},
         "status": {
             "containerStatuses": [
                 {
+                    "name": "agent",
                     "state": {
                         "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "t" not found'}
-                    }
+                    },
                 }
             ]
         },
@@ -205,8 +211,8 @@ def test_agent_status_from_observations() -> None:
 
 def test_a_deployment_that_cannot_create_its_pod_degrades_the_agent() -> None:
     spec = tradingagent.TradingAgentSpec.model_validate({"role": "strategist"})
-    failing = {
-        "metadata": {"generation": 1},
+    failing: payloads.Deployment = {
+        "metadata": {"name": "s", "generation": 1},
         "status": {
             "observedGeneration": 1,
             "conditions": [
@@ -236,7 +242,7 @@ def test_a_deployment_that_cannot_create_its_pod_degrades_the_agent() -> None:
 
 
 def test_a_container_that_cannot_start_is_reported_in_the_message() -> None:
-    pod = {
+    pod: payloads.Pod = {
         "metadata": {"name": "mr-1", "uid": "u", "labels": {"trading.sapphire-ai.com/attempt": "1"}},
         "status": {
             "startTime": "2026-11-27T11:59:50Z",
@@ -257,21 +263,21 @@ def test_a_container_that_cannot_start_is_reported_in_the_message() -> None:
 
 def test_an_agent_restarted_by_its_health_is_degraded_with_its_reason_until_ready_again() -> None:
     spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
-    deployment = {
-        "metadata": {"generation": 1},
+    deployment: payloads.Deployment = {
+        "metadata": {"name": "agent-m", "generation": 1},
         "status": {"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 0},
     }
     words = "agent unhealthy: loop market failing for 121s (14 attempts): ConnectionError: redis down"
-    container: dict[str, Any] = {
+    container: payloads.ContainerStatus = {
         "name": "agent",
         "ready": False,
         "restartCount": 2,
         "state": {"running": {"startedAt": "2026-11-27T12:00:00Z"}},
         "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": words}},
     }
-    pod = {"metadata": {"name": "agent-m-1"}, "status": {"containerStatuses": [container]}}
+    pod: payloads.Pod = {"metadata": {"name": "agent-m-1"}, "status": {"containerStatuses": [container]}}
 
-    def status_of(deployment: dict[str, Any]) -> tradingagent.TradingAgentStatus:
+    def status_of(deployment: payloads.Deployment) -> tradingagent.TradingAgentStatus:
         observation = agents.AgentObservation(
             deployment=deployment, pods=[pod], schema=agents.SchemaGate(True, "NoSchemaRequired", "")
         )
@@ -287,5 +293,6 @@ def test_an_agent_restarted_by_its_health_is_degraded_with_its_reason_until_read
     assert ready.message == f"container agent restarted 2 times; last exit code 1 (Error): {words}"
 
     container["ready"] = True  # the loops recovered: the readiness probe passes again
-    recovered = status_of(deployment | {"status": {**deployment["status"], "readyReplicas": 1}})
+    deployment["status"]["readyReplicas"] = 1
+    recovered = status_of(deployment)
     assert recovered.phase is tradingagent.TradingAgentPhase.RUNNING

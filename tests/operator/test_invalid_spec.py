@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 import yaml
 
@@ -49,9 +48,7 @@ def newer_crd_installed(control_plane: kube.ControlPlane, installed_crds: list[s
 
 
 def resync_reconciles(operator: operator_support.OperatorProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    pattern = 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} '
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+    return operator.metric("sapphire_operator_reconciles_total", kind="TradingAgent", trigger="resync")
 
 
 def requests_for(operator: operator_support.OperatorProcess, path: str) -> int:

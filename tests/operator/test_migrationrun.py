@@ -4,7 +4,6 @@ deadlock nor run twice; TradingAgents wait for the schema they need."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 from sapphire.migrations import config as migration_config
 from sapphire.migrations import lock
 from tests.operator.conftest import AGENT_TOKEN_SECRET
-from tests.support import kube
+from tests.support import kube, processes, services
 from tests.support import operator as operator_support
 
 pytestmark = pytest.mark.k8s
@@ -43,8 +42,7 @@ def run_path(namespace: str, name: str) -> str:
     return f"{GROUP_PATH}/namespaces/{namespace}/migrationruns/{name}"
 
 
-def phase_in(*phases: str) -> Callable[[kube.Json], bool]:
-    return lambda body: body.get("status", {}).get("phase") in phases
+phase_in = operator_support.phase_in
 
 
 def pods_of(control_plane: kube.ControlPlane, namespace: str, run_name: str) -> list[str]:
@@ -58,6 +56,15 @@ def tables(database_url: str) -> set[str]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema='public'"
         )
         return {str(row[0]) for row in rows}
+
+
+def wait_for_lock_waiter(database_url: str) -> None:
+    """Until a migration pod waits for the migration lock the test holds (pg_locks says so)."""
+    processes.wait_until(
+        lambda: len(services.advisory_lock_backends(database_url, lock.LOCK_KEY, granted=False)) == 1,
+        timeout=60,
+        what="the migration pod to wait for the migration lock",
+    )
 
 
 @pytest.fixture
@@ -195,7 +202,7 @@ def test_a_manual_migration_holding_the_lock_serializes_the_run(
     start_operator()
     kube.apply(control_plane, run("behind-laptop"), namespace)
     kube.wait_for(control_plane, run_path(namespace, "behind-laptop"), phase_in("Running"), timeout=60)
-    time.sleep(3)  # the pod is up and waiting on the lock: nothing may be migrated yet
+    wait_for_lock_waiter(database_secret)  # the pod is up and blocked: nothing may be migrated yet
     assert "alembic_version" not in tables(database_secret)
     held_migration_lock()
     body = kube.wait_for(
@@ -258,9 +265,15 @@ def test_a_killed_operator_never_runs_a_migration_twice(
     first = start_operator()
     kube.apply(control_plane, run("once", ttlSecondsAfterFinished=600), namespace)
     kube.wait_for(control_plane, run_path(namespace, "once"), phase_in("Running"), timeout=60)
+    wait_for_lock_waiter(database_secret)
     first.kill()  # mid-migration: the pod waits on the lock held by this test
     second = start_operator()
-    time.sleep(3)  # the new operator has resumed and looked at the run
+    # The new operator has resumed and looked at the run: a whole reconcile recorded its phase.
+    processes.wait_until(
+        lambda: second.metric("sapphire_operator_objects", kind="MigrationRun", phase="Running") == 1,
+        timeout=30,
+        what="the restarted operator to reconcile the running MigrationRun",
+    )
     second.kill()
     start_operator()
     held_migration_lock()

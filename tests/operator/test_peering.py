@@ -4,11 +4,9 @@ newcomer takes over, and one that joins below the leader stays idle."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -22,11 +20,21 @@ PEERING_CRDS = kube.REPOSITORY / "manifests" / "base" / "crds" / "kopf-peering.y
 
 def reconciles(operator: operator_support.OperatorProcess) -> float:
     """Reconciles the operator counted, from its own /metrics."""
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("sapphire_operator_reconciles_total{")
+    return operator.metric("sapphire_operator_reconciles_total")
+
+
+def paused_passes(operator: operator_support.OperatorProcess) -> float:
+    """Passes of the operator's agent resync loop that peering told to stand aside (/metrics)."""
+    return operator.metric("sapphire_operator_resync_passes_total", loop="agents", outcome="paused")
+
+
+def wait_for_paused_passes(operator: operator_support.OperatorProcess, *, after: float) -> None:
+    """Two more paused passes than ``after``: at least one whole pass decided after that moment,
+    so its loop would have reconciled every object that existed then, had it been let act."""
+    processes.wait_until(
+        lambda: paused_passes(operator) >= after + 2,
+        timeout=30,
+        what="two resync passes of the paused operator",
     )
 
 
@@ -76,15 +84,18 @@ def test_a_higher_priority_operator_takes_over_and_the_other_pauses(
     assert touched(first, f"{path}/early")
     kube.apply(control_plane, agent("late"), namespace)
     kube.wait_for(control_plane, f"{path}/late", lambda b: b.get("status", {}).get("phase") is not None)
-    time.sleep(3)  # a resync period of the paused operator (2 s in tests) has passed
+    # The paused operator has looked since `late` exists: its resync loop ran and stood aside.
+    wait_for_paused_passes(first, after=paused_passes(first))
     assert reconciles(second) > 0
     # A reconcile of `early` already running when the pause came may still finish and count, so
     # what is asserted is that the paused operator never acted on an object created after it paused.
     assert not touched(first, f"{path}/late"), "the paused operator reconciled"
 
     # One that joins below the live leader never acts either.
+    # kopf starts a peered operator paused until its peering says it may act, so this one logs no
+    # "Pausing"; what shows it has looked is its resync loop standing aside, below.
     third = start_operator(SAPPHIRE_PEERING_PRIORITY="1", **peered)
     kube.apply(control_plane, agent("later"), namespace)
     kube.wait_for(control_plane, f"{path}/later", lambda b: b.get("status", {}).get("phase") is not None)
-    time.sleep(3)
+    wait_for_paused_passes(third, after=paused_passes(third))
     assert reconciles(third) == 0, "an operator below the leader reconciled"

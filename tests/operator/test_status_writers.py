@@ -37,12 +37,7 @@ def ready_of(body: kube.Json) -> str | None:
 
 
 def metric(operator: operator_support.OperatorProcess, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") and 'kind="TradingAgent"' in line
-    )
+    return operator.metric(name, kind="TradingAgent")
 
 
 class ReadyHistory:
@@ -74,17 +69,27 @@ def watching(plane: kube.ControlPlane, namespace: str, name: str) -> Iterator[Re
     url = f"{GROUP_PATH}/namespaces/{namespace}/tradingagents"
     params = {"watch": "true", "fieldSelector": f"metadata.name={name}"}
 
+    opened = threading.Event()
+    closed = threading.Event()
+
     def follow() -> None:
         # A watch started without a resourceVersion begins with the object as it is (ADDED);
-        # one refused while the API server's watch cache warms up (429) is started again.
+        # one refused while the API server's watch cache warms up (429, or an ERROR event) is
+        # started again after the retryAfterSeconds the server asks for, or at once ended when
+        # the test is over. The test itself waits on `opened`, a fact, not on these retries.
         version = ""
-        while True:
+        while not closed.is_set():
+            retry_after = 1.0
             try:
                 with client.stream("GET", url, params={**params, "resourceVersion": version}) as stream:
+                    if stream.status_code == 200:
+                        opened.set()
                     for line in stream.iter_lines():
                         event = json.loads(line)
                         if event["type"] == "ERROR":
-                            time.sleep(float(event["object"].get("details", {}).get("retryAfterSeconds", 1)))
+                            retry_after = float(
+                                event["object"].get("details", {}).get("retryAfterSeconds", 1)
+                            )
                             break
                         if event["type"] in ("ADDED", "MODIFIED"):
                             version = event["object"]["metadata"]["resourceVersion"]
@@ -94,14 +99,17 @@ def watching(plane: kube.ControlPlane, namespace: str, name: str) -> Iterator[Re
             except (httpx.HTTPError, RuntimeError):
                 return  # the client was closed: the test is over
             except KeyError:
-                # A refusal comes as a bare Status, not as an event.
-                time.sleep(1)
+                pass  # a refusal comes as a bare Status, not as an event
+            closed.wait(retry_after)
 
     thread = threading.Thread(target=follow, name="ready-history", daemon=True)
     thread.start()
     try:
+        if not opened.wait(timeout=60):
+            raise TimeoutError("timed out after 60s waiting for the watch of the TradingAgent to open")
         yield history
     finally:
+        closed.set()
         client.close()
         thread.join(timeout=5)
 

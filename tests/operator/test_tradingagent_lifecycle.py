@@ -30,8 +30,7 @@ def deployment_path(namespace: str, name: str) -> str:
     return f"/apis/apps/v1/namespaces/{namespace}/deployments/agent-{name}"
 
 
-def phase_is(phase: str) -> Callable[[kube.Json], bool]:
-    return lambda body: body.get("status", {}).get("phase") == phase
+phase_is = operator_support.phase_in
 
 
 def condition(body: kube.Json, kind: str) -> kube.Json:
@@ -188,9 +187,7 @@ def test_a_missing_secret_degrades_the_agent_until_it_appears(
 
 
 def resync_reconciles(operator: operator_support.OperatorProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    pattern = 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} '
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+    return operator.metric("sapphire_operator_reconciles_total", kind="TradingAgent", trigger="resync")
 
 
 def test_a_resync_that_finds_nothing_changed_costs_one_request_per_agent(

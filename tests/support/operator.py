@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import prometheus_client.parser
 import yaml
 
 from tests.support import kube, processes
@@ -38,6 +41,11 @@ def sleeping_agent(
             **spec,
         },
     }
+
+
+def phase_in(*phases: str) -> Callable[[kube.Json], bool]:
+    """A :func:`kube.wait_for` predicate: the object's ``status.phase`` is one of ``phases``."""
+    return lambda body: body.get("status", {}).get("phase") in phases
 
 
 def install_cluster_roles(plane: kube.ControlPlane) -> None:
@@ -117,3 +125,14 @@ class OperatorProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def metric(self, sample: str, **labels: str) -> float:
+        """The sum of the operator's ``/metrics`` samples named ``sample`` whose labels include
+        ``labels`` (0 when there are none yet): what the operator itself says it has done."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return sum(
+            found.value
+            for family in prometheus_client.parser.text_string_to_metric_families(text)
+            for found in family.samples
+            if found.name == sample and labels.items() <= found.labels.items()
+        )

@@ -171,3 +171,18 @@ class RedisServer:
             processes.stop_process(self.process)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def advisory_lock_backends(database_url: str, key: int, *, granted: bool) -> list[int]:
+    """The backends of ``database_url``'s database that hold (``granted``) or wait for (not
+    ``granted``) the session advisory lock ``key``: a fact Postgres reports, so a test can see
+    that a migration is blocked on the lock rather than hope it is by now. pg_locks shows a bigint
+    key as classid (its high 32 bits), objid (its low 32 bits) and objsubid 1."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted = %s"
+            " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (granted, key >> 32, key & 0xFFFFFFFF),
+        ).fetchall()
+    return [int(row[0]) for row in rows]

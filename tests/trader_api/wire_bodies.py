@@ -19,7 +19,7 @@ from hypothesis import currently_in_test_context, event
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from sapphire.trader_api.settings import SYMBOL_PATTERN
+from sapphire.domain.symbols import SYMBOL_PATTERN
 
 _W = TypeVar("_W", bound=msgspec.Struct)
 Outcome = BaseModel | list[dict[str, Any]] | int

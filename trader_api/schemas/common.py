@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, PlainSerializer
 from pydantic import BaseModel as _BaseModel
 
-from sapphire.trader_api.settings import SYMBOL_PATTERN
+from sapphire.domain.symbols import SYMBOL_PATTERN
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@
 ``backtest_reports_dir`` holds one directory per backtest, named after it, with the
 ``report.json`` (and ``report.html``) that ``sapphire backtest -o DIR/NAME`` writes, or that a
 BacktestRun's pod writes to its report claim under the run's name. The shelf reads only the
-headline of each report (:class:`~sapphire.backtest.headline.Headline`, the figures
+headline of each report (:class:`~sapphire.domain.headline.Headline`, the figures
 ``kubectl get backtestruns`` shows), and keeps it until the file changes. A report that cannot
 be read is listed with the reason, never skipped in silence.
 """
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sapphire.backtest.headline import Headline
+from sapphire.domain.headline import Headline
 from sapphire.trader_api import errors
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"

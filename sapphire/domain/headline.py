@@ -2,19 +2,19 @@
 
 One definition for both sides of that wire: the backtest pod writes it (from the report, in
 :mod:`sapphire.backtest.command`) and the operator reads it into a BacktestRun's status
-(:mod:`sapphire.operator.backtests`). It must fit a termination message (4 KiB), so it holds
-the figures ``kubectl get backtestruns`` shows, never the report itself. Kept free of the
-engine's imports, so the operator does not load them to read a headline.
+(:mod:`sapphire.operator.backtests`), and the trader API lists finished backtests by it
+(:mod:`sapphire.trader_api.services.backtests`). It must fit a termination message (4 KiB), so it holds
+the figures ``kubectl get backtestruns`` shows, never the report itself. It lives in the domain
+package, free of the engine's imports: the operator does not load them to read a headline,
+and the trader API reads it without depending on the backtest package (which depends on it).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-LIMIT = 4096
-"""What a kubelet keeps of a termination message."""
+from sapphire.domain import termination
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,14 @@ class Headline:
     def to_json(self) -> str:
         data = {key: value for key, value in asdict(self).items() if value is not None}
         if self.error is not None:
-            data["error"] = self.error[: LIMIT - 64]
-        return json.dumps(data, sort_keys=True)
+            data["error"] = self.error[: termination.LIMIT - 64]
+        return termination.dump(data)
 
     @classmethod
     def parse(cls, message: str) -> Headline | None:
         """The headline in a termination message, or None when the message is not one."""
-        try:
-            data = json.loads(message)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
+        data = termination.load(message)
+        if data is None:
             return None
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})

@@ -309,23 +309,37 @@ def _scenarios(
     }
 
 
-def _resync_reconciles(operator: operator_support.OperatorProcess) -> float:
+def _metric(operator: operator_support.OperatorProcess, prefix: str) -> float:
+    """The sum of the operator's samples whose line starts with ``prefix``."""
     text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    pattern = 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} '
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(pattern))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-def _calls_per_unchanged_resync(operator: operator_support.OperatorProcess, *, agents: int) -> float:
-    """The operator's own API requests (its httpx log; kopf's watches are streams, not calls)
-    during two resync passes after the burst has settled, per agent reconciled."""
+def _resync_reconciles(operator: operator_support.OperatorProcess) -> float:
+    return _metric(operator, 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} ')
+
+
+def _calls_per_unchanged_resync(
+    operator: operator_support.OperatorProcess, *, agents: int
+) -> tuple[float, float]:
+    """Kubernetes API requests per agent reconciled, over two resync passes after the burst has
+    settled: those the resync's own reconciles sent (the operator attributes each request to the
+    trigger of its reconcile: ``sapphire_operator_api_requests_total``), and every request the
+    operator sent meanwhile, per resync reconcile (the deployments' and pods' events included)."""
     settled = _resync_reconciles(operator) + agents  # a whole pass after every phase was set
     processes.wait_until(lambda: _resync_reconciles(operator) >= settled, timeout=120, what="a settling pass")
-    mark, counted = len(operator.output()), _resync_reconciles(operator)
+    resync_requests = 'sapphire_operator_api_requests_total{trigger="resync"'
+    every_request = "sapphire_operator_api_requests_total{"
+    counted = _resync_reconciles(operator)
+    own, every = _metric(operator, resync_requests), _metric(operator, every_request)
     processes.wait_until(
         lambda: _resync_reconciles(operator) >= counted + 2 * agents, timeout=120, what="two resync passes"
     )
-    requests = sum(1 for line in operator.output()[mark:].splitlines() if "HTTP Request:" in line)
-    return requests / (_resync_reconciles(operator) - counted)
+    reconciles = _resync_reconciles(operator) - counted
+    return (
+        (_metric(operator, resync_requests) - own) / reconciles,
+        (_metric(operator, every_request) - every) / reconciles,
+    )
 
 
 def _p50_ms(samples: list[float]) -> float:
@@ -342,7 +356,8 @@ async def run(
 ) -> report.Report:
     """Starts a control plane of its own unless ``plane`` is given (the tests' session plane,
     whose process node then runs from the start). ``results`` and ``profile`` are unused:
-    there is no target here to miss, so nothing to profile."""
+    the operator is its own process, and its metrics (reconciles and API requests by trigger)
+    are the profile of a miss."""
     measured = await asyncio.to_thread(_measure, services, sizes, plane)
     versions = {**services.versions(), "kubernetes": measured["kubernetes"]}
     result = report.Report(
@@ -359,10 +374,18 @@ async def run(
         ),
         "burst_all_deployments": report.Figure(measured["burst_deployments"], "s"),
         "burst_all_phases": report.Figure(measured["burst_phases"], "s"),
+        "burst_phases_after_apply_returned": report.Figure(
+            measured["burst_phases"] - measured["burst_apply"],
+            "s",
+            "the operator's part, once kubectl is done",
+        ),
         "burst_agents_per_s": report.Figure(sizes.agents / measured["burst_phases"], "agents/s"),
         "migration_exit_to_succeeded_p50": report.Figure(migration, "ms"),
         "api_calls_per_agent_per_unchanged_resync": report.Figure(
-            measured["calls_per_agent_per_resync"], "calls", "target <= 1"
+            measured["calls_per_agent_per_resync"][0], "calls", "target <= 1"
+        ),
+        "all_api_calls_per_resync_reconcile": report.Figure(
+            measured["calls_per_agent_per_resync"][1], "calls", "events' reconciles included"
         ),
     }
     result.floor["kubectl_apply_deployment_p50"] = report.Figure(floor, "ms")
@@ -376,4 +399,8 @@ async def run(
         ),
         "migration_over_floor": report.Figure(migration / floor, "x"),
     }
+    result.targets = [  # O3 item 9
+        report.Target("burst_all_phases", "<=", 30),
+        report.Target("api_calls_per_agent_per_unchanged_resync", "<=", 1),
+    ]
     return result

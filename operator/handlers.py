@@ -164,7 +164,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     async def reconcile_agent(namespace: str, name: str, trigger: str) -> None:
         path = kubeapi.namespaced(tradingagent.API_VERSION, namespace, tradingagent.PLURAL, name)
         key = f"ta/{namespace}/{name}"
-        async with state.locks[key]:
+        async with state.locks[key], metrics.triggered_by(trigger):
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
                 return
@@ -286,7 +286,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
     ) -> None:
         """One reconcile of a run (MigrationRun, BacktestRun) under its lock: re-read it, let
         ``reconcile`` observe and act, write the status when it changed, post the event."""
-        async with state.locks[key]:
+        async with state.locks[key], metrics.triggered_by(trigger):
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 return
             body = await state.api.get(path, shape)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import kubernetes
 
-from sapphire.operator import payloads
+from sapphire.operator import metrics, payloads
 from sapphire.operator.payloads import Json
 
 Payload = TypeVar("Payload", bound=Mapping[str, object])
@@ -120,6 +120,7 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Json:
+        metrics.count_request(method)
         response = await self._client.request(
             method,
             path,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import prometheus_client
 
@@ -39,6 +40,30 @@ RESYNC_PASSES = prometheus_client.Counter(
     ["loop", "outcome"],
     registry=REGISTRY,
 )
+API_REQUESTS = prometheus_client.Counter(
+    "sapphire_operator_api_requests",
+    "Kubernetes API requests the operator sent (watches aside: kopf streams them), by verb and by"
+    " the trigger of the reconcile that sent them (none: outside any reconcile).",
+    ["trigger", "verb"],
+    registry=REGISTRY,
+)
+_trigger: contextvars.ContextVar[str] = contextvars.ContextVar("sapphire_operator_trigger", default="none")
+
+
+@asynccontextmanager
+async def triggered_by(trigger: str) -> AsyncIterator[None]:
+    """Attribute the API requests sent inside the block to ``trigger`` (a resync, an event...)."""
+    token = _trigger.set(trigger)
+    try:
+        yield
+    finally:
+        _trigger.reset(token)
+
+
+def count_request(verb: str) -> None:
+    API_REQUESTS.labels(_trigger.get(), verb).inc()
+
+
 QUEUED_MIGRATIONS = prometheus_client.Gauge(
     "sapphire_operator_migrations_queued", "MigrationRuns waiting for their database.", registry=REGISTRY
 )

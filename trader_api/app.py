@@ -143,20 +143,9 @@ def create_app(
             asyncio.create_task(writer.run(), name="order-engine-writer"),
             asyncio.create_task(writer.thin_history(), name="equity-history-thinning"),
         ]
-        feed_task: asyncio.Task[None] | None = None
-        if settings.feed != "none":
-            from sapphire.trader_api.feeds import publisher as feed_publisher
-
-            feed_task = asyncio.create_task(
-                feed_publisher.run_configured_feed(runtime, writer), name="market-feed"
-            )
         try:
             yield
         finally:
-            if feed_task is not None:
-                feed_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feed_task
             with contextlib.suppress(TimeoutError):  # what committed is published, if the bus lets us
                 await asyncio.wait_for(publisher.idle(), SHUTDOWN_PUBLISH_SECONDS)
             for task in background:

@@ -7,8 +7,7 @@ durations are seconds. Lists (``SAPPHIRE_INSTRUMENTS``) are JSON.
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -152,16 +151,6 @@ class TraderApiSettings(config.ServiceSettings):
     )
     events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Idle SSE streams get a comment this often, to keep proxies open."
-    )
-    feed: Literal["none", "simulated", "replay"] = Field(
-        default="none", description="Built-in market feed the API runs itself: none, simulated or replay."
-    )
-    feed_seed: int = Field(default=7, description="Seed of the simulated feed (same seed, same prices).")
-    feed_interval_seconds: float = Field(
-        default=1.0, gt=0, description="Pause between ticks of the built-in feed."
-    )
-    feed_replay_path: Path | None = Field(
-        default=None, description="CSV (symbol,bid,ask,last,size,ts) the replay feed reads."
     )
 
     @field_validator("instruments")

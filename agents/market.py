@@ -89,8 +89,9 @@ class Signal(_Wire):
     )
 
     def to_request(self) -> dict[str, Any]:
-        """The ``POST /v1/signals`` body (the API stamps its own time)."""
+        """The ``POST /v1/signals`` body, with the analyst's own ``ts`` (the API keeps it)."""
         body: dict[str, Any] = {
+            "ts": self.ts.isoformat(),
             "agent": self.agent,
             "role": self.role,
             "symbol": self.symbol,

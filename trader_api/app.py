@@ -35,6 +35,7 @@ from sapphire.trader_api.routes import (
 )
 from sapphire.trader_api.services import runtime as runtime_module
 from sapphire.trader_api.services.publisher import Publisher
+from sapphire.trader_api.services.signals import SignalJournal
 from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.settings import TraderApiSettings
 from sapphire.trader_api.storage.database import Database
@@ -133,6 +134,7 @@ def create_app(
         app.state.runtime = runtime
         publisher = app.state.publisher = Publisher(chosen_bus, app.state.metrics)
         writer = app.state.writer = Writer(runtime, publisher)
+        signal_journal = app.state.signal_journal = SignalJournal(runtime, publisher)
         try:
             await runtime.prepare()
             await writer.elect()  # a lone replica is the writer before the first request
@@ -142,6 +144,7 @@ def create_app(
             asyncio.create_task(publisher.run(), name="event-publisher"),
             asyncio.create_task(writer.run(), name="order-engine-writer"),
             asyncio.create_task(writer.thin_history(), name="equity-history-thinning"),
+            asyncio.create_task(signal_journal.run(), name="signal-journal"),
         ]
         try:
             yield

@@ -122,7 +122,7 @@ class TraderApiClient:
             if error.status == 404:
                 return None
             raise
-        return market.Tick.model_validate(payload)
+        return market.tick_from(payload)
 
     async def post_signal(self, signal: market.Signal) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("POST", "/v1/signals", json=signal.to_request())

@@ -166,7 +166,7 @@ async def analyst_on_every_tick(
             message = await subscription.get(0.25)
             if message is None:
                 continue
-            analyst.observe(market.Tick.model_validate_json(message.data))
+            analyst.observe(market.decode_tick(message.data))
             opinion = await analyst.assess(SYMBOL, context.clock())
             if opinion is not None:
                 await context.api.post_signal(opinion)
@@ -285,11 +285,10 @@ async def drive(
             # Each tick starts on an idle system (no call in flight, no decision queued), so
             # the order that answers is this tick's and the latency holds no queueing.
             async with asyncio.timeout(10):
-                while timeline.in_flight or not agent.pending.empty():  # noqa: ASYNC110 - no event for "idle"
+                while timeline.in_flight or not agent.idle:  # noqa: ASYNC110 - no event for "idle"
                     await asyncio.sleep(0.001)
             timeline.marks.clear()
             order = timeline.expect("POST /v1/orders")
-            refreshed = timeline.expect("GET /v1/portfolio")
             payload = tick_payload(index)
             t0 = time.perf_counter_ns()
             ingest = asyncio.create_task(feed.request("POST", "/v1/ticks", {"ticks": [json.loads(payload)]}))
@@ -303,8 +302,6 @@ async def drive(
                 ingested, body = await ingest
                 if ingested != 200:
                     raise RuntimeError(f"{NAME}: the tick was refused: {ingested} {body[:300]!r}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(refreshed, timeout=2.0)
             timeline.waiters.clear()
             if not measured:
                 continue

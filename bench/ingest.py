@@ -39,9 +39,10 @@ SYMBOLS = (("BTC-USD", 60_000.0), ("ETH-USD", 3_000.0), ("AAPL", 200.0))
 
 @dataclass(frozen=True)
 class Sizes:
-    ticks: int = 100_000
-    batch: int = 1_000
-    clients: int = 4
+    ticks: int = 400_000
+    batch: int = 5_000
+    """The most POST /v1/ticks takes: a durable commit costs milliseconds whatever it holds."""
+    clients: int = 8
     floor_ticks: int = 300_000
     profile_ticks: int = 20_000
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -112,3 +113,21 @@ def test_the_replay_feed_process_keeps_the_recorded_timestamps_or_shifts_them(tm
         refused = run_feed_process(api.url, "--source", "replay", "--data", str(data), token="not-the-token")
         assert refused.returncode == 1
         assert "refused the feed's token (401)" in refused.stderr
+
+
+def test_the_source_may_come_from_the_environment_and_a_bad_option_is_named(tmp_path: Path) -> None:
+    """The Deployment passes the source as SAPPHIRE_FEED_SOURCE (the --source option's variable)."""
+    env = {**os.environ, "SAPPHIRE_FEED_SOURCE": "replay", "SAPPHIRE_AGENT_TOKEN": api_process.AGENT_TOKEN}
+    missing = tmp_path / "missing.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "sapphire", "feed", "--data", str(missing)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"--data {missing}: No such file or directory" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "sapphire", "feed", "--data", str(missing), "--shift", "soon"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "feed_shift: expected nothing, `now` or a number of seconds, got 'soon'" in done.stderr

@@ -81,11 +81,14 @@ class TraderApiClient:
         timeout_seconds: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # One persistent keep-alive connection: an order or a signal never pays for a TCP
+        # handshake, and an agent's few concurrent calls (heartbeat, instruments) take turns.
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_seconds,
             transport=transport,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=None),
         )
 
     async def aclose(self) -> None:
@@ -122,7 +125,7 @@ class TraderApiClient:
             if error.status == 404:
                 return None
             raise
-        return market.Tick.model_validate(payload)
+        return market.tick_from(payload)
 
     async def post_signal(self, signal: market.Signal) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("POST", "/v1/signals", json=signal.to_request())

@@ -34,6 +34,9 @@ from sapphire.agents.llm import base as llm
 
 logger = logging.getLogger(__name__)
 
+REMEMBERED_ORDERS = 10_000
+"""Orders whose booked fills are remembered, so a late fill message is not booked twice."""
+
 
 @dataclass(frozen=True)
 class Protection:
@@ -142,8 +145,15 @@ class Executor:
         self.positions: dict[str, Decimal] = {}
         self.marks: dict[str, Decimal] = {}
         self.equity: Decimal | None = None
+        self.cash: Decimal | None = None
+        """Known once the account was read: fills then move it, and equity follows the marks."""
         self.day: date | None = None
         self.day_start_equity: Decimal | None = None
+        self._booked: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        self._seen: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        """Per order id: the totals of its executions the fills channel carried."""
+        """Per order id: (quantity, notional, fees) of its fills already booked, from the order's
+        answer or from the fills channel, whichever came first: each fill is booked once."""
         self._signals: dict[str, dict[str, market.Signal]] = {}
         self._overrides: dict[str, _Override] = {}
         self._sequence = 0
@@ -160,6 +170,9 @@ class Executor:
 
     def on_tick(self, tick: market.Tick) -> None:
         self.quotes[tick.symbol] = tick
+        if self.cash is not None and self.positions.get(tick.symbol):
+            self.marks[tick.symbol] = tick.mid  # the API marks positions at the mid, too
+            self._revalue()
 
     def on_risk_state(self, state: market.RiskState) -> None:
         if state is not self.risk_state:
@@ -170,15 +183,72 @@ class Executor:
         self.instruments = {i.symbol: i for i in instruments}
 
     def on_portfolio(
-        self, *, equity: Decimal, positions: dict[str, Decimal], marks: dict[str, Decimal], now: datetime
+        self,
+        *,
+        equity: Decimal,
+        positions: dict[str, Decimal],
+        marks: dict[str, Decimal],
+        now: datetime,
+        cash: Decimal | None = None,
     ) -> None:
-        """The account as the trader API reports it; the first report of a UTC day sets the loss baseline."""
+        """The account as the trader API reports it. With ``cash``, the executor keeps it up to
+        date itself from then on (:meth:`on_order`, :meth:`on_fill`, the marks of ticks)."""
         self.equity = equity
+        self.cash = cash
         self.positions = dict(positions)
         self.marks.update(marks)
-        if self.day != now.date():
-            self.day = now.date()
-            self.day_start_equity = equity
+
+    def on_day_start(self, day: date, equity: Decimal) -> None:
+        """The daily-loss baseline: the API's own ``day_start_equity`` for ``day`` (UTC)."""
+        self.day, self.day_start_equity = day, equity
+
+    def on_order(
+        self,
+        order_id: str,
+        *,
+        symbol: str,
+        side: str,
+        filled: Decimal,
+        average: Decimal | None,
+        fees: Decimal,
+    ) -> None:
+        """An order as the API answered it: what it filled so far is booked (once)."""
+        if filled <= 0 or average is None:
+            return
+        self._book(order_id, symbol, side, filled, filled * average, fees)
+
+    def on_fill(
+        self, order_id: str, *, symbol: str, side: str, quantity: Decimal, price: Decimal, fee: Decimal
+    ) -> None:
+        """One execution from the fills channel (any order of the account: resting orders and
+        bracket legs fill later, without an answer to carry it)."""
+        known = self._seen.get(order_id, (Decimal(0), Decimal(0), Decimal(0)))
+        seen = (known[0] + quantity, known[1] + quantity * price, known[2] + fee)
+        self._seen[order_id] = seen
+        self._book(order_id, symbol, side, *seen)
+
+    def _book(
+        self, order_id: str, symbol: str, side: str, quantity: Decimal, notional: Decimal, fees: Decimal
+    ) -> None:
+        """Bring the order's booked fills up to (quantity, notional, fees) in total."""
+        booked = self._booked.get(order_id, (Decimal(0), Decimal(0), Decimal(0)))
+        if quantity <= booked[0]:
+            return
+        self._booked[order_id] = (quantity, notional, fees)
+        for remembered in (self._booked, self._seen):
+            while len(remembered) > REMEMBERED_ORDERS:
+                del remembered[next(iter(remembered))]  # the oldest: its fills are long booked
+        sign = Decimal(1) if side == "buy" else Decimal(-1)
+        self.positions[symbol] = self.positions.get(symbol, Decimal(0)) + sign * (quantity - booked[0])
+        if self.cash is not None:
+            self.cash -= sign * (notional - booked[1]) + (fees - booked[2])
+            self._revalue()
+
+    def _revalue(self) -> None:
+        if self.cash is None:
+            return
+        held = (q * self.marks[s] for s, q in self.positions.items() if q and s in self.marks)
+        self.equity = self.cash + sum(held, Decimal(0))
 
     # --- decisions ----------------------------------------------------------------------
 
@@ -262,10 +332,15 @@ class Executor:
         return self.config.protection.attached()
 
     def assume_filled(self, order: OrderRequest, filled: Decimal) -> None:
-        """Book a fill locally until the next portfolio refresh, so the next decision sees it."""
-        sign = Decimal(1) if order.plan.side == "buy" else Decimal(-1)
-        symbol = order.plan.symbol
-        self.positions[symbol] = self.positions.get(symbol, Decimal(0)) + sign * filled
+        """Book a fill of ``order`` at its limit price (the property tests drive decisions so)."""
+        self._book(
+            order.client_order_id,
+            order.plan.symbol,
+            order.plan.side,
+            filled,
+            filled * order.plan.limit_price,
+            Decimal(0),
+        )
 
     # --- arbitration (off the fast path) ------------------------------------------------
 

@@ -197,7 +197,7 @@ class AnalystAgent:
         return [self.context.names.ticks(s) for s in self.context.universe.symbols]
 
     def _on_tick(self, message: agent_bus.Message) -> None:
-        tick = market.Tick.model_validate_json(message.data)
+        tick = market.decode_tick(message.data)
         if tick.symbol in self.context.universe.symbols:
             self.analyst.observe(tick)
 

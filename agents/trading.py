@@ -2,13 +2,19 @@
 
 Decisions are made by :class:`sapphire.agents.executor.Executor` (pure). This shell:
 
-* warms up from the API (risk state, portfolio, recent signals), then listens to
-  ``{prefix}signals`` and ``{prefix}risk`` on one subscription and to every symbol's ticks;
-* queues a symbol for a decision on each new signal, and re-decides every symbol each
-  ``executor_decide_seconds`` so that decaying signals wind positions down;
+* warms up from the API (risk state and the API's ``day_start_equity``, the account,
+  recent signals), then listens to ``{prefix}signals``, ``{prefix}risk`` and
+  ``{prefix}fills`` on one subscription and to every symbol's ticks;
+* marks a symbol *dirty* on each new signal, and every symbol each
+  ``executor_decide_seconds`` so that decaying signals wind positions down. Dirty symbols
+  are a set, not a queue: however many signals arrive while an order is in flight, a
+  symbol is decided once, on the latest state;
 * sends one order at a time. A network failure retries the *same* order (same
   ``client_order_id`` and body, so the API deduplicates) unless HALTED arrived meanwhile;
-* after each order re-reads the portfolio, so the next decision sees the real fill;
+* books its fills itself, from the order's answer (201: filled quantity, average price,
+  fees) and from the fills channel (resting orders and bracket legs that fill later), each
+  once; it never re-reads the portfolio after an order. The daily-loss baseline is the
+  API's own ``day_start_equity``, read again when the UTC day turns;
 * runs LLM arbitration, when configured, as background tasks that never delay an order.
 
 ``HALTED`` on the risk channel takes effect in :meth:`Executor.on_risk_state` the moment the
@@ -22,8 +28,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
+
+import msgspec
 
 from sapphire.agents import bus as agent_bus
 from sapphire.agents import client, executor, market, sizing, supervision
@@ -34,6 +43,20 @@ from sapphire.agents.settings import AgentSettings
 logger = logging.getLogger(__name__)
 
 ORDER_ATTEMPTS = 5
+
+
+class _Fill(msgspec.Struct):
+    """The part of a ``{prefix}fills`` message the executor books (the rest is ignored)."""
+
+    order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+
+
+_FILL = msgspec.json.Decoder(_Fill)
 
 
 def executor_config(s: AgentSettings, *, epoch: str | None = None) -> executor.ExecutorConfig:
@@ -72,7 +95,9 @@ class ExecutorAgent:
     def __init__(self, context: AgentContext, engine: executor.Executor) -> None:
         self.context = context
         self.engine = engine
-        self.pending: asyncio.Queue[str] = asyncio.Queue()
+        self.dirty: dict[str, None] = {}
+        """Symbols to decide, in the order they were marked (a dict as an ordered set)."""
+        self._wake = asyncio.Event()
         self.orders_sent = 0
         self._arbitrations: dict[str, asyncio.Task[Decimal | None]] = {}
 
@@ -93,9 +118,27 @@ class ExecutorAgent:
         return [self.context.names.ticks(s) for s in self.context.universe.symbols]
 
     def _on_tick(self, message: agent_bus.Message) -> None:
-        self.engine.on_tick(market.Tick.model_validate_json(message.data))
+        self.engine.on_tick(market.decode_tick(message.data))
+
+    def mark_dirty(self, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            self.dirty[symbol] = None
+        if self.dirty:
+            self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to decide (the benchmarks wait for it)."""
+        return not self.dirty
 
     def _on_event(self, message: agent_bus.Message) -> None:
+        if message.channel == self.context.names.fills:
+            fill = _FILL.decode(message.data)
+            self.engine.on_fill(
+                fill.order_id, symbol=fill.symbol, side=fill.side, quantity=fill.quantity, price=fill.price,
+                fee=fill.fee,
+            )  # fmt: skip
+            return
         if message.channel == self.context.names.risk:
             state = market.RiskState(json.loads(message.data)["state"])
             self.engine.on_risk_state(state)
@@ -106,22 +149,29 @@ class ExecutorAgent:
         if signal.agent == self.engine.config.agent or signal.symbol not in self.context.universe.symbols:
             return
         self.engine.on_signal(signal)
-        self.pending.put_nowait(signal.symbol)
+        self.mark_dirty([signal.symbol])
 
     async def refresh_portfolio(self) -> None:
+        """The account as the API holds it: at start only; fills are booked as they come."""
         portfolio = await self.context.api.portfolio()
         self.engine.on_portfolio(
             equity=portfolio.equity,
+            cash=portfolio.cash,
             positions={p.symbol: p.quantity for p in portfolio.positions},
             marks={p.symbol: p.mark for p in portfolio.positions if p.mark is not None},
             now=self.context.clock(),
         )
 
+    async def refresh_risk(self) -> None:
+        """The risk state and the API's daily-loss baseline (``day_start_equity``)."""
+        risk = await self.context.api.risk()
+        self.engine.on_risk_state(market.RiskState(risk["state"]))
+        self.engine.on_day_start(self.context.clock().date(), Decimal(str(risk["day_start_equity"])))
+
     async def warm_up(self) -> None:
         """Risk state, account and the signals still within their horizon, from the API."""
         api = self.context.api
-        risk = await api.risk()
-        self.engine.on_risk_state(market.RiskState(risk["state"]))
+        await self.refresh_risk()
         await self.refresh_portfolio()
         since = self.context.clock() - timedelta(seconds=self.engine.config.half_life_seconds * 4)
         for signal in await api.signals(since=since, limit=1000):
@@ -132,17 +182,16 @@ class ExecutorAgent:
     async def events_loop(self, backoff: supervision.Backoff) -> None:
         names = self.context.names
         # Subscribe first, then read the state over HTTP, so nothing falls in between.
-        async with self.context.bus.subscribe([names.risk, names.signals]) as subscription:
+        async with self.context.bus.subscribe([names.risk, names.signals, names.fills]) as subscription:
             await self.warm_up()
             backoff.reset()
-            for symbol in self.context.universe.symbols:
-                self.pending.put_nowait(symbol)
+            self.mark_dirty(self.context.universe.symbols)
             while not self.context.stop.is_set():
                 message = await subscription.get(0.25)
                 if message is not None:
                     try:
                         self._on_event(message)
-                    except ValueError as error:
+                    except (ValueError, msgspec.DecodeError) as error:
                         logger.warning(
                             "bad event ignored", extra={"channel": message.channel, "error": str(error)[:300]}
                         )
@@ -151,16 +200,20 @@ class ExecutorAgent:
         while not await supervision.sleep_or_stop(
             self.context.stop, self.context.settings.executor_decide_seconds
         ):
-            for symbol in self.context.universe.symbols:
-                self.pending.put_nowait(symbol)
+            if self.engine.day is not None and self.context.clock().date() != self.engine.day:
+                await self.refresh_risk()  # a new UTC day: the API's new baseline
+            self.mark_dirty(self.context.universe.symbols)
 
     async def orders_loop(self, backoff: supervision.Backoff) -> None:
         ctx = self.context
         while not ctx.stop.is_set():
-            try:
-                symbol = await asyncio.wait_for(self.pending.get(), timeout=0.25)
-            except TimeoutError:
+            if not self.dirty:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.25)
                 continue
+            symbol = next(iter(self.dirty))
+            del self.dirty[symbol]
             if self.engine.risk_state is market.RiskState.HALTED:
                 continue
             now = ctx.clock()
@@ -170,7 +223,6 @@ class ExecutorAgent:
                 continue
             if await self.send(order):
                 backoff.reset()
-                await self.refresh_portfolio()
 
     async def send(self, order: executor.OrderRequest) -> bool:
         """POST one order, retrying the identical request on outages; False if it was not placed."""
@@ -193,6 +245,14 @@ class ExecutorAgent:
                     return False
                 continue
             self.orders_sent += 1
+            if isinstance(result, dict) and "filled_quantity" in result:
+                average = result.get("average_price")
+                self.engine.on_order(
+                    str(result["id"]), symbol=order.plan.symbol, side=order.plan.side,
+                    filled=Decimal(str(result["filled_quantity"])),
+                    average=None if average is None else Decimal(str(average)),
+                    fees=Decimal(str(result.get("fees", "0"))),
+                )  # fmt: skip
             logger.info(
                 "order",
                 extra={

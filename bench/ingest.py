@@ -1,17 +1,21 @@
-"""ingest: ticks per second through the batch endpoint ``POST /v1/ticks`` into Redis.
+"""ingest: ticks per second through the batch endpoint ``POST /v1/ticks``, with the six
+analysts and the executor subscribed.
 
 The trader API runs as a real uvicorn process on durable Postgres. Each request carries a
-batch of ticks over three instruments; the API validates them, writes the latest quotes and
-publishes every tick on Redis in one transaction, then, in one Postgres transaction, merges
-the bars and checks resting orders against the new quotes: the whole ingest path, bars
-included, since that is what the endpoint does before it answers. The request bodies are
-encoded before the clock starts and sent by :mod:`bench.http` over a few concurrent
-keep-alive connections, so the figure is the server's rate. The clock runs from the first
-request to the last answer.
+batch of ticks over three instruments; the order engine takes them into memory (latest
+quotes, resting-order fills, marks, bars aggregated per batch), the batch's changes commit
+in one group commit (the bars that changed as upserts), and only then is the batch
+published: the latest quotes and one tick message per symbol per batch. The six analysts
+and the executor run as their own ``sapphire agent run`` processes subscribed to the three
+symbols' tick channels (they conflate: a message per symbol per batch), so the figure is
+ingest while the system listens. The request bodies are encoded before the clock starts and
+sent by :mod:`bench.http` over a few concurrent keep-alive connections. The clock runs from
+the first request to the last answer. CPU is read from ``/proc`` for every process (API,
+Postgres, Redis, this load client and each agent), as cores used over the measured run.
 
-The floor is the same Redis work without the API: the same ``MSET`` of the latest quotes
-and one ``PUBLISH`` per tick, with the same payloads, pipelined in transactions of the same
-batch size from redis-py's asyncio client.
+The floor is the Redis work of the old design without the API: an ``MSET`` of the latest
+quotes and one ``PUBLISH`` per tick, with the same payloads, pipelined in transactions of the
+same batch size from redis-py's asyncio client.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import redis.asyncio
 
-from bench import environment, http, report
+from bench import environment, fleet, http, procstat, report
 
 NAME = "ingest"
 SYMBOLS = (("BTC-USD", 60_000.0), ("ETH-USD", 3_000.0), ("AAPL", 200.0))
@@ -35,9 +39,10 @@ SYMBOLS = (("BTC-USD", 60_000.0), ("ETH-USD", 3_000.0), ("AAPL", 200.0))
 
 @dataclass(frozen=True)
 class Sizes:
-    ticks: int = 100_000
-    batch: int = 1_000
-    clients: int = 2
+    ticks: int = 400_000
+    batch: int = 5_000
+    """The most POST /v1/ticks takes: a durable commit costs milliseconds whatever it holds."""
+    clients: int = 8
     floor_ticks: int = 300_000
     profile_ticks: int = 20_000
 
@@ -119,16 +124,33 @@ async def redis_floor(redis_url: str, prefix: str, sizes: Sizes) -> float:
 
 async def _with_api(
     services: environment.Services, sizes: Sizes, ticks: int, profile: Path | None
-) -> tuple[float, int]:
+) -> tuple[float, int, dict[str, float]]:
+    """(ticks/s, failed requests, cores used per process)."""
     database = services.migrated_database()
     redis_url, prefix = services.fresh_redis()
     try:
         with environment.running_api(
             database_url=database, redis_url=redis_url, prefix=prefix, profile=profile
         ) as api:
-            await through_api(api.url, sizes, min(ticks, 10 * sizes.batch))  # warm-up
-            api.start_profile()
-            return await through_api(api.url, sizes, ticks)
+            symbols = [symbol for symbol, _ in SYMBOLS]
+            members = fleet.analysts_and_executor(symbols, interval_seconds=1.0)
+            with fleet.running(api.url, redis_url, prefix, members) as agents:
+                channels = {f"{prefix}ticks:{symbol}": len(members) for symbol in symbols}
+                await asyncio.to_thread(fleet.wait_subscribed, redis_url, channels, agents)
+                await through_api(api.url, sizes, min(ticks, 10 * sizes.batch))  # warm-up
+                meter = procstat.Meter(
+                    api=api.process.pid,
+                    postgres=procstat.postmaster_pid(database),
+                    redis=services.redis.process.pid if services.redis.process else None,
+                )
+                before, agents_before = meter.read(), agents.cpu()
+                api.start_profile()
+                started = time.perf_counter()
+                rate, failed = await through_api(api.url, sizes, ticks)
+                elapsed = time.perf_counter() - started
+                spent = meter.spent(before, meter.read())
+                spent |= {f"agent_{k}": v - agents_before[k] for k, v in agents.cpu().items()}
+                return rate, failed, {name: seconds / elapsed for name, seconds in spent.items()}
     finally:
         services.postgres.drop_database(database)
 
@@ -142,13 +164,15 @@ async def run(
 ) -> report.Report:
     redis_url, prefix = services.fresh_redis()
     floor = await redis_floor(redis_url, prefix, sizes)
-    rate, failed = await _with_api(services, sizes, sizes.ticks, None)
+    rate, failed, cores = await _with_api(services, sizes, sizes.ticks, None)
     result = report.Report(
         name=NAME, method=__doc__ or "", sizes=asdict(sizes), versions=services.versions(),
-        settings={"uvicorn_workers": 1},
+        settings={"uvicorn_workers": 1, "subscribers": [*fleet.ANALYSTS, "executor"]},
     )  # fmt: skip
     result.figures["ticks_per_s"] = report.Figure(rate, "ticks/s")
     result.figures["failed_requests"] = report.Figure(failed, "requests")
+    for name, used in cores.items():
+        result.figures[f"cpu_{name}_cores"] = report.Figure(used, "cores", "CPU s / s of the measured run")
     result.floor["redis_pipelined_ticks_per_s"] = report.Figure(floor, "ticks/s", "MSET + PUBLISH per tick")
     result.ratios["api_over_floor"] = report.Figure(rate / floor, "x")
     result.targets = [report.Target("ticks_per_s", ">=", 200_000)]

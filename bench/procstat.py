@@ -91,15 +91,19 @@ def postmaster_pid(database_url: str) -> int | None:
 
 @dataclass(frozen=True)
 class Meter:
-    """Readings of the API process, the Postgres server and this process (the load client)."""
+    """Readings of the API process, the Postgres server, Redis (when it is a local process we
+    started) and this process (the load client)."""
 
     api: int
     postgres: int | None
+    redis: int | None = None
 
     def read(self) -> dict[str, float]:
         readings = {"api": tree_seconds(self.api), "client": own_seconds("self")}
         if self.postgres is not None:
             readings["postgres"] = tree_seconds(self.postgres)
+        if self.redis is not None:
+            readings["redis"] = own_seconds(self.redis)
         return readings
 
     @staticmethod

@@ -48,6 +48,7 @@ class Service(StrEnum):
     AGENT = "agent"
     OPERATOR = "operator"
     NEWS_FEED = "news-feed"
+    MARKET_FEED = "market-feed"
     NOTIFY = "notify"
 
 
@@ -71,6 +72,10 @@ def settings_class_for(service: Service) -> type[config.ServiceSettings]:
         from sapphire.news import settings as news_settings
 
         return news_settings.NewsFeedSettings
+    if service is Service.MARKET_FEED:
+        from sapphire.feed import settings as feed_settings
+
+        return feed_settings.MarketFeedSettings
     if service is Service.NOTIFY:
         from sapphire.notify import settings as notify_settings
 
@@ -146,18 +151,20 @@ def api() -> None:
 @agent_app.command("run")
 def agent_run() -> None:
     """Run one agent configured by SAPPHIRE_* env (role, symbols, API, Redis, model, risk)."""
-    import asyncio
+    import uvloop
 
     from sapphire.agents import runtime
     from sapphire.agents.settings import AgentSettings
 
     settings = load_settings(AgentSettings)
     # /metrics, /healthz and /readyz are served by the agent itself, on SAPPHIRE_METRICS_PORT.
-    if asyncio.run(runtime.run_agent(settings)):
+    if uvloop.run(runtime.run_agent(settings)):  # uvloop: a tick costs less of the loop's time
         raise typer.Exit(1)  # unhealthy: the reason is in the log and the termination message
 
 
 class FeedSource(StrEnum):
+    SIMULATED = "simulated"
+    REPLAY = "replay"
     NEWS = "news"
 
 
@@ -167,28 +174,69 @@ def feed(
         FeedSource,
         typer.Option(
             "--source",
-            help="news: RSS/Atom headlines into /v1/headlines. (Market data feeds run inside the "
-            "trader API: SAPPHIRE_FEED=simulated or replay.)",
+            envvar="SAPPHIRE_FEED_SOURCE",
+            help="simulated: a seeded random walk of the API's instruments; replay: a CSV of ticks "
+            "(--data); both into /v1/ticks. news: RSS/Atom headlines into /v1/headlines.",
         ),
     ],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="replay: the CSV of ticks (symbol,bid,ask,last,size,ts).")
+    ] = None,
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            "--shift",
+            help="replay: move every timestamp by this many seconds, or by what puts the first tick "
+            "at `now`. Without it the recorded timestamps are kept.",
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            "--speed", min=0, help="Send ticks this many times faster than their spacing (0: at once)."
+        ),
+    ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="Poll every feed once, print the totals, exit.")
+        bool, typer.Option("--once", help="news: poll every feed once, print the totals, exit.")
     ] = False,
 ) -> None:
-    """Run a feed into the trader API, configured by SAPPHIRE_* env (see sapphire config show news-feed)."""
+    """Run a feed into the trader API, configured by SAPPHIRE_* env (see sapphire config show market-feed
+    or news-feed)."""
     import asyncio
     import dataclasses
 
-    from sapphire.news import feed as news_feed
-    from sapphire.news.settings import NewsFeedSettings
+    if source is FeedSource.NEWS:
+        from sapphire.news import feed as news_feed
+        from sapphire.news.settings import NewsFeedSettings
 
-    settings = load_settings(NewsFeedSettings)
-    try:
-        totals = asyncio.run(news_feed.run_news_feed(settings, once=once))
-    except news_feed.NewsFeedError as error:
-        fail(str(error), code=1)
+        news_settings = load_settings(NewsFeedSettings)
+        try:
+            totals = asyncio.run(news_feed.run_news_feed(news_settings, once=once))
+        except news_feed.NewsFeedError as error:
+            fail(str(error), code=1)
+        if once:
+            typer.echo(json.dumps(dataclasses.asdict(totals), sort_keys=True))
+        return
     if once:
-        typer.echo(json.dumps(dataclasses.asdict(totals), sort_keys=True))
+        fail("--once: only the news feed polls; a market feed runs until its source ends or it is stopped")
+    import uvloop
+
+    from sapphire.feed import runner
+    from sapphire.feed.settings import MarketFeedSettings
+
+    settings = load_settings(MarketFeedSettings)
+    overrides = {"feed_replay_path": data, "feed_shift": shift, "feed_speed": speed}
+    try:
+        settings = MarketFeedSettings.model_validate(
+            {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except pydantic.ValidationError as error:
+        fail("; ".join(str(issue["msg"]) for issue in error.errors(include_url=False)))
+    try:
+        market_totals = uvloop.run(runner.run_market_feed(settings, source.value))
+    except runner.FeedError as error:
+        fail(str(error), code=1)
+    typer.echo(json.dumps(dataclasses.asdict(market_totals), sort_keys=True))
 
 
 @app.command("notify")

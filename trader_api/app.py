@@ -37,6 +37,7 @@ from sapphire.trader_api.routes import (
 from sapphire.trader_api.services import runtime as runtime_module
 from sapphire.trader_api.services.backtests import Shelf
 from sapphire.trader_api.services.publisher import Publisher
+from sapphire.trader_api.services.signals import SignalJournal
 from sapphire.trader_api.services.writer import Writer
 from sapphire.trader_api.settings import TraderApiSettings
 from sapphire.trader_api.storage.database import Database
@@ -136,6 +137,7 @@ def create_app(
         app.state.runtime = runtime
         publisher = app.state.publisher = Publisher(chosen_bus, app.state.metrics)
         writer = app.state.writer = Writer(runtime, publisher)
+        signal_journal = app.state.signal_journal = SignalJournal(runtime, publisher)
         try:
             await runtime.prepare()
             await writer.elect()  # a lone replica is the writer before the first request
@@ -145,6 +147,7 @@ def create_app(
             asyncio.create_task(publisher.run(), name="event-publisher"),
             asyncio.create_task(writer.run(), name="order-engine-writer"),
             asyncio.create_task(writer.thin_history(), name="equity-history-thinning"),
+            asyncio.create_task(signal_journal.run(), name="signal-journal"),
         ]
         live_venue = None
         if settings.venue == "ccxt":
@@ -153,7 +156,7 @@ def create_app(
             live_venue = writer.venue_link = CcxtVenue(runtime, writer)
             background.append(asyncio.create_task(live_venue.run(), name="live-venue"))
         feed_task: asyncio.Task[None] | None = None
-        if settings.feed != "none":
+        if settings.feed == "ccxt":
             from sapphire.trader_api.feeds import publisher as feed_publisher
 
             feed_task = asyncio.create_task(
@@ -162,7 +165,7 @@ def create_app(
         try:
             yield
         finally:
-            if feed_task is not None:
+            if feed_task is not None:  # first: no new batch while the last events go out
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feed_task

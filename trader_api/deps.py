@@ -15,6 +15,7 @@ from sapphire.trader_api.services import backtests
 from sapphire.trader_api.services.market import MarketService
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.services.signals import SignalJournal
 from sapphire.trader_api.services.writer import Writer
 
 _bearer = HTTPBearer(auto_error=False, description="Token with scope read, agent or admin.")
@@ -51,6 +52,14 @@ def get_backtests(request: Request) -> backtests.Shelf:
 
 
 BacktestsDep = Annotated[backtests.Shelf, Depends(get_backtests)]
+
+
+async def get_signal_journal(request: Request) -> SignalJournal:
+    journal: SignalJournal = request.app.state.signal_journal
+    return journal
+
+
+SignalJournalDep = Annotated[SignalJournal, Depends(get_signal_journal)]
 
 
 async def get_market(runtime: RuntimeDep) -> MarketService:

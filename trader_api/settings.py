@@ -157,10 +157,11 @@ class TraderApiSettings(config.ServiceSettings):
     events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Idle SSE streams get a comment this often, to keep proxies open."
     )
-    feed: Literal["none", "simulated", "replay", "ccxt"] = Field(
+    feed: Literal["none", "ccxt"] = Field(
         default="none",
-        description="Built-in market feed the API runs itself: none, simulated, replay, or ccxt (live "
-        "prices from feed_exchange: websocket tickers where ccxt.pro has them, REST polling otherwise).",
+        description="Live market feed the API runs itself: none, or ccxt (prices from feed_exchange: "
+        "websocket tickers where ccxt.pro has them, REST polling otherwise). Simulated and replayed "
+        "data come from `sapphire feed`, its own process.",
     )
     feed_exchange: str = Field(
         default="binance",
@@ -236,13 +237,6 @@ class TraderApiSettings(config.ServiceSettings):
         ge=0,
         description="Reconciliation: a difference worth more than this (quote currency), or an open order "
         "at the exchange the engine never sent, HALTs trading.",
-    )
-    feed_seed: int = Field(default=7, description="Seed of the simulated feed (same seed, same prices).")
-    feed_interval_seconds: float = Field(
-        default=1.0, gt=0, description="Pause between ticks of the built-in feed."
-    )
-    feed_replay_path: Path | None = Field(
-        default=None, description="CSV (symbol,bid,ask,last,size,ts) the replay feed reads."
     )
 
     @field_validator("instruments")

@@ -140,6 +140,28 @@ def _decimal(value: object, *, allow_zero: bool) -> Decimal:
     raise ValueError("must be greater than or equal to 0" if allow_zero else "must be greater than 0")
 
 
+_TICK_DECIMALS: dict[str, Decimal] = {}
+"""Positive decimals already converted, by their JSON string. A batch of ticks repeats a few
+hundred prices and sizes (they sit on the tick and lot grid) thousands of times, and a
+lookup costs a fraction of a conversion and its checks; bounded, cleared when full."""
+_TICK_DECIMALS_MAX = 100_000
+
+
+def _tick_decimal(value: object, *, allow_zero: bool) -> Decimal:
+    """:func:`_decimal`, remembering the positive decimals of strings (valid either way)."""
+    if type(value) is str:
+        known = _TICK_DECIMALS.get(value)
+        if known is not None:
+            return known
+        number = _decimal(value, allow_zero=allow_zero)
+        if number > 0:
+            if len(_TICK_DECIMALS) >= _TICK_DECIMALS_MAX:
+                _TICK_DECIMALS.clear()
+            _TICK_DECIMALS[value] = number
+        return number
+    return _decimal(value, allow_zero=allow_zero)
+
+
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
@@ -234,10 +256,10 @@ class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     def __post_init__(self) -> None:
         _symbol(self.symbol)
-        self.bid = _decimal(self.bid, allow_zero=False)
-        self.ask = _decimal(self.ask, allow_zero=False)
-        self.last = _decimal(self.last, allow_zero=False)
-        self.size = _decimal(self.size, allow_zero=True)
+        self.bid = _tick_decimal(self.bid, allow_zero=False)
+        self.ask = _tick_decimal(self.ask, allow_zero=False)
+        self.last = _tick_decimal(self.last, allow_zero=False)
+        self.size = _tick_decimal(self.size, allow_zero=True)
         self.ts = _timestamp(self.ts)
         if self.bid > self.ask:
             raise ValueError(f"ask: must be >= bid ({self.bid}), got {self.ask}")

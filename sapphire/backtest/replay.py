@@ -136,8 +136,8 @@ def _ids() -> Callable[[], uuid.UUID]:
 
 
 def _tick(quote: domain.Quote) -> market.Tick:
-    # The quote is already validated (engine types): skip pydantic's re-validation per tick.
-    return market.Tick.model_construct(
+    # The quote is already validated (engine types): the struct takes it as it is.
+    return market.Tick(
         symbol=quote.symbol, bid=quote.bid, ask=quote.ask, last=quote.last, size=quote.size, ts=quote.ts
     )
 
@@ -360,7 +360,9 @@ class Backtest:
                 self._submit(order, now)
 
     def _refresh_portfolio(self, trader: executor.Executor, now: datetime) -> None:
-        portfolio = self.engine.account.portfolio
+        account = self.engine.account
+        portfolio = account.portfolio
+        trader.on_day_start(account.watermarks.trading_day, account.watermarks.day_start_equity)
         trader.on_portfolio(
             equity=portfolio.equity,
             positions={s: p.quantity for s, p in portfolio.positions.items()},

@@ -1,15 +1,16 @@
-"""``sapphire up``: the trader API (uvicorn), its simulated feed and the agents, in one process.
+"""``sapphire up``: the trader API (uvicorn), the simulated market feed and the agents, in one process.
 
 Order of events, and why:
 
 1. read the plan (:mod:`sapphire.up.plan`) and bind the port *before* anything starts, so a
    bad file or a busy port is one line on stderr and nothing is left to clean up;
 2. migrate the database with the same alembic revisions a cluster's MigrationRun applies;
-3. serve the API on the bound socket, wait until ``/readyz`` answers, then start the agents.
-   They call the API in process (``httpx.ASGITransport``) and share its in-process bus (or,
-   with ``REDIS_URL`` set, Redis);
-4. draw the summary until Ctrl-C, SIGTERM or ``--duration``; then stop the agents first (they
-   still need the API to finish their step), then the server, whose lifespan stops the feed.
+3. serve the API on the bound socket, wait until ``/readyz`` answers, then start the market
+   feed (what ``sapphire feed --source simulated`` runs) and the agents. They call the API in
+   process (``httpx.ASGITransport``) and share its in-process bus (or, with ``REDIS_URL``
+   set, Redis);
+4. draw the summary until Ctrl-C, SIGTERM or ``--duration``; then stop the feed and the agents
+   first (they still need the API to finish their step), then the server.
 
 Every agent gets the one stop event, so Ctrl-C reaches all of them whichever signal handler
 asyncio holds at the time (``run_agent`` installs its own in the main thread).
@@ -34,6 +35,7 @@ from rich.console import Console
 from rich.live import Live
 
 from sapphire.agents import client, runtime
+from sapphire.feed import runner as feed_runner
 from sapphire.trader_api import bus as api_bus
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.bus.memory import MemoryBus
@@ -135,6 +137,15 @@ class Session:
         )
         self.last: summary.Snapshot | None = None
 
+    def _start_feed(self) -> asyncio.Task[feed_runner.FeedTotals]:
+        settings = setup.feed_settings(self.plan, self.options, self.tokens, API_BASE)
+        return asyncio.create_task(
+            feed_runner.run_market_feed(
+                settings, "simulated", stop=self.stop, transport=self.transport, handle_signals=False
+            ),
+            name="market-feed",
+        )
+
     def _start_agents(self) -> list[tuple[asyncio.Task[list[str]], client.TraderApiClient]]:
         started = []
         for agent in self.plan.agents:
@@ -192,10 +203,12 @@ class Session:
         )
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
         agents: list[tuple[asyncio.Task[list[str]], client.TraderApiClient]] = []
+        feed: asyncio.Task[feed_runner.FeedTotals] | None = None
         try:
             with _signals(self.stop.set):
                 await _wait_ready(self.admin, serving, server)
                 await self._warn_if_halted()
+                feed = self._start_feed()
                 agents = self._start_agents()
                 await self._show_until_stopped(header)
             # A second Ctrl-C while stopping skips the graceful part.
@@ -207,6 +220,8 @@ class Session:
             self.stop.set()
             if agents and not all(task.done() for task, _ in agents):
                 await self._stop_agents(agents)
+            if feed is not None:
+                await asyncio.gather(feed, return_exceptions=True)
             server.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)
             await self.admin.aclose()

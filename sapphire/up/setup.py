@@ -17,6 +17,7 @@ import pydantic
 
 from sapphire import config
 from sapphire.agents.settings import AgentSettings, spec_settings
+from sapphire.feed.settings import MarketFeedSettings
 from sapphire.trader_api.settings import DEFAULT_INSTRUMENTS, InstrumentConfig, TraderApiSettings
 from sapphire.up import plan as plan_module
 
@@ -105,7 +106,7 @@ def instruments_for(symbols: tuple[str, ...]) -> list[InstrumentConfig]:
 def api_settings(
     plan: plan_module.Plan, options: Options, stores: Stores, tokens: Tokens, *, port: int
 ) -> TraderApiSettings:
-    """The trader API of this run: the plan's instruments, the simulated feed, these tokens.
+    """The trader API of this run: the plan's instruments, these tokens.
 
     Other ``SAPPHIRE_*`` variables (fees, slippage, risk limits...) still apply."""
     values = {
@@ -117,8 +118,6 @@ def api_settings(
         "agent_token": tokens.agent,
         "admin_token": tokens.admin,
         "instruments": instruments_for(plan.symbols),
-        "feed": "simulated",
-        "feed_interval_seconds": 1.0 / options.speed,
     }
     try:
         return TraderApiSettings(**values)  # type: ignore[arg-type]  # aliases, as in the env
@@ -148,6 +147,19 @@ def agent_settings(
         backoff_max_seconds=5.0,
         executor_half_life_seconds=EXECUTOR_HALF_LIFE_SECONDS / options.speed,
         executor_decide_seconds=max(0.2, 1.0 / options.speed),
+    )
+
+
+def feed_settings(
+    plan: plan_module.Plan, options: Options, tokens: Tokens, api_url: str
+) -> MarketFeedSettings:
+    """The simulated market feed of this run: the plan's symbols, one tick each per second of
+    simulated time (``--speed`` makes that shorter)."""
+    return MarketFeedSettings(
+        trader_api_url=api_url,
+        agent_token=tokens.agent,
+        feed_symbols=list(plan.symbols),
+        feed_interval_seconds=1.0 / options.speed,
     )
 
 

@@ -25,6 +25,7 @@ class FakeTraderApi:
     instruments: list[str] = field(default_factory=lambda: ["BTC-USD"])
     risk_state: str = "ACTIVE"
     cash: Decimal = Decimal(100_000)
+    day_start_equity: Decimal = Decimal(100_000)
     positions: dict[str, Decimal] = field(default_factory=dict)
     marks: dict[str, Decimal] = field(default_factory=dict)
     signals: list[dict[str, Any]] = field(default_factory=list)
@@ -75,7 +76,7 @@ class FakeTraderApi:
             body = await request.json()
             seen = self.orders.get(body["client_order_id"])
             if seen is not None:
-                same = {k: v for k, v in seen.items() if k != "status"} == body
+                same = {k: v for k, v in seen.items() if k in body} == body
                 return (
                     JSONResponse(seen, status_code=200)
                     if same
@@ -88,8 +89,17 @@ class FakeTraderApi:
             self.positions[body["symbol"]] = self.positions.get(body["symbol"], Decimal(0)) + signed
             self.cash -= signed * price
             self.marks[body["symbol"]] = price
-            self.orders[body["client_order_id"]] = {**body, "status": "filled"}
-            return JSONResponse({**body, "status": "filled"}, status_code=201)
+            # Answered as the trader API answers (OrderPublic): what filled, at what price.
+            answer = {
+                **body,
+                "id": f"order-{len(self.orders) + 1}",
+                "status": "filled",
+                "filled_quantity": body["quantity"],
+                "average_price": body["limit_price"],
+                "fees": "0",
+            }
+            self.orders[body["client_order_id"]] = answer
+            return JSONResponse(answer, status_code=201)
 
         async def portfolio(request: Request) -> Response:
             if (refused := guard(request)) is not None:
@@ -102,7 +112,9 @@ class FakeTraderApi:
             return JSONResponse({"cash": str(self.cash), "equity": str(equity), "positions": rows})
 
         async def risk(request: Request) -> Response:
-            return guard(request) or JSONResponse({"state": self.risk_state, "limits": {}})
+            return guard(request) or JSONResponse(
+                {"state": self.risk_state, "limits": {}, "day_start_equity": str(self.day_start_equity)}
+            )
 
         async def heartbeat(request: Request) -> Response:
             if (refused := guard(request)) is not None:

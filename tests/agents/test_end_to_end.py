@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 from fastapi import FastAPI
@@ -96,7 +97,7 @@ async def test_ticks_signals_orders_and_fills_in_postgres(
         prices = series.uptrend(n=160, start=60_000.0, drift=0.0004, noise=0.0001, seed=11)
         for i, price in enumerate(prices):
             tick = series.tick("BTC-USD", price, at=datetime.now(UTC), size=0.5, side=1 if i % 4 else -1)
-            response = await feed.post("/v1/ticks", json={"ticks": [tick.model_dump(mode="json")]})
+            response = await feed.post("/v1/ticks", json={"ticks": [msgspec.to_builtins(tick)]})
             assert response.status_code == 200, response.text
             await asyncio.sleep(0.01)
         async with asyncio.timeout(60):
@@ -106,7 +107,7 @@ async def test_ticks_signals_orders_and_fills_in_postgres(
                     break
                 last = prices[-1] * 1.0002
                 tick = series.tick("BTC-USD", last, at=datetime.now(UTC), size=0.5, side=1)
-                await feed.post("/v1/ticks", json={"ticks": [tick.model_dump(mode="json")]})
+                await feed.post("/v1/ticks", json={"ticks": [msgspec.to_builtins(tick)]})
                 await asyncio.sleep(0.3)
         await asyncio.sleep(1.0)
     finally:

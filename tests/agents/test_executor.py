@@ -33,6 +33,7 @@ def make_executor(**overrides: object) -> executor.Executor:
     for symbol in SYMBOLS:
         ex.on_tick(series.tick(symbol, 100.0, at=NOW))
     ex.on_portfolio(equity=Decimal(100_000), positions={}, marks={}, now=NOW)
+    ex.on_day_start(NOW.date(), Decimal(100_000))
     return ex
 
 
@@ -211,3 +212,34 @@ def test_whatever_the_signals_the_book_stays_inside_its_limits(events: list[tupl
                     for s, q in ex.positions.items()
                 )
                 assert gross_after <= max(LIMITS.max_gross_exposure, gross_before)
+
+
+def test_fills_from_the_answer_and_the_channel_are_booked_once_and_move_cash_and_equity() -> None:
+    ex = make_executor()
+    ex.on_portfolio(equity=Decimal(100_000), cash=Decimal(100_000), positions={}, marks={}, now=NOW)
+    assert ex.positions == {}
+    # The 201 says 2 filled at 100 (fees 0.2); the channel then carries the same two executions.
+    ex.on_order(
+        "o1", symbol="BTC-USD", side="buy", filled=Decimal(2), average=Decimal(100), fees=Decimal("0.2")
+    )
+    ex.on_fill(
+        "o1", symbol="BTC-USD", side="buy", quantity=Decimal(1), price=Decimal(100), fee=Decimal("0.1")
+    )
+    ex.on_fill(
+        "o1", symbol="BTC-USD", side="buy", quantity=Decimal(1), price=Decimal(100), fee=Decimal("0.1")
+    )
+    assert ex.positions["BTC-USD"] == Decimal(2)
+    assert ex.cash == Decimal("99799.8")
+    # A bracket leg fills later, known only from the channel.
+    ex.on_fill("leg", symbol="BTC-USD", side="sell", quantity=Decimal(1), price=Decimal(110), fee=Decimal(0))
+    assert ex.positions["BTC-USD"] == Decimal(1)
+    ex.on_tick(series.tick("BTC-USD", 120.0, at=NOW, spread=0))
+    assert ex.equity == Decimal("99909.8") + Decimal(120)
+    assert ex.daily_pnl == ex.equity - Decimal(100_000)  # against the API's day_start_equity
+
+
+def test_the_daily_loss_baseline_is_the_apis_not_the_first_report_of_the_day() -> None:
+    ex = make_executor()
+    ex.on_day_start(NOW.date(), Decimal(101_000))
+    ex.on_portfolio(equity=Decimal(100_000), positions={}, marks={}, now=NOW)
+    assert ex.daily_pnl == Decimal(-1_000)

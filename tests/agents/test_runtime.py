@@ -12,10 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis.asyncio
 
-from sapphire.agents import client, runtime
+from sapphire.agents import bus as agent_bus
+from sapphire.agents import client, runtime, trading
 from sapphire.agents.settings import AgentSettings
 from tests.agents import fake_api, series
 from tests.support import services
@@ -52,7 +54,7 @@ async def publish_ticks(
     publisher = redis.asyncio.Redis.from_url(redis_url)
     try:
         for tick in series.prices_to_ticks(symbol, prices):
-            await publisher.publish(f"{prefix}ticks:{symbol}", tick.model_dump_json())
+            await publisher.publish(f"{prefix}ticks:{symbol}", msgspec.json.encode(tick).decode())
             if pace:
                 await asyncio.sleep(pace)
     finally:
@@ -246,10 +248,29 @@ async def test_the_same_analysts_run_on_the_in_process_bus(
         await eventually(lambda: bool(api.heartbeats))
         await asyncio.sleep(0.3)
         for tick in series.prices_to_ticks("BTC-USD", series.uptrend(n=80)):
-            await bus.publish(f"{redis_prefix}ticks:BTC-USD", tick.model_dump_json())
+            await bus.publish(f"{redis_prefix}ticks:BTC-USD", msgspec.json.encode(tick).decode())
         await eventually(lambda: bool(api.signals))
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
         await api_client_.aclose()
     assert api.signals[0]["direction"] == "long"
+
+
+def test_the_executor_coalesces_decisions_per_symbol(redis_url: str, redis_prefix: str) -> None:
+    context = runtime.AgentContext(
+        settings(
+            redis_url, redis_prefix, agent_name="grok", role="executor",
+            risk_max_order_notional="1000", risk_max_position_notional="5000",
+            risk_max_gross_exposure="8000", risk_max_daily_loss="500",
+        ),
+        api=client.TraderApiClient("http://unused", token="t"),
+        bus=agent_bus.RedisBus(redis_url),
+        stop=asyncio.Event(),
+    )  # fmt: skip
+    agent = trading.ExecutorAgent.from_settings(context)
+    assert agent.idle
+    for _ in range(100):
+        agent.mark_dirty(["BTC-USD", "ETH-USD"])
+    agent.mark_dirty(["BTC-USD"])
+    assert list(agent.dirty) == ["BTC-USD", "ETH-USD"]  # a set in arrival order, not a queue of 201

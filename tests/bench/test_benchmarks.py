@@ -15,6 +15,7 @@ import pytest
 from bench import (
     backtest,
     environment,
+    fleet,
     http,
     ingest,
     operator_scale,
@@ -76,13 +77,27 @@ ORDER_INTAKE_KEYS = {
 }
 
 
+TICK_TO_ORDER_KEYS = {
+    # Every process has its CPU: the API, Redis, this client, the feed and each analyst process.
+    "figures": {"stage_tick_to_signal_sent_p50", "stage_order_round_trip_p99", "stage_ingest_ack_p50"}
+    | {"cpu_api_cores", "cpu_redis_cores", "cpu_client_cores", "cpu_feed_cores", "background_ticks_per_s"}
+    | {f"cpu_agent_{role}_cores" for role in fleet.ANALYSTS if role != "momentum"},
+    "floor": {"redis_pubsub_p50", "http_round_trip_p50", "durable_commit_p50", "sum_of_floors_p50"},
+    "ratios": {"p50_over_sum_of_floors"},
+}
+INGEST_KEYS = {
+    "figures": {"cpu_api_cores", "cpu_redis_cores", "cpu_agent_executor_cores"}
+    | {f"cpu_agent_{role}_cores" for role in fleet.ANALYSTS},
+}
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("module", "headline", "keys"),
     [
-        (tick_to_order, "p50", {}),
+        (tick_to_order, "p50", TICK_TO_ORDER_KEYS),
         (order_intake, "orders_per_s", ORDER_INTAKE_KEYS),
-        (ingest, "ticks_per_s", {}),
+        (ingest, "ticks_per_s", INGEST_KEYS),
         (backtest, "quotes_per_s", {"floor": {"tick_pass_quotes_per_s"}, "ratios": {"replay_over_floor"}}),
     ],
     ids=["tick_to_order", "order_intake", "ingest", "backtest"],

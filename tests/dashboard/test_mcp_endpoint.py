@@ -18,6 +18,8 @@ import pytest
 import uvicorn
 from mcp.client.streamable_http import streamable_http_client
 
+from sapphire.feed import runner as feed_runner
+from sapphire.feed.settings import MarketFeedSettings
 from sapphire.migrations import config as migrations
 from sapphire.trader_api import mcp_endpoint
 from sapphire.trader_api.app import create_app
@@ -29,12 +31,11 @@ from tests.trader_api.support import ADMIN_TOKEN, AGENT_TOKEN, READ_TOKEN, make_
 
 @pytest.fixture
 async def api_url(tmp_path: Path) -> AsyncIterator[str]:
-    """The embedded trader API (SQLite, in-process bus, simulated feed) on uvicorn, with a quote."""
+    """The embedded trader API (SQLite, in-process bus) on uvicorn, with the simulated feed
+    (``sapphire feed``'s runner) posting to it, and a quote."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'sapphire.db'}"
     migrations.upgrade(database_url)
-    settings: TraderApiSettings = make_settings(
-        database_url, "memory://", "sapphire:", feed="simulated", feed_interval_seconds=0.05
-    )
+    settings: TraderApiSettings = make_settings(database_url, "memory://", "sapphire:")
     port = processes.free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -47,6 +48,15 @@ async def api_url(tmp_path: Path) -> AsyncIterator[str]:
     )
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{port}"
+    stop_feed = asyncio.Event()
+    feed_settings = MarketFeedSettings(
+        trader_api_url=url,
+        agent_token=AGENT_TOKEN,
+        feed_interval_seconds=0.05,
+    )
+    feed = asyncio.create_task(
+        feed_runner.run_market_feed(feed_settings, "simulated", stop=stop_feed, handle_signals=False)
+    )
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {READ_TOKEN}"}) as http:
 
         async def serving_quotes() -> bool | None:
@@ -57,6 +67,8 @@ async def api_url(tmp_path: Path) -> AsyncIterator[str]:
         try:
             yield url
         finally:
+            stop_feed.set()
+            await asyncio.wait_for(feed, 15)
             server.should_exit = True
             await asyncio.wait_for(serving, 15)
 

@@ -26,8 +26,10 @@ EXPECTED_KINDS = {
     "base": {**COMMON, "NetworkPolicy": 4, "Service": 1},
     "dev": {
         **COMMON,
+        "ConfigMap": 2,
+        "Deployment": 3,
         "MigrationRun": 1,
-        "NetworkPolicy": 6,
+        "NetworkPolicy": 7,
         "Secret": 5,
         "Service": 3,
         "StatefulSet": 2,
@@ -279,13 +281,13 @@ class TestDevOverlay:
         assert url.startswith("postgresql://sapphire:")
         assert url.endswith("@postgres.trading.svc:5432/trading")
 
-    def test_one_trader_api_replica_runs_the_simulated_feed(self) -> None:
-        deployment = find(render(OVERLAYS["dev"]), "Deployment", "trader-api")
-        assert deployment["spec"]["replicas"] == 1
-        assert env(container(deployment["spec"]["template"]["spec"], "trader-api"))["SAPPHIRE_FEED"] == {
-            "name": "SAPPHIRE_FEED",
-            "value": "simulated",
-        }
+    def test_the_simulated_feed_runs_in_its_own_deployment_not_in_the_api(self) -> None:
+        documents = render(OVERLAYS["dev"])
+        api = container(find(documents, "Deployment", "trader-api")["spec"]["template"]["spec"], "trader-api")
+        assert not [name for name in env(api) if name.startswith("SAPPHIRE_FEED")]
+        feed = find(documents, "Deployment", "sapphire-market-feed")
+        assert feed["spec"]["replicas"] == 1
+        assert container(feed["spec"]["template"]["spec"], "market-feed")["args"] == ["feed"]
 
 
 def proxy_args(item: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ import pydantic_settings
 import pytest
 import yaml
 
+from sapphire.feed.settings import MarketFeedSettings
 from sapphire.news.settings import NewsFeedSettings
 from sapphire.notify.settings import NotifySettings
 from sapphire.trader_api.settings import TraderApiSettings
@@ -24,14 +25,21 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Json]:
     kustomization = {
         "namespace": "trading",
         "resources": [os.path.relpath(BASE, folder)],
-        "components": [os.path.relpath(COMPONENTS / name, folder) for name in ("notifications", "news-feed")],
+        "components": [
+            os.path.relpath(COMPONENTS / name, folder)
+            for name in ("notifications", "news-feed", "market-feed")
+        ],
     }
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return render(folder)
 
 
 def settings_variables(settings: type[pydantic_settings.BaseSettings]) -> set[str]:
-    return {f"SAPPHIRE_{name.upper()}" for name in settings.model_fields} | {"REDIS_URL"}
+    # SAPPHIRE_FEED_SOURCE is the environment variable of `sapphire feed --source`.
+    return {f"SAPPHIRE_{name.upper()}" for name in settings.model_fields} | {
+        "REDIS_URL",
+        "SAPPHIRE_FEED_SOURCE",
+    }
 
 
 @pytest.mark.parametrize(
@@ -39,6 +47,7 @@ def settings_variables(settings: type[pydantic_settings.BaseSettings]) -> set[st
     [
         ("sapphire-notify", "notify", NotifySettings, ["notify"]),
         ("sapphire-news-feed", "news-feed", NewsFeedSettings, ["feed", "--source", "news"]),
+        ("sapphire-market-feed", "market-feed", MarketFeedSettings, ["feed"]),
     ],
 )
 def test_each_runs_one_replica_of_its_command_with_only_known_settings(
@@ -123,3 +132,22 @@ def test_the_backtest_reports_claim_is_mounted_read_only_where_the_api_reads_it(
     (volume,) = [v for v in pod["volumes"] if v["name"] == "backtest-reports"]
     assert volume["persistentVolumeClaim"] == {"claimName": "backtest-reports", "readOnly": True}
     assert len(pod["containers"]) == 1  # the patch added to the API's container, not a new one
+
+
+def test_the_market_feed_takes_its_source_from_a_configmap_and_may_reach_only_the_api(
+    rendered: list[Json],
+) -> None:
+    pod = find(rendered, "Deployment", "sapphire-market-feed")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    variables = env(container(pod, "market-feed"))
+    assert variables["SAPPHIRE_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sapphire-agent-token",
+        "key": "token",
+    }
+    source = variables["SAPPHIRE_FEED_SOURCE"]["valueFrom"]["configMapKeyRef"]
+    configmap = find(rendered, "ConfigMap", source["name"])
+    assert configmap["data"][source["key"]] == "simulated"
+    egress = find(rendered, "NetworkPolicy", "market-feed-egress")["spec"]
+    assert egress["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "market-feed"
+    ports = sorted(port["port"] for rule in egress["egress"] for port in rule["ports"])
+    assert ports == [53, 53, 8000]

@@ -40,13 +40,14 @@ def test_a_momentum_agent_and_the_executor_trade_from_pods(
     own_redis_server: services.RedisServer,
 ) -> None:
     migration_config.upgrade(database_url)
-    with trader_api.running_trader_api(
-        database_url=database_url,
-        redis_url=own_redis_server.url,
-        feed="simulated",
-        feed_interval_seconds="0.05",
-        instruments=json.dumps([{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.0001"}]),
-    ) as api:
+    with (
+        trader_api.running_trader_api(
+            database_url=database_url,
+            redis_url=own_redis_server.url,
+            instruments=json.dumps([{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.0001"}]),
+        ) as api,
+        trader_api.running_market_feed(api.url, feed_interval_seconds="0.05"),
+    ):
         control_plane.kubectl(
             "create", "secret", "generic", AGENT_TOKEN_SECRET,
             f"--from-literal=token={trader_api.AGENT_TOKEN}", "-n", namespace,

@@ -151,3 +151,32 @@ def running_trader_api(*, database_url: str, redis_url: str, **settings: str) ->
         returncode = api.stop()
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
     assert returncode in (0, -15), f"sapphire api exited with {returncode}; log: {api.log}"
+
+
+@contextmanager
+def running_market_feed(api_url: str, *args: str, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``sapphire feed --source simulated`` (or ``args``) posting to ``api_url``; ``settings``
+    are ``SAPPHIRE_*`` variables without the prefix. Stopped with SIGTERM, which it exits 0 on."""
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPYCACHEPREFIX": str(PYCACHE),
+        "SAPPHIRE_TRADER_API_URL": api_url,
+        "SAPPHIRE_AGENT_TOKEN": AGENT_TOKEN,
+        "SAPPHIRE_LOG_FORMAT": "json",
+        **{f"SAPPHIRE_{key.upper()}": value for key, value in settings.items()},
+    }
+    log = Path(tempfile.mkstemp(prefix="sapphire-feed-", suffix=".log")[1])
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sapphire", "feed", *(args or ("--source", "simulated"))],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        processes.stop_process(process, grace=15)
+        output_text = log.read_text(errors="replace")[-2000:]
+        assert process.returncode == 0, f"sapphire feed exited with {process.returncode}: {output_text}"
+        log.unlink(missing_ok=True)

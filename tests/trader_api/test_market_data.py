@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -43,6 +44,34 @@ async def test_a_tick_sets_the_latest_quote_key_and_is_published(
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
     assert json.loads(message["data"]) == expected
     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_a_batch_publishes_one_message_per_symbol_its_newest_tick_and_bars_hold_every_tick(
+    client: httpx.AsyncClient, clock: ManualClock, redis_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(f"{redis_prefix}ticks:BTC-USD", f"{redis_prefix}ticks:ETH-USD")
+    earlier, newest = clock.now, clock.now + timedelta(milliseconds=400)
+    await send_ticks(
+        client,
+        tick("BTC-USD", "100.00", "100.10", ts=earlier, last="100.05"),
+        tick("ETH-USD", "10.00", "10.01", ts=newest, last="10.01"),
+        tick("BTC-USD", "102.00", "102.10", ts=newest, last="102.05"),
+        tick("BTC-USD", "99.00", "99.10", ts=earlier, last="99.05"),  # late: not the newest
+    )
+    await send_ticks(client, tick("ETH-USD", "11.00", "11.01", ts=newest, last="11.01"))  # a marker
+    received: list[tuple[str, str]] = []
+    async with asyncio.timeout(5):
+        while not received or received[-1] != ("ETH-USD", "11.00"):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                data = json.loads(message["data"])
+                received.append((data["symbol"], data["bid"]))
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    # Nothing of the first batch can follow the marker: publications go out in commit order.
+    assert sorted(received[:-1]) == [("BTC-USD", "102.00"), ("ETH-USD", "10.00")]
+    bar = (await client.get("/v1/bars/BTC-USD", params={"interval": "1m"}, headers=READ)).json()[-1]
+    assert (bar["high"], bar["low"], bar["trades"]) == ("102.05", "99.05", 3)
 
 
 async def test_the_quote_route_serves_the_latest_tick_with_a_stale_flag(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -48,6 +49,44 @@ async def test_a_signal_is_stored_and_published(
     await listener.aclose()
     listed = (await client.get("/v1/signals", headers=READ)).json()
     assert listed == [stored]
+
+
+async def test_concurrent_signals_commit_together_keep_the_analysts_time_and_are_published_after(
+    client: httpx.AsyncClient, clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    listener = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"{redis_prefix}signals")
+    formed = clock.now - timedelta(seconds=3)
+    bodies = [signal(f"a{n}", ts=formed.isoformat()) for n in range(20)]
+    responses = await asyncio.gather(*(client.post("/v1/signals", json=b, headers=AGENT) for b in bodies))
+    assert [r.status_code for r in responses] == [201] * 20
+    stored = [r.json() for r in responses]
+    assert {datetime.fromisoformat(row["ts"]) for row in stored} == {formed}  # the analyst's own time
+    assert {datetime.fromisoformat(row["created_at"]) for row in stored} == {clock.now}
+    published: list[dict[str, str]] = []
+    async with asyncio.timeout(5):
+        while len(published) < 20:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                published.append(json.loads(message["data"]))
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await listener.aclose()
+    assert sorted(published, key=lambda row: row["agent"]) == sorted(
+        stored, key=lambda row: str(row["agent"])
+    )
+    listed = (await client.get("/v1/signals", params={"limit": 100}, headers=READ)).json()
+    assert len(listed) == 20
+
+
+async def test_a_signal_from_the_future_is_refused_naming_ts(
+    client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    ahead = (clock.now + timedelta(minutes=5)).isoformat()
+    refused = await client.post("/v1/signals", json=signal(ts=ahead), headers=AGENT)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["loc"] == ["body", "ts"]
+    assert (await client.get("/v1/signals", headers=READ)).json() == []
 
 
 async def test_signals_are_filtered_by_agent_symbol_and_time(

@@ -12,7 +12,8 @@ Names (every one starts with the configured prefix, ``sapphire:`` by default):
 
 * ``{prefix}quote:{SYMBOL}``  string key: the latest tick as JSON
   ``{"symbol","bid","ask","last","size","ts"}`` (decimals as strings, ts ISO-8601 UTC);
-* ``{prefix}ticks:{SYMBOL}``  channel: every tick, same JSON;
+* ``{prefix}ticks:{SYMBOL}``  channel: the newest tick of each ingested batch (one message per
+  symbol per batch: subscribers conflate), same JSON;
 * ``{prefix}signals``         channel: every stored signal, as ``GET /v1/signals`` shows it;
 * ``{prefix}risk``            channel: risk changes ``{"state","reason","limits"}``;
 * ``{prefix}orders`` / ``{prefix}fills`` channels: order updates and fills;

@@ -4,9 +4,11 @@ latest ticks by timestamp, so ticks that arrive out of order still give the righ
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sapphire.trader_api.core import domain
 
@@ -78,14 +80,47 @@ def merge(bar: Bar, other: Bar) -> Bar:
     )
 
 
-def aggregate(quotes: list[domain.Quote], interval: Interval) -> dict[tuple[str, datetime], Bar]:
-    """The partial bars a batch of ticks makes, by (symbol, bucket start)."""
-    bars: dict[tuple[str, datetime], Bar] = {}
+def aggregate(quotes: Iterable[domain.Quote], interval: Interval) -> dict[tuple[str, datetime], Bar]:
+    """The partial bars a batch of ticks makes, by (symbol, bucket start). One pass of plain
+    comparisons per tick: a batch holds thousands of ticks and a handful of bars."""
+    seconds = interval.seconds
+    runs: dict[tuple[str, int], list[Any]] = {}
     for quote in quotes:
-        bar = bar_from_tick(quote, interval)
-        key = (quote.symbol, bar.start)
-        bars[key] = merge(bars[key], bar) if key in bars else bar
-    return bars
+        epoch = int(quote.ts.timestamp())
+        key = (quote.symbol, epoch - epoch % seconds)
+        run = runs.get(key)
+        if run is None:
+            # first ts, open, last ts, close, high, low, volume, trades
+            runs[key] = [quote.ts, quote.last, quote.ts, quote.last, quote.last, quote.last, quote.size, 1]
+            continue
+        ts, last = quote.ts, quote.last
+        if ts < run[0]:
+            run[0], run[1] = ts, last
+        if ts >= run[2]:  # on a tie the later arrival closes, as in merge()
+            run[2], run[3] = ts, last
+        if last > run[4]:
+            run[4] = last
+        if last < run[5]:
+            run[5] = last
+        run[6] += quote.size
+        run[7] += 1
+    aggregated = {}
+    for (symbol, epoch), run in runs.items():
+        start = datetime.fromtimestamp(epoch, UTC)
+        aggregated[symbol, start] = Bar(
+            symbol=symbol,
+            interval=interval,
+            start=start,
+            open=run[1],
+            high=run[4],
+            low=run[5],
+            close=run[3],
+            volume=run[6],
+            open_ts=run[0],
+            close_ts=run[2],
+            trades=run[7],
+        )
+    return aggregated
 
 
 def window_start(now: datetime, interval: Interval, limit: int) -> datetime:

@@ -23,7 +23,7 @@ import dataclasses
 import decimal
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -237,9 +237,10 @@ class Engine:
 
     def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:
         """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
+        seconds = {(q.symbol, int(q.ts.timestamp())) for q in quotes}  # per second, not per tick
         keys = {
-            (q.symbol, interval, bars.bucket_start(q.ts, interval))
-            for q in quotes
+            (symbol, interval, datetime.fromtimestamp(epoch - epoch % interval.seconds, UTC))
+            for symbol, epoch in seconds
             for interval in bars.Interval
         }
         return {key for key in keys if key not in self.bars}
@@ -588,13 +589,18 @@ class Engine:
 
     def _ticks(self, command: ApplyTicks) -> TicksApplied:
         now = self.clock()
+        ticks, counts, quotes = self.changes.ticks, self.changes.tick_counts, self.quotes
         for quote in command.quotes:
-            latest = self.quotes.get(quote.symbol)
+            symbol = quote.symbol
+            latest = quotes.get(symbol)
             if latest is None or quote.ts >= latest.ts:
-                self.quotes[quote.symbol] = quote
-                self.changes.quotes[quote.symbol] = quote
-            self.changes.ticks.append(quote)
-            self._add_to_bars(quote)
+                quotes[symbol] = quote
+                self.changes.quotes[symbol] = quote
+            newest = ticks.get(symbol)
+            if newest is None or quote.ts >= newest.ts:
+                ticks[symbol] = quote
+            counts[symbol] = counts.get(symbol, 0) + 1
+        self._add_to_bars(command.quotes)
         for order in self.open_orders:
             if venue.day_expired(order.working, now):
                 self._withdraw(order, "day order expired", now)
@@ -943,14 +949,17 @@ class Engine:
         self._emit("risk", self.account)
         self._touch_account(now)
 
-    def _add_to_bars(self, quote: domain.Quote) -> None:
+    def _add_to_bars(self, quotes: Iterable[domain.Quote]) -> None:
+        """Fold a batch of ticks into the bars: aggregated per bucket first (a batch of a
+        thousand ticks of three symbols touches six bars), then merged into the held bars;
+        each changed bar is written once per batch, as an upsert."""
         for interval in bars.Interval:
-            bar = bars.bar_from_tick(quote, interval)
-            key = (quote.symbol, interval, bar.start)
-            held = self.bars.get(key)
-            merged = bar if held is None else bars.merge(held, bar)
-            self.bars[key] = merged
-            self.changes.bars[key] = merged
+            for (symbol, start), partial in bars.aggregate(quotes, interval).items():
+                key = (symbol, interval, start)
+                held = self.bars.get(key)
+                merged = partial if held is None else bars.merge(held, partial)
+                self.bars[key] = merged
+                self.changes.bars[key] = merged
 
     def _evict_closed_bars(self) -> None:
         """Keep only the newest bar of each series: older buckets are reloaded if ticked again."""

@@ -379,9 +379,14 @@ class Changes:
     positions: set[str] = dataclasses.field(default_factory=set)
     """Symbols whose position changed (fills or marks)."""
     bars: dict[BarKey, bars.Bar] = dataclasses.field(default_factory=dict)
-    ticks: list[domain.Quote] = dataclasses.field(default_factory=list)
+    ticks: dict[str, domain.Quote] = dataclasses.field(default_factory=dict)
+    """The newest tick of every symbol that ticked in the batch (by timestamp; on a tie the
+    later arrival): what the batch publishes on the symbol's tick channel, one message per
+    symbol per batch. Subscribers conflate: they need the latest quote, not every tick."""
+    tick_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """How many ticks of each symbol the batch took (the metrics)."""
     quotes: dict[str, domain.Quote] = dataclasses.field(default_factory=dict)
-    """The latest quote of every symbol that ticked."""
+    """The latest quote of every symbol that ticked, where it is newer than the one held."""
     events: list[Event] = dataclasses.field(default_factory=list)
     account: Account | None = None
     """The account after the batch (``None``: nothing was applied)."""

@@ -1,14 +1,17 @@
-"""CSV replay: ``symbol,bid,ask,last,size,ts`` rows (with that header) as tick batches.
+"""CSV replay: ``symbol,bid,ask,last,size,ts`` rows (with that header) as ticks.
 
-``shift_to`` moves every timestamp by the same amount so the first tick lands at that
-time: replayed history then looks live to the stale-quote check while keeping its pacing.
+The recorded timestamps are kept: history replays as history. ``shift`` moves every
+timestamp by one fixed offset; :func:`shift_to` picks the offset that lands the first tick
+at a given time (``sapphire feed --source replay --shift now``), so replayed history looks
+live to the stale-quote check while keeping its own spacing.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from sapphire.trader_api.core import domain
@@ -20,12 +23,11 @@ class ReplayError(ValueError):
     """A malformed row; the message names the line and the column."""
 
 
-def read_ticks(lines: Iterable[str], *, shift_to: datetime | None = None) -> Iterator[domain.Quote]:
+def read_ticks(lines: Iterable[str], *, shift: timedelta = timedelta(0)) -> Iterator[domain.Quote]:
     reader = csv.DictReader(lines)
     missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
     if missing:
         raise ReplayError(f"header: missing column(s) {', '.join(missing)}")
-    offset = None
     for row in reader:
         line = reader.line_num
         try:
@@ -33,9 +35,7 @@ def read_ticks(lines: Iterable[str], *, shift_to: datetime | None = None) -> Ite
         except ValueError as error:
             raise ReplayError(f"line {line}, ts: {error}") from None
         ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-        if shift_to is not None:
-            offset = offset if offset is not None else shift_to - ts
-            ts = ts + offset
+        ts = ts + shift
         values = {}
         for column in ("bid", "ask", "last", "size"):
             try:
@@ -43,3 +43,12 @@ def read_ticks(lines: Iterable[str], *, shift_to: datetime | None = None) -> Ite
             except InvalidOperation:
                 raise ReplayError(f"line {line}, {column}: not a decimal: {row[column]!r}") from None
         yield domain.Quote(symbol=row["symbol"].strip().upper(), ts=ts, **values)
+
+
+def shift_to(quotes: Iterable[domain.Quote], start: datetime) -> Iterator[domain.Quote]:
+    """``quotes`` moved by the one offset that puts the first of them at ``start``."""
+    offset: timedelta | None = None
+    for quote in quotes:
+        if offset is None:
+            offset = start - quote.ts
+        yield dataclasses.replace(quote, ts=quote.ts + offset)

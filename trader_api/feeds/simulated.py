@@ -87,3 +87,18 @@ def _tick(
     raw_size = Decimal(repr(rng.lognormvariate(0.0, 0.75))) * instrument.typical_size
     size = max(venue.round_to_step(raw_size, instrument.lot_size, decimal.ROUND_FLOOR), instrument.lot_size)
     return domain.Quote(symbol=instrument.symbol, bid=bid, ask=ask, last=last, size=size, ts=ts)
+
+
+START_PRICES = {"BTC-USD": Decimal("65000"), "ETH-USD": Decimal("3200"), "AAPL": Decimal("190")}
+"""Where the walk of a well-known symbol starts; any other symbol starts at 100."""
+
+
+def instrument(symbol: str, *, tick_size: Decimal, lot_size: Decimal) -> SimulatedInstrument:
+    """A simulated instrument on the venue's tick and lot, trading about ten lots a tick."""
+    return SimulatedInstrument(
+        symbol=symbol,
+        start_price=START_PRICES.get(symbol, Decimal(100)),
+        tick_size=tick_size,
+        lot_size=lot_size,
+        typical_size=max(lot_size * 10, Decimal(1) if lot_size >= 1 else lot_size * 100),
+    )

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from sapphire.trader_api.deps import AgentScope, PublisherDep, ReadScope, RuntimeDep
+from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, SignalJournalDep
 from sapphire.trader_api.schemas.common import Name, Symbol, Timestamp
 from sapphire.trader_api.schemas.signals import SignalCreate, SignalPublic
 from sapphire.trader_api.services import signals
@@ -13,11 +13,9 @@ router = APIRouter(tags=["signals"])
 
 
 @router.post("/signals", response_model=SignalPublic, status_code=status.HTTP_201_CREATED)
-async def post_signal(
-    request: SignalCreate, _: AgentScope, runtime: RuntimeDep, publisher: PublisherDep
-) -> SignalPublic:
-    """Store a signal, then publish it on ``{prefix}signals``."""
-    return SignalPublic.model_validate(await signals.store_signal(runtime, publisher, request))
+async def post_signal(request: SignalCreate, _: AgentScope, journal: SignalJournalDep) -> SignalPublic:
+    """Store a signal (batched with others in one commit), then publish it on ``{prefix}signals``."""
+    return SignalPublic.model_validate(await journal.submit(request))
 
 
 @router.get("/signals", response_model=list[SignalPublic])

@@ -40,6 +40,11 @@ class SignalCreate(WireModel):
     horizon_seconds: int = Field(ge=1, le=31_536_000)
     rationale: Text = ""
     model: ShortText | None = None
+    ts: Timestamp | None = Field(
+        default=None,
+        description="When the analyst formed the signal (kept as given, at most 60 s ahead of the "
+        "API's clock); absent: the time the API received it.",
+    )
 
 
 class SignalPublic(PublicModel):
@@ -53,7 +58,8 @@ class SignalPublic(PublicModel):
     horizon_seconds: int
     rationale: str
     model: str | None
-    created_at: datetime
+    ts: datetime = Field(description="When the analyst formed the signal.")
+    created_at: datetime = Field(description="When the API stored it.")
 
 
 class HeartbeatCreate(WireModel):

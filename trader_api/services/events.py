@@ -16,6 +16,7 @@ from typing import Any
 
 from sapphire.trader_api import bus
 from sapphire.trader_api.core import accounting
+from sapphire.trader_api.core.domain import Quote
 from sapphire.trader_api.core.records import Account, Changes, Event, Fill, Order
 from sapphire.trader_api.schemas.dump import Dump, encode
 from sapphire.trader_api.schemas.orders import FillPublic, OrderPublic
@@ -87,9 +88,19 @@ def payload(event: Event) -> dict[str, Any]:
 
 def publication(changes: Changes, names: bus.Names) -> Publication:
     channels = {"order": names.orders, "fill": names.fills, "risk": names.risk}
+    encoded: dict[int, str] = {}
+
+    def tick_json(quote: Quote) -> str:
+        """Usually the batch's newest tick is also the symbol's latest quote: encoded once."""
+        text = encoded.get(id(quote))
+        if text is None:
+            text = encoded[id(quote)] = dumps(quote_payload(quote))
+        return text
+
     result = Publication(
-        values={names.quote(symbol): dumps(quote_payload(q)) for symbol, q in changes.quotes.items()},
-        messages=[(names.ticks(q.symbol), dumps(quote_payload(q))) for q in changes.ticks],
+        values={names.quote(symbol): tick_json(q) for symbol, q in changes.quotes.items()},
+        # One message per symbol per batch, its newest tick: subscribers conflate.
+        messages=[(names.ticks(symbol), tick_json(q)) for symbol, q in changes.ticks.items()],
     )
     for event in changes.events:
         # The data is encoded once and framed twice: {"type", "seq", "data"} on the events

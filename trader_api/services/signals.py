@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,36 +21,123 @@ from sapphire.trader_api.storage import tables
 ALIVE_WITHIN = timedelta(seconds=60)
 
 
-async def store_signal(runtime: Runtime, publisher: Publisher, request: SignalCreate) -> tables.Signal:
-    """Persist one signal, then publish it (after the commit: durable before visible).
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+"""How far ahead of the API's clock a signal's own timestamp may be."""
+GATHER_YIELDS = 4
+"""Event-loop turns a batch waits for more signals, as long as each turn brings some."""
 
-    While the bus is known to be down the signal is refused (503) before anything is
-    written; a commit whose publication then fails is published once the bus is back.
+
+@dataclasses.dataclass
+class _Pending:
+    request: SignalCreate
+    received_at: datetime
+    future: asyncio.Future[dict[str, Any]]
+
+
+class SignalJournal:
+    """Signals stored in batches (group commit), acknowledged and published only after.
+
+    A signal is checked as it arrives (the wire model, its timestamp), then queued; the
+    journal takes every queued signal at once (up to ``max_batch``), checks each against its
+    agent's registered role with one read, inserts the batch in one transaction (one fsync
+    for the lot), and only after the commit answers the callers (201) and hands the batch to
+    the publisher, in one publication: durable before visible. A batch that cannot commit
+    answers every caller 503 and nothing of it is published.
 
     A registered agent signals under the role it registered with (its heartbeat, sent from
     its TradingAgent's ``spec.role``), or the signal is refused (422 naming ``role``): a
     ``volatility`` vote from a momentum agent would damp every position."""
-    publisher.check()
-    async with runtime.database.write() as session:
-        registered = await session.get(tables.Agent, request.agent)
-        if registered is not None and registered.role != request.role:
+
+    def __init__(self, runtime: Runtime, publisher: Publisher, *, max_batch: int = 1000) -> None:
+        self.runtime, self.publisher, self.max_batch = runtime, publisher, max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+
+    async def submit(self, request: SignalCreate) -> dict[str, Any]:
+        """The stored signal as the wire shows it, once its batch has committed."""
+        self.publisher.check()  # the bus is down: refused (503) before anything is written
+        now = self.runtime.clock()
+        if request.ts is not None and request.ts > now + MAX_CLOCK_SKEW:
             raise errors.FieldError(
-                ["body", "role"],
-                f"agent {request.agent!r} is registered with role {registered.role!r}, not '{request.role}'",
+                ["body", "ts"],
+                f"is {(request.ts - now).total_seconds():.0f}s in the future "
+                f"(at most {MAX_CLOCK_SKEW.seconds}s allowed)",
             )
-        row = tables.Signal(id=uuid.uuid4(), created_at=runtime.clock(), **request.model_dump())
-        session.add(row)
-    data = SignalPublic.model_validate(row).model_dump(mode="json")
-    publisher.enqueue(
-        Publication(
-            messages=[
-                (runtime.names.signals, dumps(data)),
-                (runtime.names.events, dumps({"type": "signal", "data": data})),
-            ]
-        )
-    )
-    runtime.metrics.signals.labels(request.role).inc()
-    return row
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(request, now, future))
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            for _ in range(GATHER_YIELDS):
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                waiting = self._queue.qsize()
+                await asyncio.sleep(0)  # let signals already read from their sockets join
+                if len(batch) >= self.max_batch or self._queue.qsize() == waiting:
+                    break
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        outcomes: list[dict[str, Any] | errors.TraderApiError] = []
+        try:
+            async with self.runtime.database.write() as session:
+                names = {pending.request.agent for pending in batch}
+                registered = dict(
+                    (
+                        await session.execute(
+                            sa.select(tables.Agent.name, tables.Agent.role).where(
+                                tables.Agent.name.in_(names)
+                            )
+                        )
+                    ).all()
+                )
+                rows = []
+                for pending in batch:
+                    request = pending.request
+                    role = registered.get(request.agent)
+                    if role is not None and role != request.role:
+                        outcomes.append(
+                            errors.FieldError(
+                                ["body", "role"],
+                                f"agent {request.agent!r} is registered with role {role!r}, "
+                                f"not '{request.role}'",
+                            )
+                        )
+                        continue
+                    row = {
+                        **request.model_dump(exclude={"ts"}),
+                        "id": uuid.uuid4(),
+                        "ts": request.ts or pending.received_at,
+                        "created_at": pending.received_at,
+                    }
+                    rows.append(row)
+                    outcomes.append(row)
+                if rows:
+                    await session.execute(sa.insert(tables.Signal), rows)
+        except Exception as error:  # any failure: nothing of the batch was stored
+            refusal = errors.UnavailableError(
+                f"the signal could not be stored ({type(error).__name__}); nothing was written: retry"
+            )
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(refusal)
+            return
+        publication = Publication()
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, errors.TraderApiError):
+                if not pending.future.done():
+                    pending.future.set_exception(outcome)
+                continue
+            data = SignalPublic.model_validate(outcome).model_dump(mode="json")
+            publication.messages.append((self.runtime.names.signals, dumps(data)))
+            publication.messages.append((self.runtime.names.events, dumps({"type": "signal", "data": data})))
+            self.runtime.metrics.signals.labels(pending.request.role).inc()
+            if not pending.future.done():  # the caller went away; its signal committed regardless
+                pending.future.set_result(data)
+        self.publisher.enqueue(publication)
 
 
 async def list_signals(

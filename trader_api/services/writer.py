@@ -322,8 +322,8 @@ class Writer:
                 metrics.orders.labels("conflict").inc()
         for fill in changes.fills:
             metrics.fills.labels(fill.symbol, fill.liquidity).inc()
-        for quote in changes.ticks:
-            metrics.ticks.labels(quote.symbol).inc()
+        for symbol, count in changes.tick_counts.items():
+            metrics.ticks.labels(symbol).inc(count)
         if changes.account is not None:
             for state in domain.RiskState:
                 metrics.risk_state.labels(state.value).set(1 if state is changes.account.risk_state else 0)

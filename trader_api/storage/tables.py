@@ -192,6 +192,8 @@ class Signal(Base):
     horizon_seconds: Mapped[int] = mapped_column(sa.Integer())
     rationale: Mapped[str] = mapped_column(sa.Text())
     model: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime())
+    """When the analyst formed the signal (its own clock; the API's when it sent none)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

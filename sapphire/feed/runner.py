@@ -1,0 +1,298 @@
+"""The market feed's I/O: pace a source's ticks by their own timestamps and post them to
+the trader API's ingest route (``POST /v1/ticks``) on one keep-alive connection.
+
+* **Timestamps are the source's.** A tick is posted with the timestamp its source gave
+  it: a replay keeps its recorded times (or the fixed shift asked for), the simulated feed
+  stamps the times of its own walk. Ticks are *sent* as those timestamps are spaced,
+  ``speed`` times faster (``speed`` 0: as fast as the API takes them); ticks that are due
+  together go in one batch (up to ``max_batch``), so a busy source costs one request per
+  batch, not per tick.
+* **Outages.** A trader API that is down or answers 5xx is retried with backoff, the batch
+  kept in hand; ticks that fall due meanwhile follow once it is back, in order.
+* **Clear refusals.** A 401 or 403 (a wrong token) stops the feed with that message: a feed
+  that can never post should not pretend to run. A 422 names the field of the batch the API
+  refused; that batch is skipped and logged, the feed goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import msgspec
+
+from sapphire.agents import supervision
+from sapphire.feed.settings import MarketFeedSettings
+from sapphire.trader_api.core import domain
+from sapphire.trader_api.feeds import replay, simulated
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_SIZE = Decimal("0.01")
+DEFAULT_LOT_SIZE = Decimal("0.0001")
+"""Tick and lot of a symbol the trader API does not list (all-market mode)."""
+
+
+class FeedError(RuntimeError):
+    """The feed cannot work as configured (a refused token, a missing file); one line for the user."""
+
+
+class UnavailableError(RuntimeError):
+    """The trader API could not take a batch this time; the batch is retried."""
+
+
+class RejectedError(RuntimeError):
+    """The trader API refused a batch (4xx other than auth); the message names the field."""
+
+
+@dataclasses.dataclass
+class FeedTotals:
+    ticks: int = 0
+    batches: int = 0
+    rejected_batches: int = 0
+    retries: int = 0
+
+
+_ENCODER = msgspec.json.Encoder(decimal_format="string")
+
+
+def _tick(quote: domain.Quote) -> dict[str, Any]:
+    return {
+        "symbol": quote.symbol,
+        "bid": quote.bid,
+        "ask": quote.ask,
+        "last": quote.last,
+        "size": quote.size,
+        "ts": quote.ts,
+    }
+
+
+def encode_batch(quotes: Iterable[domain.Quote]) -> bytes:
+    """The ``POST /v1/ticks`` body: decimals as exact strings, timestamps RFC 3339."""
+    return _ENCODER.encode({"ticks": [_tick(q) for q in quotes]})
+
+
+class TickPoster:
+    """The trader API's ingest route on one persistent keep-alive connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        timeout_seconds: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=timeout_seconds,
+            transport=transport,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=None),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _send(self, method: str, path: str, content: bytes | None = None) -> Any:
+        try:
+            response = await self.http.request(method, path, content=content)
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        if response.status_code in (401, 403):
+            raise FeedError(
+                f"the trader API refused the feed's token ({response.status_code}): set SAPPHIRE_AGENT_TOKEN "
+                "to a token with scope agent"
+            )
+        if response.status_code >= 500:
+            raise UnavailableError(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise RejectedError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    async def instruments(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """The API's listed symbols with their (tick size, lot size)."""
+        rows = await self._send("GET", "/v1/instruments")
+        return {row["symbol"]: (Decimal(row["tick_size"]), Decimal(row["lot_size"])) for row in rows}
+
+    async def post(self, quotes: list[domain.Quote]) -> int:
+        """Post one batch; how many ticks the API accepted."""
+        answer = await self._send("POST", "/v1/ticks", encode_batch(quotes))
+        return int(answer["accepted"])
+
+
+def simulated_ticks(
+    listed: dict[str, tuple[Decimal, Decimal]], settings: MarketFeedSettings, *, start: datetime
+) -> Iterator[domain.Quote]:
+    symbols = settings.feed_symbols or sorted(listed)
+    if not symbols:
+        raise FeedError(
+            "feed_symbols: the trader API lists no instruments (all-market mode): set SAPPHIRE_FEED_SYMBOLS"
+        )
+    instruments = [
+        simulated.instrument(
+            symbol,
+            tick_size=listed.get(symbol, (DEFAULT_TICK_SIZE, DEFAULT_LOT_SIZE))[0],
+            lot_size=listed.get(symbol, (DEFAULT_TICK_SIZE, DEFAULT_LOT_SIZE))[1],
+        )
+        for symbol in symbols
+    ]
+    batches = simulated.simulate(
+        instruments,
+        seed=settings.feed_seed,
+        start=start,
+        step=timedelta(seconds=settings.feed_interval_seconds),
+    )
+    return itertools.chain.from_iterable(batches)
+
+
+def replay_ticks(settings: MarketFeedSettings, *, now: datetime) -> Iterator[domain.Quote]:
+    path = settings.feed_replay_path
+    if path is None:
+        raise FeedError("--data: the replay feed needs a CSV of ticks (or SAPPHIRE_FEED_REPLAY_PATH)")
+    try:
+        lines = path.open(newline="")
+    except OSError as error:
+        raise FeedError(f"--data {path}: {error.strerror}") from None
+    shift = settings.feed_shift
+
+    def ticks() -> Iterator[domain.Quote]:
+        with lines:
+            if shift == "now":
+                yield from replay.shift_to(replay.read_ticks(lines), now)
+            else:
+                yield from replay.read_ticks(lines, shift=timedelta(seconds=float(shift or 0)))
+
+    return ticks()
+
+
+class Pacer:
+    """When each tick is due: its timestamp's distance from the first tick's, over ``speed``."""
+
+    def __init__(self, speed: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.speed, self.clock = speed, clock
+        self._anchor: tuple[float, datetime] | None = None
+
+    def due(self, quote: domain.Quote) -> float:
+        if self._anchor is None:
+            self._anchor = (self.clock(), quote.ts)
+        if self.speed == 0:
+            return self._anchor[0]
+        started, first = self._anchor
+        return started + (quote.ts - first).total_seconds() / self.speed
+
+
+async def run_feed(
+    ticks: Iterator[domain.Quote],
+    poster: TickPoster,
+    *,
+    speed: float,
+    max_batch: int,
+    stop: asyncio.Event,
+    backoff_max_seconds: float = 30.0,
+) -> FeedTotals:
+    """Post ``ticks`` as they fall due until the source ends or ``stop`` is set."""
+    totals = FeedTotals()
+    pacer = Pacer(speed)
+    backoff = supervision.Backoff(initial=0.1, maximum=backoff_max_seconds)
+    upcoming = next(ticks, None)
+    while upcoming is not None and not stop.is_set():
+        wait = pacer.due(upcoming) - pacer.clock()
+        if wait > 0 and await supervision.sleep_or_stop(stop, wait):
+            break
+        batch = [upcoming]
+        upcoming = next(ticks, None)
+        now = pacer.clock()
+        while upcoming is not None and len(batch) < max_batch and pacer.due(upcoming) <= now:
+            batch.append(upcoming)
+            upcoming = next(ticks, None)
+        while not stop.is_set():
+            try:
+                totals.ticks += await poster.post(batch)
+                totals.batches += 1
+                backoff.reset()
+                break
+            except RejectedError as error:
+                totals.rejected_batches += 1
+                log.warning("feed: batch of %d ticks refused, skipped: %s", len(batch), error)
+                break
+            except UnavailableError as error:
+                totals.retries += 1
+                delay = backoff.next_delay()
+                log.warning("feed: trader API unavailable, retrying in %.1fs: %s", delay, error)
+                if await supervision.sleep_or_stop(stop, delay):
+                    break
+    return totals
+
+
+async def run_market_feed(
+    settings: MarketFeedSettings,
+    source: str,
+    *,
+    stop: asyncio.Event | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    handle_signals: bool = True,
+) -> FeedTotals:
+    """The ``sapphire feed`` process: ``source`` is ``simulated`` or ``replay``. SIGTERM stops it
+    (``handle_signals``; ``sapphire up`` owns the signals and sets ``stop`` itself)."""
+    stop = stop or asyncio.Event()
+    poster = TickPoster(
+        str(settings.trader_api_url),
+        token=settings.agent_token.get_secret_value(),
+        timeout_seconds=settings.feed_timeout_seconds,
+        transport=transport,
+    )
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (sapphire up, tests): the caller owns ``stop``
+    try:
+        now = datetime.now(UTC)
+        if source == "replay":
+            ticks = replay_ticks(settings, now=now)
+        else:
+            ticks = simulated_ticks(await _listed(poster, settings, stop), settings, start=now)
+        log.info("market feed %s started", source)
+        try:
+            return await run_feed(
+                ticks,
+                poster,
+                speed=settings.feed_speed,
+                max_batch=settings.feed_max_batch,
+                stop=stop,
+                backoff_max_seconds=settings.feed_backoff_max_seconds,
+            )
+        except replay.ReplayError as error:
+            raise FeedError(f"--data {settings.feed_replay_path}: {error}") from None
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await poster.aclose()
+
+
+async def _listed(
+    poster: TickPoster, settings: MarketFeedSettings, stop: asyncio.Event
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """The API's instruments, waiting (with backoff) for an API that is not up yet."""
+    backoff = supervision.Backoff(initial=0.1, maximum=settings.feed_backoff_max_seconds)
+    while True:
+        try:
+            return await poster.instruments()
+        except UnavailableError as error:
+            delay = backoff.next_delay()
+            log.warning("feed: trader API unavailable, retrying in %.1fs: %s", delay, error)
+            if await supervision.sleep_or_stop(stop, delay):
+                return {}

@@ -1,0 +1,133 @@
+"""``sapphire feed --source simulated|replay``: its own process, posting to the API's ingest route."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from sapphire.feed import runner
+from sapphire.feed.settings import MarketFeedSettings
+from sapphire.migrations import config as migrations
+from sapphire.trader_api.app import create_app
+from sapphire.trader_api.core.bars import floor_to
+from tests.support import processes
+from tests.support import trader_api as api_process
+from tests.trader_api.support import AGENT_TOKEN, READ, make_settings
+
+RECORDED = [f"AAPL,{190 + n}.00,{190 + n}.02,{190 + n}.01,100,2024-01-02T14:30:0{n}Z" for n in range(3)]
+
+
+def write_csv(path: Path) -> Path:
+    path.write_text("symbol,bid,ask,last,size,ts\n" + "\n".join(RECORDED) + "\n")
+    return path
+
+
+async def test_the_simulated_feed_posts_ticks_stamped_by_its_own_walk(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'feed.db'}"
+    migrations.upgrade(url)
+    app = create_app(make_settings(url, "memory://", "sapphire:"))
+    transport = httpx.ASGITransport(app=app)
+    settings = MarketFeedSettings(
+        trader_api_url="http://trader",
+        agent_token=AGENT_TOKEN,
+        feed_interval_seconds=0.02,
+    )
+    stop = asyncio.Event()
+    started = datetime.now(UTC)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://trader", headers=READ) as client,
+    ):
+        feed = asyncio.create_task(
+            runner.run_market_feed(
+                settings, "simulated", stop=stop, transport=transport, handle_signals=False
+            )
+        )
+
+        async def two_bars() -> bool | None:
+            bars = (await client.get("/v1/bars/AAPL", params={"interval": "1s"})).json()
+            return True if len(bars) >= 2 else None
+
+        await processes.observe(two_bars, within=20, what="two 1s bars of AAPL")
+        stop.set()
+        totals = await feed
+        quote = (await client.get("/v1/quotes/ETH-USD")).json()
+    assert totals.ticks >= 2 * 3  # every listed instrument, each step
+    assert totals.rejected_batches == 0
+    assert quote["stale"] is False
+    assert Decimal(quote["bid"]) < Decimal(quote["ask"])
+    assert started <= datetime.fromisoformat(quote["ts"]) <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def run_feed_process(
+    api_url: str, *args: str, token: str = api_process.AGENT_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **api_process.api_environment(database_url="sqlite://", redis_url="memory://", port=0, settings={}),
+        "SAPPHIRE_TRADER_API_URL": api_url,
+        "SAPPHIRE_AGENT_TOKEN": token,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sapphire", "feed", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_replay_feed_process_keeps_the_recorded_timestamps_or_shifts_them(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}"
+    migrations.upgrade(url)
+    data = write_csv(tmp_path / "ticks.csv")
+    with (
+        api_process.running_trader_api(database_url=url, redis_url="memory://") as api,
+        api.client() as client,
+    ):
+        assert client.get("/v1/quotes/AAPL").status_code == 404  # nothing before the feed ran
+        done = run_feed_process(api.url, "--source", "replay", "--data", str(data), "--speed", "0")
+        assert done.returncode == 0, done.stderr
+        assert '"ticks": 3' in done.stdout
+        quote = client.get("/v1/quotes/AAPL").json()
+        assert (quote["bid"], quote["ts"]) == ("192.00", "2024-01-02T14:30:02Z")  # history, as recorded
+        assert quote["stale"] is True
+
+        done = run_feed_process(
+            api.url, "--source", "replay", "--data", str(data), "--speed", "0", "--shift", "now"
+        )
+        assert done.returncode == 0, done.stderr
+        quote = client.get("/v1/quotes/AAPL").json()
+        assert quote["stale"] is False  # moved to now by one offset, keeping its spacing
+        shifted = datetime.fromisoformat(quote["ts"])
+        bars = client.get("/v1/bars/AAPL", params={"interval": "1s", "limit": 5}).json()
+        starts = {datetime.fromisoformat(b["start"]) for b in bars}
+        assert starts >= {floor_to(shifted - timedelta(seconds=2), 1), floor_to(shifted, 1)}
+
+        refused = run_feed_process(api.url, "--source", "replay", "--data", str(data), token="not-the-token")
+        assert refused.returncode == 1
+        assert "refused the feed's token (401)" in refused.stderr
+
+
+def test_the_source_may_come_from_the_environment_and_a_bad_option_is_named(tmp_path: Path) -> None:
+    """The Deployment passes the source as SAPPHIRE_FEED_SOURCE (the --source option's variable)."""
+    env = {**os.environ, "SAPPHIRE_FEED_SOURCE": "replay", "SAPPHIRE_AGENT_TOKEN": api_process.AGENT_TOKEN}
+    missing = tmp_path / "missing.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "sapphire", "feed", "--data", str(missing)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"--data {missing}: No such file or directory" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "sapphire", "feed", "--data", str(missing), "--shift", "soon"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "feed_shift: expected nothing, `now` or a number of seconds, got 'soon'" in done.stderr

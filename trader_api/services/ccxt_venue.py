@@ -277,7 +277,6 @@ class CcxtVenue:
             await self.exchange.load_markets()
             self._markets_loaded = True
         found: list[Difference] = []
-        mine = {client_id(o): o for o in engine.open_orders}
         for order in [o for o in engine.open_orders if o.at_venue and o.id not in self._inflight]:
             answer = await self._lookup(order)
             if answer is None:
@@ -310,6 +309,23 @@ class CcxtVenue:
                         self._notional(order.symbol, after.filled_quantity - before),
                     )
                 )
+        outside = await self._outside()
+        if outside:  # fills or answers may have been on their way: look once more after a poll
+            await self.poll()
+            outside = await self._outside()
+        found.extend(outside)
+        self.last_reconciliation = found
+        await self._report(found)
+        await self._up()
+        return found
+
+    async def _outside(self) -> list[Difference]:
+        """What the exchange holds that the engine does not: foreign orders and trades, balances."""
+        engine = self.writer.engine
+        if engine is None:
+            return []
+        found: list[Difference] = []
+        mine = {client_id(o) for o in (*engine.open_orders, *engine.recent.values())}
         traded = (
             {o.symbol for o in engine.open_orders}
             | set(engine.account.portfolio.positions)
@@ -344,9 +360,6 @@ class CcxtVenue:
                         )
                     )
         found.extend(await self._balances(sorted(traded)))
-        self.last_reconciliation = found
-        await self._report(found)
-        await self._up()
         return found
 
     async def _balances(self, traded: list[str]) -> list[Difference]:

@@ -222,8 +222,12 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     dashboard = browser.current_window_handle
     (report_tab,) = set(browser.window_handles) - tabs
     browser.switch_to.window(report_tab)
+    # The tab holds the self-contained report (plotly inlined, nothing fetched).
     wait_for(
-        browser, "document.querySelector('.plotly-graph-div .main-svg') !== null", timeout=20, what="plots"
+        browser,
+        "document.documentElement.outerHTML.includes('Plotly.newPlot')",
+        timeout=20,
+        what="the report",
     )
     assert "Sapphire backtest" in browser.page_source
     browser.close()

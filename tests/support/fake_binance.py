@@ -20,8 +20,8 @@ expiring for a market order, as Binance's EXPIRED); resting orders fill when the
 :meth:`FakeBinance.trade`. Commission is charged in the quote asset (an account that pays
 fees in the quote currency), ``commission_bps`` of the notional.
 
-The test can also make the exchange: answer an order only after ``respond_after`` seconds
-(the order is placed at once, the answer is late: a client timeout), refuse for want of
+The test can also make the exchange: hold an order's answer (``hold_next_answer``: the
+order is placed at once, the answer never comes in time: a client timeout), refuse for want of
 balance (``-2010``, as Binance does when the balance is short), go down (HTTP 503), or hold an
 order and trades the engine never sent (:meth:`FakeBinance.place_foreign`)."""
 
@@ -177,8 +177,10 @@ class FakeBinance:
         # What the test makes the exchange do:
         self.fill_ratio = Decimal(1)
         """Of an order that crosses on arrival, the share that fills at once."""
-        self.respond_after = 0.0
-        """Seconds the next order placement's answer is held (the order is placed at once)."""
+        self.hold_next_answer = False
+        """The next order placement is made at once, but its answer is held until the fake stops
+        (the client's own timeout is what the test sees): no wall-clock delay to tune."""
+        self.released = asyncio.Event()
         self.lose_next_orders = 0
         """The next order placements fail before the matching engine sees them (HTTP 504, as
         Binance answers when its gateway times out): nothing is placed."""
@@ -389,9 +391,9 @@ class FakeBinance:
                     self.lose_next_orders -= 1
                     raise BinanceError(504, -1007, "Timeout waiting for response from backend server.")
                 order, trades = self._new_order(params)
-                if self.respond_after:
-                    delay, self.respond_after = self.respond_after, 0.0
-                    await asyncio.sleep(delay)  # the exchange is slow to answer: the client times out
+                if self.hold_next_answer:
+                    self.hold_next_answer = False
+                    await self.released.wait()  # the exchange never answers in time: the client times out
                 return {**order.wire(), "transactTime": order.time_ms, "fills": [t.fill() for t in trades]}
             case "GET", "/api/v3/order":
                 return self._order_of(params).wire()
@@ -659,5 +661,6 @@ async def running_fake_binance() -> AsyncIterator[FakeBinance]:
     try:
         yield fake
     finally:
+        fake.released.set()  # held answers go out, so the server can stop
         await fake.drop_websockets()
         await runner.cleanup()

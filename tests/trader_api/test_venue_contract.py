@@ -109,7 +109,7 @@ async def test_rejects_say_why_and_move_nothing(venue: Venue) -> None:
 async def test_a_resubmission_after_a_timeout_opens_one_order(venue: Venue) -> None:
     body = support.order("resubmit-1", SYMBOL, "buy", "0.01")
     if venue.fake is not None:
-        venue.fake.respond_after = 1.5  # the exchange places it, but answers after ccxt's 0.5 s timeout
+        venue.fake.hold_next_answer = True  # the exchange places it, but answers past ccxt's timeout
     first = await venue.submit(body)
     assert first.status_code == 201, first.text
     again = await venue.submit(body)  # the client's own retry, same client_order_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -19,23 +20,19 @@ BacktestName = Annotated[
 
 
 def _public(backtest: backtests.Backtest) -> BacktestPublic:
-    headline = backtest.headline
+    # The headline's figures (one definition: sapphire.domain.headline) carry over by name.
+    figures = {
+        k: v for k, v in dataclasses.asdict(backtest.headline).items() if k in BacktestPublic.model_fields
+    }
     return BacktestPublic(
+        **figures,
         name=backtest.name,
         finished_at=backtest.finished_at,
-        total_return=headline.total_return,
-        sharpe=headline.sharpe,
-        max_drawdown=headline.max_drawdown,
-        trades=headline.trades,
-        fees=headline.fees,
-        final_equity=headline.final_equity,
-        quotes=headline.quotes,
         data_from=backtest.data_from,
         data_to=backtest.data_to,
         symbols=list(backtest.symbols),
         agents=list(backtest.agents),
         report=f"/v1/backtests/{backtest.name}/report.html" if backtest.has_html else None,
-        error=headline.error,
     )
 
 

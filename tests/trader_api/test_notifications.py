@@ -147,9 +147,16 @@ async def test_a_halt_is_notified_once_even_across_restarts_and_one_missed_while
             "Risk state ACTIVE -> HALTED: desk kill switch",
             "failure",
         )
-        assert [state for event, state in notifier.record.states().items() if event.startswith("risk:")] == [
-            ("sent", 1)
-        ]
+        # The receiver answers before the record is updated: wait on the record, not the receipt.
+        await processes.observe(
+            lambda: (
+                [state for event, state in notifier.record.states().items() if event.startswith("risk:")]
+                == [("sent", 1)]
+                or None
+            ),
+            within=10,
+            what="the halt recorded as sent after one attempt",
+        )
 
     await set_risk_state(api, "ACTIVE", "resumed by the desk")  # while no notifier listens
     async with running_notifier(settings):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
@@ -110,6 +112,34 @@ def migration_status(run: Mapping[str, Any]) -> Notification | None:
         body=f"MigrationRun {name} failed after {status.get('attempts', '?')} attempt(s)"
         + (f": {message}" if message else ""),
         level="failure",
+    )
+
+
+def reconciliation(report: Mapping[str, Any]) -> Notification | None:
+    """A notification for the live venue's reconciliation report (``<prefix>venue``, kind
+    ``reconciliation``) when it found differences with the exchange.
+
+    The event is the set of differences, not the report: a difference the engine cannot
+    correct (a balance held outside Sapphire) is found again by every reconciliation, and is
+    told once; a different set of differences is a new event."""
+    if report.get("kind") != "reconciliation" or not report.get("differences"):
+        return None
+    differences = sorted(
+        (str(d["kind"]), str(d["detail"]), str(d["notional"]), bool(d.get("halt")))
+        for d in report["differences"]
+    )
+    digest = hashlib.sha256(json.dumps(differences).encode()).hexdigest()[:32]
+    worth = sum((Decimal(notional) for _, _, notional, _ in differences), Decimal(0))
+    listed = "; ".join(
+        f"{kind}: {detail} (worth {notional})" for kind, detail, notional, _ in differences[:5]
+    )
+    more = f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
+    return Notification(
+        event_id=f"reconciliation:{digest}",
+        kind=Kind.RECONCILIATION,
+        title=f"Sapphire: venue reconciliation found {len(differences)} difference(s) worth {worth}",
+        body=(listed + more)[: MAX_MESSAGE * 2],
+        level="failure" if any(halt for *_, halt in differences) else "warning",
     )
 
 

@@ -4,6 +4,8 @@
   changes and fills. On every (re)subscription, and whenever the sequence numbers show a
   gap, the risk state is read again from ``GET /v1/risk``, so a halt published while the
   notifier was away is still told.
+* **The live venue's reports** (Redis ``{prefix}venue``): reconciliation differences with the
+  exchange (a reconciliation large enough to move the risk state is told by that too).
 * **Kubernetes** (``notify_namespaces``): TradingAgents and MigrationRuns as the operator
   reports them in status, listed every ``notify_kube_poll_seconds``.
 * **The clock**: the daily PnL summary once ``notify_daily_summary_time`` (UTC) has passed.
@@ -104,7 +106,7 @@ class Notifier:
     async def events_loop(self, backoff: supervision.Backoff) -> None:
         message_bus = bus.open_bus(str(self.settings.redis_url), timeout=5.0)
         try:
-            async with message_bus.subscribe([self.names.events]) as subscription:
+            async with message_bus.subscribe([self.names.events, self.names.venue]) as subscription:
                 self.subscribed.set()
                 await self.resync_risk()  # what happened while we were not listening
                 backoff.reset()
@@ -114,6 +116,10 @@ class Notifier:
                     if received is None:
                         continue
                     message = json.loads(received.data)
+                    if received.channel == self.names.venue:
+                        if (found := rules.reconciliation(message)) is not None:
+                            await self.notify(found)
+                        continue
                     seq = int(message.get("seq", 0))
                     if last_seq is not None and seq <= last_seq:
                         continue  # a publication retried after a lost answer

@@ -27,6 +27,8 @@ class Kind(StrEnum):
     """A TradingAgent became Degraded or Failed."""
     MIGRATION_FAILED = "migration-failed"
     """A MigrationRun failed."""
+    RECONCILIATION = "reconciliation"
+    """The live venue's reconciliation found differences with the exchange."""
     DAILY_PNL = "daily-pnl"
     """The day's PnL, once a day at ``notify_daily_summary_time``."""
 

@@ -61,6 +61,13 @@ def test_both_components_add_exactly_their_objects_and_fill_every_placeholder(
     placeholders |= {"CLUSTER_LOCATION", "SECRETS_GSA"}
     assert placeholders.isdisjoint(strings(gke_with_both))
     assert "Secret" not in kinds(gke_with_both)  # synced by ESO, never in the manifests
+    before = {(doc["kind"], doc["metadata"]["name"]) for doc in render(OVERLAYS["gke"])}
+    new = [(doc["kind"], doc["metadata"]["name"]) for doc in gke_with_both]
+    new = [name for name in new if name not in before]
+    assert len(new) == sum(added.values())
+    print("\nthe gke overlay with components/dashboard and components/external-secrets adds:")
+    for kind, name in new:
+        print(f"  {kind}/{name}")
     for doc in gke_with_both:
         if doc["kind"] not in {"ClusterRole", "CustomResourceDefinition", "Namespace"}:
             assert doc["metadata"]["namespace"] == "trading", doc["metadata"]["name"]

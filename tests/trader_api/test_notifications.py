@@ -23,6 +23,8 @@ from sapphire.notify.delivery import Delivery
 from sapphire.notify.record import Record
 from sapphire.notify.settings import Kind, NotifySettings
 from sapphire.resources import common, migrationrun, tradingagent
+from sapphire.trader_api import bus
+from sapphire.trader_api.services import ccxt_venue
 from tests.support import http_server, kube, processes, services, trader_api
 
 PREFIX = "notify:"
@@ -145,9 +147,16 @@ async def test_a_halt_is_notified_once_even_across_restarts_and_one_missed_while
             "Risk state ACTIVE -> HALTED: desk kill switch",
             "failure",
         )
-        assert [state for event, state in notifier.record.states().items() if event.startswith("risk:")] == [
-            ("sent", 1)
-        ]
+        # The receiver answers before the record is updated: wait on the record, not the receipt.
+        await processes.observe(
+            lambda: (
+                [state for event, state in notifier.record.states().items() if event.startswith("risk:")]
+                == [("sent", 1)]
+                or None
+            ),
+            within=10,
+            what="the halt recorded as sent after one attempt",
+        )
 
     await set_risk_state(api, "ACTIVE", "resumed by the desk")  # while no notifier listens
     async with running_notifier(settings):
@@ -230,6 +239,44 @@ async def test_the_daily_pnl_summary_is_sent_once_the_time_has_passed(
         assert summary["title"] == f"Sapphire: PnL {today} +0"
         assert summary["message"].startswith(f"PnL +0 (+0.00%) on {today}: equity 1000000")
         assert notifier.record.known(f"daily-pnl:{today}")
+
+
+async def test_reconciliation_differences_on_the_venue_channel_are_notified_once_per_set(
+    api: trader_api.TraderApi, settings: NotifySettings, receiver: Receiver, events_redis: str
+) -> None:
+    watching = settings.model_copy(update={"notify_kinds": [Kind.RECONCILIATION]})
+    missed = ccxt_venue.Difference("missed_fill", "order 1a2b: trade 77 of 0.003 BTC-USD", Decimal("180.12"))
+    balance = ccxt_venue.Difference(
+        "balance", "BTC: the exchange holds 0.5, the engine's BTC-USD position is 0.4", Decimal("6000.00")
+    )
+    foreign = ccxt_venue.Difference(
+        "foreign_order", "open order 99 not sent by Sapphire", Decimal(0), halt=True
+    )
+    venue_bus = bus.open_bus(events_redis)
+    channel = bus.Names(PREFIX).venue
+    try:
+        async with running_notifier(watching):
+            await venue_bus.publish(channel, ccxt_venue.reconciliation_report([missed, balance]))
+            (first,) = await receiver.wait_for(1)
+            # The next reconciliation finds the balance again (nothing to correct): no news.
+            await venue_bus.publish(channel, ccxt_venue.reconciliation_report([balance, missed]))
+            await venue_bus.publish(channel, ccxt_venue.reconciliation_report([foreign]))
+            bodies = await receiver.wait_for(2)
+    finally:
+        await venue_bus.close()
+    print(f"received by the local receiver: {json.dumps(bodies)}")
+    assert (first["title"], first["type"]) == (
+        "Sapphire: venue reconciliation found 2 difference(s) worth 6180.12",
+        "warning",
+    )
+    assert "missed_fill: order 1a2b: trade 77 of 0.003 BTC-USD (worth 180.12)" in first["message"]
+    assert "balance: BTC: the exchange holds 0.5" in first["message"]
+    # Delivery is in order: had the repeated set notified, it would be second.
+    assert (bodies[1]["title"], bodies[1]["type"]) == (
+        "Sapphire: venue reconciliation found 1 difference(s) worth 0",
+        "failure",
+    )
+    assert len(receiver.bodies()) == 2
 
 
 @pytest.mark.k8s

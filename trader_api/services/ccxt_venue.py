@@ -84,6 +84,12 @@ class Difference:
     halt: bool = False
 
 
+def reconciliation_report(found: Iterable[Difference]) -> str:
+    """The message on ``<prefix>venue`` for one reconciliation's differences (read by
+    ``sapphire notify``)."""
+    return dumps({"kind": "reconciliation", "differences": [dataclasses.asdict(d) for d in found]})
+
+
 class CcxtVenue:
     def __init__(self, runtime: Runtime, writer: Writer) -> None:
         self.runtime, self.writer = runtime, writer
@@ -394,9 +400,8 @@ class CcxtVenue:
                 difference.notional,
             )
         if found:
-            payload = {"kind": "reconciliation", "differences": [dataclasses.asdict(d) for d in found]}
             with contextlib.suppress(bus.BusUnavailableError):
-                await self.runtime.bus.publish(self.runtime.names.venue, dumps(payload))
+                await self.runtime.bus.publish(self.runtime.names.venue, reconciliation_report(found))
         worth = sum((d.notional for d in found), Decimal(0))
         engine = self.writer.engine
         if engine is None or not found:

@@ -139,7 +139,10 @@ class TraderApiSettings(config.ServiceSettings):
         default="USD", min_length=1, description="Quote currency of instruments in all-market mode."
     )
     initial_cash: Decimal = Field(
-        default=Decimal("1000000"), ge=0, description="Cash of the paper account when it is first created."
+        default=Decimal("1000000"),
+        ge=0,
+        description="Cash of the paper account when it is first created. A live venue (venue=ccxt) "
+        "seeds it from the exchange's balance of the cash asset instead.",
     )
     fee_bps: Decimal = Field(
         default=Decimal("1"), ge=0, le=1000, description="Paper venue fee per fill, basis points of notional."

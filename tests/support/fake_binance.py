@@ -17,8 +17,12 @@ Written from Binance's public spot API documentation
 Matching is deliberately simple: a market order, or a limit order that crosses the book,
 fills at the touch (in full, or ``fill_ratio`` of it, the rest resting for a limit and
 expiring for a market order, as Binance's EXPIRED); resting orders fill when the test calls
-:meth:`FakeBinance.trade`. Commission is charged in the quote asset (an account that pays
-fees in the quote currency), ``commission_bps`` of the notional.
+:meth:`FakeBinance.trade`. ``STOP_LOSS_LIMIT`` and ``TAKE_PROFIT_LIMIT`` orders (``stopPrice``,
+``price``, ``timeInForce``) rest with ``isWorking`` false until :meth:`FakeBinance.set_price` moves
+the last price to their stop price (Binance's trigger rule, :func:`_triggers`; one that would
+trigger at once is refused, ``-2010``), then work as limit orders. Commission is charged in
+the quote asset (an account that pays fees in the quote currency), ``commission_bps`` of the
+notional.
 
 The test can also make the exchange: hold an order's answer (``hold_next_answer``: the
 order is placed at once, the answer never comes in time: a client timeout), refuse for want of
@@ -64,6 +68,17 @@ MARKETS = (
 )
 
 
+TRIGGERED = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+"""Binance spot's triggered order types that the fake matches."""
+
+
+def _triggers(kind: str, side: str, stop: Decimal, last: Decimal) -> bool:
+    """Binance's rule: a sell stop-loss (and a buy take-profit) triggers at or below its stop
+    price, a buy stop-loss (and a sell take-profit) at or above it."""
+    falling = (kind == "STOP_LOSS_LIMIT") == (side == "SELL")
+    return last <= stop if falling else last >= stop
+
+
 class BinanceError(Exception):
     def __init__(self, status: int, code: int, msg: str) -> None:
         super().__init__(msg)
@@ -90,6 +105,11 @@ class FakeOrder:
     quote_executed: Decimal = Decimal(0)
     time_ms: int = 0
     update_ms: int = 0
+    stop_price: Decimal = Decimal(0)
+    """Of a ``STOP_LOSS_LIMIT`` / ``TAKE_PROFIT_LIMIT`` order: the last price that triggers it."""
+    working: bool = True
+    """False until a stop or take-profit order triggers (Binance's ``isWorking``)."""
+    working_ms: int = -1
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -105,12 +125,12 @@ class FakeOrder:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": "0.00000000",
+            "stopPrice": _s(self.stop_price),
             "icebergQty": "0.00000000",
             "time": self.time_ms,
             "updateTime": self.update_ms,
-            "isWorking": True,
-            "workingTime": self.time_ms,
+            "isWorking": self.working,
+            "workingTime": self.working_ms,
             "origQuoteOrderQty": "0.00000000",
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
@@ -233,6 +253,7 @@ class FakeBinance:
     async def set_price(self, symbol: str, bid: Decimal, ask: Decimal, size: Decimal = Decimal(1)) -> None:
         """Move the book, and push the new ticker to every subscribed websocket."""
         self.books[symbol] = Book(bid, ask, (bid + ask) / 2, size)
+        self._trigger(symbol)
         for socket, streams in list(self._subscriptions.items()):
             lower = symbol.lower()
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -256,7 +277,7 @@ class FakeBinance:
     ) -> FakeOrder:
         now = self._now()
         order = FakeOrder(next(self._ids), client_order_id, symbol, side, kind, tif, qty, price, time_ms=now)
-        order.update_ms = now
+        order.update_ms = order.working_ms = now
         self.orders[order.order_id] = order
         return order
 
@@ -281,7 +302,7 @@ class FakeBinance:
         if market is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
         side, kind = params.get("side", ""), params.get("type", "")
-        if side not in ("BUY", "SELL") or kind not in ("MARKET", "LIMIT"):
+        if side not in ("BUY", "SELL") or kind not in ("MARKET", "LIMIT", *TRIGGERED):
             raise BinanceError(400, -1116, "Invalid orderType.")
         client_order_id = params.get("newClientOrderId") or f"auto-{next(self._ids)}"
         if any(
@@ -298,8 +319,10 @@ class FakeBinance:
             ) from None
         if qty % market.step_size != 0:
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
-        if kind == "LIMIT" and price % market.tick_size != 0:
+        if kind != "MARKET" and price % market.tick_size != 0:
             raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        if kind in TRIGGERED:
+            return self._new_triggered(params, market, client_order_id, qty, price), []
         book = self.books[symbol]
         touch = book.ask if side == "BUY" else book.bid
         crosses = kind == "MARKET" or (price >= touch if side == "BUY" else price <= touch)
@@ -322,6 +345,45 @@ class FakeBinance:
             if order.status != "FILLED" and (kind == "MARKET" or tif == "IOC"):
                 order.status = "EXPIRED"
         return order, trades
+
+    def _new_triggered(
+        self, params: dict[str, str], market: Market, client_order_id: str, qty: Decimal, price: Decimal
+    ) -> FakeOrder:
+        """A ``STOP_LOSS_LIMIT`` or ``TAKE_PROFIT_LIMIT`` order: it rests, not working, until the
+        last price reaches ``stopPrice``; then it works as a limit order at ``price``."""
+        kind, side = params["type"], params["side"]
+        for name in ("stopPrice", "timeInForce"):
+            if not params.get(name):
+                raise BinanceError(
+                    400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                )
+        stop = Decimal(params["stopPrice"])
+        if stop % market.tick_size != 0:
+            raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        if _triggers(kind, side, stop, self.books[market.symbol].last):
+            raise BinanceError(400, -2010, "Order would trigger immediately.")
+        need_asset, need = (market.quote, qty * price) if side == "BUY" else (market.base, qty)
+        if self.balances[need_asset] < need:
+            raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
+        order = self._open(market.symbol, side, kind, params["timeInForce"], qty, price, client_order_id)
+        order.stop_price, order.working, order.working_ms = stop, False, -1
+        return order
+
+    def _trigger(self, symbol: str) -> None:
+        """Stop and take-profit orders the last price has reached start working; one that
+        crosses the book fills at the touch."""
+        book = self.books[symbol]
+        for order in list(self.orders.values()):
+            if order.symbol != symbol or order.working or order.status != "NEW":
+                continue
+            if not _triggers(order.type, order.side, order.stop_price, book.last):
+                continue
+            order.working, order.working_ms = True, self._now()
+            touch = book.ask if order.side == "BUY" else book.bid
+            if order.price >= touch if order.side == "BUY" else order.price <= touch:
+                self._execute(order, order.quantity, touch, maker=False)
+            elif order.time_in_force == "IOC":
+                order.status = "EXPIRED"
 
     # HTTP -------------------------------------------------------------------------------
 

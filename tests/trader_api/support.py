@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.services.runtime import Clock
@@ -99,13 +100,22 @@ def make_settings(database_url: str, redis_url: str, prefix: str, **overrides: A
 
 
 @contextlib.asynccontextmanager
-async def running_client(
+async def running_app(
     settings: TraderApiSettings, clock: Clock | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An app with its lifespan running, behind an httpx client on the ASGI transport."""
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app with its lifespan running, and an httpx client to it on the ASGI transport."""
     app = create_app(settings, clock=clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://trader") as client,
     ):
+        yield app, client
+
+
+@contextlib.asynccontextmanager
+async def running_client(
+    settings: TraderApiSettings, clock: Clock | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its lifespan running, behind an httpx client on the ASGI transport."""
+    async with running_app(settings, clock) as (_, client):
         yield client

@@ -116,6 +116,69 @@ async def test_a_balance_difference_beyond_the_tolerance_reduces(venue: Venue) -
     print(f"\nbalance difference: risk {reducing['state']} ({reducing['reason']})")
 
 
+async def test_an_order_filled_while_its_answer_is_on_its_way_is_no_difference(
+    settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    """The start-up reconciliation runs while the first orders flow. An order the exchange
+    has filled, whose answer the engine has not had yet, is the engine's (not a foreign
+    trade), and the balance it moved is no difference: it once read as a 390 USDT balance
+    difference and set risk REDUCING on a live account."""
+    async with running_fake_binance() as fake, contextlib.AsyncExitStack() as stack:
+        patient = overrides(settings, fake) | {"venue_timeout_seconds": 60.0}  # the held answer stays held
+        harness = Venue("ccxt", settings.model_copy(update=patient), clock, fake)
+        await harness.start()
+        stack.push_async_callback(harness.stop)
+        await harness.quote()
+        assert await harness.link.reconcile() == []  # nothing differs at rest
+
+        fake.hold_next_answer = True
+        response = await harness.submit(support.order("in-flight-1", "BTC-USD", "buy", "0.006"))
+        assert response.status_code == 201, response.text
+        order_id = response.json()["id"]
+        placed = await observe(
+            lambda: fake.by_client_id(uuid.UUID(order_id).hex),
+            within=WITHIN,
+            what="the order at the exchange",
+        )
+        assert placed.status == "FILLED"
+        assert fake.balances["BTC"] == Decimal("0.006")  # the exchange's balance has moved...
+        assert (await harness.order(order_id))["status"] == "pending_new"  # ...the engine has not heard
+        assert await harness.position() == 0
+
+        found = await harness.link.reconcile()
+        assert found == [], found
+        assert (await harness.risk())["state"] == "ACTIVE"
+
+        fake.released.set()  # the answer arrives
+        await harness.settled(order_id, "filled", "0.006")
+        assert await harness.link.reconcile() == []
+        assert (await harness.risk())["state"] == "ACTIVE"
+
+
+async def test_a_new_live_account_starts_with_the_exchanges_cash_and_a_cash_difference_reduces(
+    settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    async with running_fake_binance() as fake, contextlib.AsyncExitStack() as stack:
+        fake.balances["USDT"] = Decimal("25000.5")
+        chosen = settings.model_copy(update=overrides(settings, fake) | {"initial_cash": Decimal("1000000")})
+        harness = Venue("ccxt", chosen, clock, fake)
+        await harness.start()
+        stack.push_async_callback(harness.stop)
+        await harness.quote()
+        portfolio = (await harness.client.get("/v1/portfolio", headers=support.AGENT)).json()
+        assert Decimal(portfolio["cash"]) == Decimal("25000.5")  # the exchange's, not initial_cash
+        assert await harness.link.reconcile() == []
+
+        await harness.stop()
+        fake.balances["USDT"] -= Decimal("400")  # withdrawn by hand while Sapphire was down
+        await harness.start()
+        reducing = await observe(lambda: risk_of(harness, "REDUCING"), within=WITHIN, what="risk REDUCING")
+        assert "cash: USDT: the exchange holds 24600.5" in reducing["reason"], reducing["reason"]
+        portfolio = (await harness.client.get("/v1/portfolio", headers=support.AGENT)).json()
+        assert Decimal(portfolio["cash"]) == Decimal("25000.5")  # seeded once, on the empty journal only
+        print(f"\ncash difference: risk {reducing['state']} ({reducing['reason']})")
+
+
 async def test_a_wrong_signature_fails_as_on_binance_and_the_secret_never_shows(
     settings: TraderApiSettings,
 ) -> None:

@@ -10,8 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from pydantic import SecretStr
 
+from sapphire.trader_api.services.ccxt_venue import CcxtVenue
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.support.fake_binance import API_KEY, SECRET, FakeBinance
 from tests.support.processes import observe
@@ -33,13 +35,23 @@ class Venue:
     fake: FakeBinance | None
     app: contextlib.AsyncExitStack = dataclasses.field(default_factory=contextlib.AsyncExitStack)
     client: httpx.AsyncClient = dataclasses.field(init=False)
+    api: FastAPI = dataclasses.field(init=False)
 
     @property
     def live(self) -> bool:
         return self.fake is not None
 
     async def start(self) -> None:
-        self.client = await self.app.enter_async_context(support.running_client(self.settings, self.clock))
+        self.api, self.client = await self.app.enter_async_context(
+            support.running_app(self.settings, self.clock)
+        )
+
+    @property
+    def link(self) -> CcxtVenue:
+        """The running ccxt venue (its reconciliation, called by the tests at a chosen moment)."""
+        link = self.api.state.writer.venue_link
+        assert isinstance(link, CcxtVenue), "not a ccxt venue"
+        return link
 
     async def stop(self) -> None:
         await self.app.aclose()

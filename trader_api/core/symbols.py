@@ -37,7 +37,7 @@ class SymbolMap:
             raise UnmappedSymbolError(
                 f"{symbol!r} has no quote currency: it cannot trade on a crypto exchange"
             )
-        return f"{base}/{self.quote_currencies.get(quote, quote)}"
+        return f"{base}/{self.currency(quote)}"
 
     def to_sapphire(self, exchange_symbol: str) -> str:
         """``BTC/USDT`` -> ``BTC-USD`` (also accepts ``BTC-USDT`` or ``BTC/USD`` as written by hand)."""
@@ -47,6 +47,10 @@ class SymbolMap:
         quote = quote.split(":")[0]  # derivatives' settle currency (BTC/USDT:USDT): spot first
         back = {target: source for source, target in self.quote_currencies.items()}
         return f"{base}-{back.get(quote, quote)}"
+
+    def currency(self, currency: str) -> str:
+        """The exchange's counterpart of a Sapphire currency: ``USD`` -> ``USDT``."""
+        return self.quote_currencies.get(currency, currency)
 
     def base_and_quote(self, symbol: str) -> tuple[str, str]:
         """The exchange's currencies of a Sapphire symbol: ``BTC-USD`` -> (``BTC``, ``USDT``)."""

@@ -60,6 +60,8 @@ OUTAGE_REASON = "venue: exchange not available"
 BACKOFF_MAX_SECONDS = 10.0
 RECENT_TRADES = timedelta(days=1)
 """How far back reconciliation reads the exchange's trades."""
+SNAPSHOT_ATTEMPTS = 3
+"""Reads of trades, balance, trades again before reconciliation gives up comparing balances."""
 
 CLOSED_STATUSES = {
     "canceled": (domain.OrderStatus.CANCELED, "canceled at the exchange"),
@@ -77,7 +79,7 @@ def client_id(order: records.Order) -> str:
 class Difference:
     kind: str
     """``missed_fill``, ``closed_at_exchange``, ``unknown_at_exchange``, ``foreign_order``,
-    ``foreign_trade``, ``balance``."""
+    ``foreign_trade``, ``balance`` (a base asset), ``cash`` (the cash asset)."""
     detail: str
     notional: Decimal
     """What it is worth in the quote currency (``halt`` differences count as beyond any tolerance)."""
@@ -90,12 +92,35 @@ def reconciliation_report(found: Iterable[Difference]) -> str:
     return dumps({"kind": "reconciliation", "differences": [dataclasses.asdict(d) for d in found]})
 
 
+@dataclasses.dataclass
+class Snapshot:
+    """The engine's books and the exchange's balance at one moment, with the trades it holds."""
+
+    positions: dict[str, Decimal]
+    """The engine's position per Sapphire symbol."""
+    cash: Decimal
+    booked: frozenset[str]
+    """The exchange trade ids the engine had booked."""
+    totals: dict[str, Decimal]
+    """The exchange's total (free and locked) per asset."""
+    trades: dict[str, list[Any]]
+    """The exchange's recent trades per market: exactly those the balance includes."""
+    owners: dict[str, records.Order | None] = dataclasses.field(default_factory=dict)
+    """Exchange order id -> the engine's order (``None``: foreign), as resolved so far."""
+
+
+def _trade_ids(trades: list[Any]) -> set[str]:
+    return {str(trade.get("id")) for trade in trades}
+
+
 class CcxtVenue:
     def __init__(self, runtime: Runtime, writer: Writer) -> None:
         self.runtime, self.writer = runtime, writer
         settings = runtime.settings
         self.settings = settings
         self.symbols = symbols.SymbolMap(settings.ccxt_quote_currencies)
+        self.cash_asset = exchange.cash_asset(settings)
+        """The exchange's asset the engine's cash is held in (``USDT`` for ``USD``)."""
         self.exchange = exchange.build(
             settings, settings.venue_exchange, setting="venue_exchange", private=True
         )
@@ -119,7 +144,7 @@ class CcxtVenue:
         for instruction in instructions:
             match instruction:
                 case records.PlaceAtVenue(order):
-                    self._spawn(self.place(order), f"place {order.id}")
+                    self._send(order)
                 case records.CancelAtVenue(order):
                     self._spawn(self.cancel(order), f"cancel {order.id}")
 
@@ -156,9 +181,17 @@ class CcxtVenue:
 
     # Orders -----------------------------------------------------------------------------
 
-    async def place(self, order: records.Order) -> None:
-        """Send ``order``; on a network error look it up by its client id, then resend."""
+    def _send(self, order: records.Order) -> None:
+        """Place ``order`` in its own task, unless it is on its way already. In flight from
+        here on, so no poll or reconciliation acts on it meanwhile."""
+        if order.id in self._inflight:
+            return
         self._inflight.add(order.id)
+        self._spawn(self.place(order), f"place {order.id}")
+
+    async def place(self, order: records.Order) -> None:
+        """Send ``order`` (through :meth:`_send`); on a network error look it up by its client
+        id, then resend."""
         delay, attempts = self.settings.venue_retry_first_seconds, 0
         try:
             while True:
@@ -268,7 +301,7 @@ class CcxtVenue:
                 ):
                     continue
                 answer = seen if seen is not None else await self._lookup(order)
-                if answer is not None:
+                if answer is not None and order.id not in self._inflight:  # sent since: place() has it
                     await self._apply(order, answer)
         await self._up()
 
@@ -285,9 +318,11 @@ class CcxtVenue:
         found: list[Difference] = []
         for order in [o for o in engine.open_orders if o.at_venue and o.id not in self._inflight]:
             answer = await self._lookup(order)
+            if order.id in self._inflight:
+                continue  # sent while it was looked up: place() settles it
             if answer is None:
                 if order.status is domain.OrderStatus.PENDING_NEW:
-                    self._spawn(self.place(order), f"place {order.id}")  # journaled, never sent
+                    self._send(order)  # journaled, never sent
                     continue
                 found.append(
                     Difference(
@@ -316,9 +351,6 @@ class CcxtVenue:
                     )
                 )
         outside = await self._outside()
-        if outside:  # fills or answers may have been on their way: look once more after a poll
-            await self.poll()
-            outside = await self._outside()
         found.extend(outside)
         self.last_reconciliation = found
         await self._report(found)
@@ -331,19 +363,20 @@ class CcxtVenue:
         if engine is None:
             return []
         found: list[Difference] = []
-        mine = {client_id(o) for o in (*engine.open_orders, *engine.recent.values())}
         traded = (
             {o.symbol for o in engine.open_orders}
             | set(engine.account.portfolio.positions)
             | {i.symbol for i in self.runtime.catalog.configured.values() if "-" in i.symbol}
         )
-        since = int((self.runtime.clock() - RECENT_TRADES).timestamp() * 1000)
-        for symbol in sorted(traded):
-            market = self.symbols.to_exchange(symbol)
-            if market not in self.exchange.markets:
-                continue
+        markets = {
+            symbol: market
+            for symbol in sorted(traded)
+            if (market := self.symbols.to_exchange(symbol)) in self.exchange.markets
+        }
+        for symbol, market in markets.items():
             for answer in await self.exchange.fetch_open_orders(market):
-                if str(answer.get("clientOrderId")) not in mine:
+                # Looked up after the fetch: the engine journals an order before it is sent.
+                if self._engine_order_of(answer) is None:
                     found.append(
                         Difference(
                             "foreign_order",
@@ -353,9 +386,15 @@ class CcxtVenue:
                             halt=True,
                         )
                     )
-            known = {o.exchange_order_id for o in (*engine.open_orders, *engine.recent.values())}
-            for trade in await self.exchange.fetch_my_trades(market, since):
-                if str(trade.get("order")) not in known:
+        view = await self._snapshot(markets)
+        if view is None:
+            log.warning(
+                "venue reconciliation: balances not compared: trades kept arriving while they were read"
+            )
+            return found
+        for symbol, market in markets.items():
+            for trade in view.trades[market]:
+                if await self._trade_owner(trade, market, view) is None:
                     found.append(
                         Difference(
                             "foreign_trade",
@@ -365,20 +404,91 @@ class CcxtVenue:
                             or self._notional(symbol, exchange.decimal(trade.get("amount"))),
                         )
                     )
-        found.extend(await self._balances(sorted(traded)))
+        found.extend(await self._balances(markets, view))
         return found
 
-    async def _balances(self, traded: list[str]) -> list[Difference]:
-        engine = self.writer.engine
-        if engine is None:
-            return []
-        balance = await self.exchange.fetch_balance()
-        totals = balance.get("total") or {}
+    async def _snapshot(self, markets: dict[str, str]) -> Snapshot | None:
+        """The engine's books and the exchange's balance, consistent with each other.
+
+        The engine's side is read first, in one step (no await: no command lands halfway).
+        The exchange's balance is read between two reads of its recent trades; when both
+        reads agree, the balance holds exactly those trades, and those the engine had not
+        booked yet (an answer still on its way, a fill the next poll brings) are what the
+        balance is ahead of the engine by. When trades keep arriving, ``None`` after a few tries.
+        """
+        since = int((self.runtime.clock() - RECENT_TRADES).timestamp() * 1000)
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            engine = self.writer.engine
+            if engine is None:
+                return None
+            portfolio = engine.account.portfolio
+            positions = {symbol: portfolio.position(symbol).quantity for symbol in markets}
+            booked = frozenset(
+                trade
+                for order in (*engine.open_orders, *engine.recent.values())
+                for trade in order.exchange_trades
+            )
+            before = {
+                market: await self.exchange.fetch_my_trades(market, since) for market in markets.values()
+            }
+            balance = await self.exchange.fetch_balance()
+            after = {
+                market: await self.exchange.fetch_my_trades(market, since) for market in markets.values()
+            }
+            if all(_trade_ids(before[m]) == _trade_ids(after[m]) for m in markets.values()):
+                totals = balance.get("total") or {}
+                return Snapshot(
+                    positions=positions,
+                    cash=portfolio.cash,
+                    booked=booked,
+                    totals={str(asset): exchange.decimal(amount) for asset, amount in totals.items()},
+                    trades=before,
+                )
+        return None
+
+    async def _trade_owner(self, trade: Any, market: str, view: Snapshot) -> records.Order | None:
+        """The engine's order a trade at the exchange belongs to; ``None`` for a foreign trade.
+
+        An order whose answer is still on its way has no exchange id in the engine yet: the
+        exchange is asked for its client order id (once per order and reconciliation)."""
+        exchange_id = str(trade.get("order"))
+        if exchange_id not in view.owners:
+            engine = self.writer.engine
+            owner = next(
+                (
+                    o
+                    for o in (() if engine is None else (*engine.open_orders, *engine.recent.values()))
+                    if o.exchange_order_id == exchange_id
+                ),
+                None,
+            )
+            if owner is None:
+                with contextlib.suppress(ccxt.OrderNotFound):
+                    owner = self._engine_order_of(await self.exchange.fetch_order(exchange_id, market))
+            view.owners[exchange_id] = owner
+        return view.owners[exchange_id]
+
+    async def _balances(self, markets: dict[str, str], view: Snapshot) -> list[Difference]:
+        """Each base asset against the engine's position, and the cash asset against its cash,
+        the trades the engine has not booked yet counted as it will book them."""
+        base_ahead: dict[str, Decimal] = {}
+        cash_ahead = Decimal(0)
+        for symbol, market in markets.items():
+            _, quote = self.symbols.base_and_quote(symbol)
+            for trade in view.trades[market]:
+                owner = await self._trade_owner(trade, market, view)
+                if owner is None or str(trade.get("id")) in view.booked:
+                    continue  # foreign (reported as such, and as the balance it moved), or booked
+                fill = self._fill(owner, str(trade.get("order")), trade)  # as the engine will book it
+                sign = owner.side.sign
+                base_ahead[symbol] = base_ahead.get(symbol, Decimal(0)) + sign * fill.quantity
+                if quote == self.cash_asset:
+                    cash_ahead -= sign * fill.quantity * fill.price + fill.fee
         found = []
-        for symbol in traded:
+        for symbol in markets:
             base, _ = self.symbols.base_and_quote(symbol)
-            held = engine.account.portfolio.position(symbol).quantity
-            at_exchange = exchange.decimal(totals.get(base))
+            held = view.positions[symbol] + base_ahead.get(symbol, Decimal(0))
+            at_exchange = view.totals.get(base, Decimal(0))
             if held != at_exchange:
                 found.append(
                     Difference(
@@ -387,6 +497,16 @@ class CcxtVenue:
                         self._notional(symbol, abs(at_exchange - held)),
                     )
                 )
+        cash = view.cash + cash_ahead
+        at_exchange = view.totals.get(self.cash_asset, Decimal(0))
+        if cash != at_exchange:
+            found.append(
+                Difference(
+                    "cash",
+                    f"{self.cash_asset}: the exchange holds {at_exchange}, the engine's cash is {cash}",
+                    abs(at_exchange - cash).quantize(Decimal("0.01")),
+                )
+            )
         return found
 
     async def _report(self, found: list[Difference]) -> None:
@@ -440,6 +560,14 @@ class CcxtVenue:
     def _engine_order(self, order_id: uuid.UUID) -> records.Order | None:
         engine = self.writer.engine
         return None if engine is None else engine.order(order_id)
+
+    def _engine_order_of(self, answer: Any) -> records.Order | None:
+        """The engine's order an exchange order is (by its client order id), if any."""
+        try:
+            order_id = uuid.UUID(hex=str(answer.get("clientOrderId")))
+        except ValueError:
+            return None
+        return self._engine_order(order_id)
 
     def _by_client_id(self, order: records.Order) -> dict[str, str]:
         return {} if order.exchange_order_id else {"origClientOrderId": client_id(order)}

@@ -16,6 +16,8 @@ from typing import Any
 import ccxt.async_support
 import ccxt.pro
 
+from sapphire.trader_api import errors
+from sapphire.trader_api.core import symbols
 from sapphire.trader_api.settings import TraderApiSettings
 
 SPOT_OPTIONS = {
@@ -63,6 +65,29 @@ def build(
     if settings.ccxt_api_origin:
         exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)
     return exchange
+
+
+def cash_asset(settings: TraderApiSettings) -> str:
+    """The exchange's asset the account's cash is held in: ``USDT`` for ``USD`` by default."""
+    return symbols.SymbolMap(settings.ccxt_quote_currencies).currency(settings.default_quote_currency)
+
+
+async def opening_cash(settings: TraderApiSettings) -> Decimal:
+    """The live venue's total balance of the cash asset: what a new account starts with.
+
+    An exchange that does not answer is a clean refusal (503, the readiness probe retries),
+    never a fallback to ``initial_cash``."""
+    client = build(settings, settings.venue_exchange, setting="venue_exchange", private=True)
+    try:
+        balance = await client.fetch_balance()
+    except ccxt.async_support.BaseError as error:
+        reason = scrub(f"{type(error).__name__}: {error}", settings)
+        raise errors.UnavailableError(
+            f"venue: the exchange's opening balance could not be read: {reason}"
+        ) from None
+    finally:
+        await client.close()
+    return decimal((balance.get("total") or {}).get(cash_asset(settings)))
 
 
 def _moved(urls: Any, origin: str) -> Any:

@@ -84,10 +84,19 @@ class Runtime:
         if self._prepared:
             await self.database.ping()
             return
+        initial_cash = self.settings.initial_cash
+        if self.settings.venue == "ccxt":  # a live account starts with what the exchange holds
+            async with self.database.read() as session:
+                opened = await books.has_account(session)
+            if not opened:
+                from sapphire.trader_api.services import exchange  # ccxt loads for a live venue only
+
+                initial_cash = await exchange.opening_cash(self.settings)
+                log.info("live venue: the new account's cash is the exchange's balance, %s", initial_cash)
         async with self.database.write() as session:
             await books.ensure_account(
                 session,
-                initial_cash=self.settings.initial_cash,
+                initial_cash=initial_cash,
                 limits=risk.RiskLimits(**self.settings.risk.model_dump()),
                 now=self.clock(),
             )

@@ -26,8 +26,9 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sapphire.trader_api import bus, errors
 from sapphire.trader_api.core import domain, engine, records, venue
@@ -37,10 +38,18 @@ from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.storage import batches, journal
 
-if TYPE_CHECKING:
-    from sapphire.trader_api.services.ccxt_venue import CcxtVenue
-
 log = logging.getLogger(__name__)
+
+
+class VenueLink(Protocol):
+    """What the writer asks of a live venue (``services/ccxt_venue.CcxtVenue``)."""
+
+    def check(self) -> None:
+        """Raise (503) when the venue takes no new orders."""
+
+    def dispatch(self, instructions: Iterable[records.Instruction]) -> None:
+        """Send what a committed batch asks of the exchange."""
+
 
 HISTORY_THINNING_SECONDS = 300.0
 """How often the writer thins the equity history (``journal.thin_equity_history``)."""
@@ -90,7 +99,7 @@ class Writer:
         self.venue: engine.Venue = (
             engine.LiveVenue(config) if settings.venue == "ccxt" else engine.PaperVenue(config)
         )
-        self.venue_link: CcxtVenue | None = None
+        self.venue_link: VenueLink | None = None
         """The live venue's I/O (``venue=ccxt``): it sends what committed batches ask of the exchange."""
 
     # The API's side --------------------------------------------------------------------

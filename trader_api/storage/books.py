@@ -17,11 +17,15 @@ from sapphire.trader_api.core import accounting, domain, risk
 from sapphire.trader_api.storage import journal, tables
 
 
+async def has_account(session: AsyncSession) -> bool:
+    return await session.get(tables.Account, tables.ACCOUNT_ID) is not None
+
+
 async def ensure_account(
     session: AsyncSession, *, initial_cash: Decimal, limits: risk.RiskLimits, now: datetime
 ) -> None:
     """Create the paper account the first time the API starts on a database."""
-    if await session.get(tables.Account, tables.ACCOUNT_ID) is not None:
+    if await has_account(session):
         return
     session.add(
         tables.Account(

@@ -105,8 +105,9 @@ class Snapshot:
     """The exchange's total (free and locked) per asset."""
     trades: dict[str, list[Any]]
     """The exchange's recent trades per market: exactly those the balance includes."""
-    owners: dict[str, records.Order | None] = dataclasses.field(default_factory=dict)
-    """Exchange order id -> the engine's order (``None``: foreign), as resolved so far."""
+    owners: dict[str, records.Order | None]
+    """Exchange order id -> the engine's order (``None``: foreign): those the engine knows
+    the id of at the snapshot, then those resolved by asking the exchange."""
 
 
 def _trade_ids(trades: list[Any]) -> set[str]:
@@ -423,11 +424,8 @@ class CcxtVenue:
                 return None
             portfolio = engine.account.portfolio
             positions = {symbol: portfolio.position(symbol).quantity for symbol in markets}
-            booked = frozenset(
-                trade
-                for order in (*engine.open_orders, *engine.recent.values())
-                for trade in order.exchange_trades
-            )
+            known = (*engine.open_orders, *engine.recent.values())
+            booked = frozenset(trade for order in known for trade in order.exchange_trades)
             before = {
                 market: await self.exchange.fetch_my_trades(market, since) for market in markets.values()
             }
@@ -443,6 +441,7 @@ class CcxtVenue:
                     booked=booked,
                     totals={str(asset): exchange.decimal(amount) for asset, amount in totals.items()},
                     trades=before,
+                    owners={o.exchange_order_id: o for o in known if o.exchange_order_id},
                 )
         return None
 
@@ -453,18 +452,9 @@ class CcxtVenue:
         exchange is asked for its client order id (once per order and reconciliation)."""
         exchange_id = str(trade.get("order"))
         if exchange_id not in view.owners:
-            engine = self.writer.engine
-            owner = next(
-                (
-                    o
-                    for o in (() if engine is None else (*engine.open_orders, *engine.recent.values()))
-                    if o.exchange_order_id == exchange_id
-                ),
-                None,
-            )
-            if owner is None:
-                with contextlib.suppress(ccxt.OrderNotFound):
-                    owner = self._engine_order_of(await self.exchange.fetch_order(exchange_id, market))
+            owner = None
+            with contextlib.suppress(ccxt.OrderNotFound):
+                owner = self._engine_order_of(await self.exchange.fetch_order(exchange_id, market))
             view.owners[exchange_id] = owner
         return view.owners[exchange_id]
 

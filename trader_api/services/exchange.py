@@ -17,7 +17,7 @@ import ccxt.async_support
 import ccxt.pro
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import symbols
+from sapphire.trader_api.core import domain, symbols
 from sapphire.trader_api.settings import TraderApiSettings
 
 SPOT_OPTIONS = {
@@ -26,6 +26,18 @@ SPOT_OPTIONS = {
     "fetchCurrencies": False,  # a private call on some exchanges; markets carry what we need
     "warnOnFetchOpenOrdersWithoutSymbol": False,
 }
+
+
+TRIGGER_PARAMS = {
+    domain.OrderType.STOP: "stopLossPrice",
+    domain.OrderType.STOP_LIMIT: "stopLossPrice",
+    domain.OrderType.TAKE_PROFIT: "takeProfitPrice",
+    domain.OrderType.TAKE_PROFIT_LIMIT: "takeProfitPrice",
+}
+"""ccxt's unified trigger parameter of each protective type an exchange may hold natively
+(ccxt turns it into the exchange's own type: Binance's ``STOP_LOSS(_LIMIT)``,
+``TAKE_PROFIT(_LIMIT)``). Trailing stops have none: ccxt's trailing orders follow the
+exchange's rule (``trailingPercent`` of its own price), not the engine's, so they stay emulated."""
 
 
 class ExchangeConfigError(ValueError):
@@ -65,6 +77,17 @@ def build(
     if settings.ccxt_api_origin:
         exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)
     return exchange
+
+
+def native_protective(exchange_id: str) -> frozenset[domain.OrderType]:
+    """The protective types the exchange's spot market holds with their trigger, as ccxt's
+    own ``features`` say (``spot.createOrder.stopLossPrice`` / ``takeProfitPrice``)."""
+    module = ccxt.async_support
+    if exchange_id not in module.exchanges:
+        raise ExchangeConfigError(f"venue_exchange: ccxt has no exchange {exchange_id!r}")
+    features = getattr(module, exchange_id)().features  # its description only: no session opens
+    create = ((features or {}).get("spot") or {}).get("createOrder") or {}
+    return frozenset(kind for kind, param in TRIGGER_PARAMS.items() if create.get(param))
 
 
 def cash_asset(settings: TraderApiSettings) -> str:

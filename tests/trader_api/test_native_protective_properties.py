@@ -9,17 +9,18 @@ against the local Binance through ccxt are in ``test_native_triggered_orders.py`
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import domain, engine, records
+from sapphire.trader_api.core import accounting, brackets, domain, engine, records
 from sapphire.trader_api.services import exchange
-from tests.trader_api.test_accounting_properties import CONFIG, TICK, quote_at
+from tests.trader_api.test_accounting_properties import CONFIG, TICK, Ledger, assert_books_balance, quote_at
 from tests.trader_api.test_accounting_properties import new_engine as new_trading_engine
 from tests.trader_api.test_protective_properties import LIMITS, SYMBOL
 
@@ -241,3 +242,110 @@ def test_a_stop_the_arrival_quote_already_fires_is_sent_as_its_working_order() -
     assert [(type(i), i.order.working.type) for i in sent] == [
         (records.PlaceAtVenue, domain.OrderType.MARKET)
     ]
+
+
+class Exchange:
+    """Just enough of an exchange for the engine's instructions: it fills market orders at
+    the touch, holds native stops and take-profits and fires them by its own rule (Binance's:
+    the last price reaching the stop), reports every trade twice (a poll and a
+    reconciliation), and cancels what it still holds."""
+
+    def __init__(self, trader: engine.Engine) -> None:
+        self.trader = trader
+        self.held: dict[uuid.UUID, records.Order] = {}
+        self.placed: list[records.Order] = []
+        self.trades = itertools.count(1)
+
+    def answer(self, quote: domain.Quote, ledger: Ledger) -> None:
+        """Act on the engine's instructions and the market until nothing more happens."""
+        while True:
+            changes = self.trader.take_changes()
+            for fill in changes.fills:
+                ledger.book(accounting.Fill(fill.symbol, fill.side, fill.quantity, fill.price, fill.fee))
+            fired = [o for o in self.held.values() if self.fires(o, quote)]
+            if not changes.outbound and not fired:
+                return
+            for instruction in changes.outbound:
+                match instruction:
+                    case records.PlaceAtVenue(order):
+                        self.placed.append(order)
+                        self.trader.apply(records.VenueAccepted(order.id, f"ex-{order.id}"))
+                        if order.native:
+                            self.held[order.id] = order
+                        else:
+                            self.fill(order, quote)
+                    case records.CancelAtVenue(order):
+                        if self.held.pop(order.id, None) is not None:
+                            self.trader.apply(
+                                records.VenueClosed(
+                                    order.id, domain.OrderStatus.CANCELED, "canceled at the exchange"
+                                )
+                            )
+            for order in fired:
+                if self.held.pop(order.id, None) is not None:
+                    self.trader.apply(
+                        records.VenueTriggered(order.id, f"{order.type.value} triggered at the exchange")
+                    )
+                    self.fill(order, quote)
+
+    @staticmethod
+    def fires(order: records.Order, quote: domain.Quote) -> bool:
+        assert order.stop_price is not None
+        falling = (order.type is domain.OrderType.STOP) == (order.side is domain.Side.SELL)
+        return quote.last <= order.stop_price if falling else quote.last >= order.stop_price
+
+    def fill(self, order: records.Order, quote: domain.Quote) -> None:
+        price = quote.ask if order.side is domain.Side.BUY else quote.bid
+        trade = f"x{next(self.trades)}"
+        for _ in range(2):
+            self.trader.apply(
+                records.VenueFill(order.id, trade, order.quantity, price, Decimal("0.01"), "taker")
+            )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lots=st.integers(min_value=1, max_value=50),
+    stop_ticks=st.integers(min_value=1, max_value=2000),
+    take_ticks=st.integers(min_value=1, max_value=2000),
+    path=st.lists(st.integers(min_value=-400, max_value=400), max_size=40),
+)
+def test_a_native_bracket_never_fills_both_legs_never_fires_twice_and_keeps_the_books(
+    lots: int, stop_ticks: int, take_ticks: int, path: list[int]
+) -> None:
+    trader = new_trading_engine(LIMITS, engine.LiveVenue(CONFIG, native_types=BINANCE))
+    venue, ledger = Exchange(trader), Ledger()
+    quantity = lots * Decimal("0.1")
+    mid = PRICE
+    quote = quote_at(SYMBOL, mid, 1, Decimal(1000))
+    trader.apply(records.ApplyTicks((quote,)))
+    attached = records.Attached(
+        stop_price=PRICE - stop_ticks * TICK, take_profit_price=PRICE + take_ticks * TICK
+    )
+    entry = accepted(
+        trader.apply(order("entry", domain.Side.BUY, domain.OrderType.MARKET, quantity, attached=attached))
+    )
+    venue.answer(quote, ledger)
+    legs = [
+        trader.idempotency[brackets.leg_client_order_id(entry.id, name)][1]
+        for name in ("stop", "take_profit")
+    ]
+    sent = sorted(o.id for o in venue.placed if o.id in legs)
+    assert sent == sorted(legs), "each leg goes to the exchange once: natively, or fired by the arrival quote"
+    assert all(o.native == (o.triggered_at is None) for o in venue.placed if o.id in legs)
+    placements = len(venue.placed)
+    for step in path:
+        mid = max(mid + step * TICK, 2 * TICK)
+        quote = quote_at(SYMBOL, mid, 1, Decimal(1000))
+        trader.apply(records.ApplyTicks((quote,)))
+        venue.answer(quote, ledger)
+        assert len(venue.placed) == placements, "the engine fired a native order itself"
+        held = trader.account.portfolio.position(SYMBOL).quantity
+        assert 0 <= held <= quantity, "a protective order flipped or grew the position"
+        filled = [leg for leg in legs if current(trader, leg).filled_quantity > 0]
+        assert len(filled) <= 1, "both legs of the bracket filled"
+        assert_books_balance(trader.account.portfolio, ledger)
+    if any(current(trader, leg).filled_quantity for leg in legs):
+        assert trader.account.portfolio.position(SYMBOL).quantity == 0
+        assert all(not current(trader, leg).status.is_open for leg in legs)
+    event("a leg filled" if trader.account.portfolio.position(SYMBOL).quantity == 0 else "neither fired")

@@ -191,3 +191,55 @@ async def test_a_take_profit_the_exchange_would_trigger_at_once_is_emulated_inst
     taken = await venue.settled(declined["id"], "filled", "0.01")
     assert taken["reason"].startswith("take_profit triggered: bid 66000.00 >= stop_price 66000.00")
     assert await venue.position() == 0
+
+
+async def test_a_native_stop_that_fired_while_sapphire_was_down_is_booked_once_on_restart(
+    venue: Venue,
+) -> None:
+    fake = venue.fake
+    assert fake is not None
+    await long_of(venue)
+    response = await venue.submit(sell("stop", "stop", stop_price="64000.00"))
+    stop = await venue.resting(response.json()["id"])
+
+    await venue.stop()
+    await fake.set_price("BTCUSDT", Decimal("63999.99"), Decimal("64000.01"))  # it fires meanwhile
+    held = fake.by_client_id(uuid.UUID(stop["id"]).hex)
+    assert held is not None
+    assert held.status == "FILLED"
+    await venue.start()
+
+    fired = await venue.settled(stop["id"], "filled", "0.01")
+    assert fired["reason"].startswith("stop triggered at binance")
+    assert await venue.position() == 0
+    assert len(await venue.fills(stop["id"])) == 1
+    assert await venue.link.reconcile() == []  # and a second reconciliation finds nothing more
+
+
+async def test_a_declined_order_the_engines_quote_already_fires_goes_out_at_once(venue: Venue) -> None:
+    fake = venue.fake
+    assert fake is not None
+    await long_of(venue)
+    await venue.quote(Decimal("65999.99"), Decimal("66000.01"))  # the exchange's last price on the target
+    fake.down = True  # the take-profit cannot reach the exchange yet
+    response = await venue.submit(sell("tp-late", "take_profit", stop_price="66000.00"))
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending_new"
+
+    async def reducing() -> dict[str, Any] | None:
+        risk = await venue.risk()
+        return risk if risk["state"] == "REDUCING" else None
+
+    await observe(reducing, within=WITHIN, what="the outage seen by the order on its way")
+    # Meanwhile the engine's bid reaches the target: not the engine's to fire while native.
+    ticked = support.tick(SYMBOL, "66000.00", "66000.02", ts=venue.clock.now, size="0")
+    await support.send_ticks(venue.client, ticked)
+    assert (await venue.order(response.json()["id"]))["status"] == "pending_new"
+    fake.down = False  # the exchange declines it (its trigger is reached): emulated, it fires at once
+
+    taken = await venue.settled(response.json()["id"], "filled", "0.01")
+    assert taken["reason"].startswith("take_profit triggered: bid 66000.00 >= stop_price 66000.00")
+    placed = fake.by_client_id(uuid.UUID(taken["id"]).hex)
+    assert placed is not None
+    assert placed.type == "MARKET"
+    assert await venue.position() == 0

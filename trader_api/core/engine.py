@@ -607,7 +607,7 @@ class Engine:
     def _venue_triggered(self, command: VenueTriggered) -> OrderAccepted:
         """The exchange fired a native protective order: it now works it (fills follow)."""
         order = self._known_order(command.order_id)
-        if not (order.native and order.status.is_open):
+        if not order.native:  # fired already, or closed
             return OrderAccepted(order, created=False)
         now = self.clock()
         fired = dataclasses.replace(order, triggered_at=now, reason=command.reason, updated_at=now)
@@ -884,6 +884,7 @@ class Engine:
             entry.side, entry.attached, average_price=average, tick_size=instrument.tick_size
         ):
             client_order_id = brackets.leg_client_order_id(entry.id, leg.name)
+            native = complete and self.venue.native(leg.type)
             known = self.idempotency.get(client_order_id)
             if known is None:
                 self.intakes += 1
@@ -920,12 +921,10 @@ class Engine:
                 stop = (
                     leg.stop_price if leg.type is not domain.OrderType.TRAILING_STOP else existing.stop_price
                 )
-                if (existing.quantity, existing.stop_price) == (quantity, stop) and not (
-                    complete and self.venue.native(leg.type)
-                ):
+                if (existing.quantity, existing.stop_price) == (quantity, stop) and not native:
                     continue
                 order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
-            self._arm(order, quote, instrument, now, native=complete and self.venue.native(leg.type))
+            self._arm(order, quote, instrument, now, native=native)
 
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
         """One order of an OCO group has filled (some or all of it): cancel the others,

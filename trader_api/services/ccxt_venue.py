@@ -250,7 +250,7 @@ class CcxtVenue:
                     reason = f"{self.settings.venue_exchange} would not hold it: {self._text(error)}"
                     await self._submit(records.VenueDeclined(order.id, reason))
                     declined = True
-                    return
+                    break
                 except ccxt.ExchangeNotAvailable as error:
                     await self._down(error)
                     attempts += 1
@@ -638,7 +638,7 @@ class CcxtVenue:
                 await self._submit(records.VenueAccepted(order.id, exchange_id)), current
             )
         filled = exchange.decimal(answer.get("filled"))
-        if current.native and current.status.is_open:
+        if current.native:
             fired, since = _fired(answer)
             if fired:
                 reason = triggers.why_at_venue(

@@ -50,8 +50,7 @@ def build(
     """A ccxt exchange (``ccxt.pro`` when ``streaming``, for websockets): with the venue's keys
     and sandbox mode when ``private``, public market data otherwise."""
     module = ccxt.pro if streaming else ccxt.async_support
-    if exchange_id not in module.exchanges:
-        raise ExchangeConfigError(f"{setting}: ccxt has no exchange {exchange_id!r}")
+    exchange_class = _exchange_class(module, exchange_id, setting)
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": int(settings.venue_timeout_seconds * 1000),
@@ -65,7 +64,7 @@ def build(
         ):
             if secret is not None:
                 config[key] = secret.get_secret_value()
-    exchange = getattr(module, exchange_id)(config)
+    exchange = exchange_class(config)
     exchange.number = str
     if private and settings.venue_sandbox:
         if not exchange.urls.get("test"):
@@ -82,12 +81,16 @@ def build(
 def native_protective(exchange_id: str) -> frozenset[domain.OrderType]:
     """The protective types the exchange's spot market holds with their trigger, as ccxt's
     own ``features`` say (``spot.createOrder.stopLossPrice`` / ``takeProfitPrice``)."""
-    module = ccxt.async_support
-    if exchange_id not in module.exchanges:
-        raise ExchangeConfigError(f"venue_exchange: ccxt has no exchange {exchange_id!r}")
-    features = getattr(module, exchange_id)().features  # its description only: no session opens
+    exchange_class = _exchange_class(ccxt.async_support, exchange_id, "venue_exchange")
+    features = exchange_class().features  # its description only: no session opens
     create = ((features or {}).get("spot") or {}).get("createOrder") or {}
     return frozenset(kind for kind, param in TRIGGER_PARAMS.items() if create.get(param))
+
+
+def _exchange_class(module: Any, exchange_id: str, setting: str) -> Any:
+    if exchange_id not in module.exchanges:
+        raise ExchangeConfigError(f"{setting}: ccxt has no exchange {exchange_id!r}")
+    return getattr(module, exchange_id)
 
 
 def cash_asset(settings: TraderApiSettings) -> str:

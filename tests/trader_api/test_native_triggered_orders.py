@@ -22,7 +22,7 @@ from sapphire.trader_api.settings import TraderApiSettings
 from tests.support.fake_binance import API_KEY, SECRET, FakeBinance, running_fake_binance
 from tests.support.processes import observe
 from tests.trader_api import support
-from tests.trader_api.support import ManualClock, dec
+from tests.trader_api.support import AGENT, ManualClock, dec
 from tests.trader_api.venue_harness import SYMBOL, WITHIN, Venue, on_fake_binance
 
 
@@ -129,6 +129,13 @@ async def test_a_native_stop_limit_is_fired_by_the_exchange_not_by_the_engines_q
     assert (held.type, held.stop_price, held.price) == ("STOP_LOSS_LIMIT", Decimal("64000"), Decimal("63900"))
     assert await venue.link.reconcile() == []  # a stop resting at the exchange is no difference
     placements = fake.placements
+    amend = await venue.client.post(
+        f"/v1/orders/{stop['id']}/replace",
+        json={"client_order_id": "amend-stop", "stop_price": "63500.00"},
+        headers=AGENT,
+    )
+    assert amend.status_code == 409, amend.text  # the exchange holds it: cancel and submit
+    assert "cannot amend it in place" in amend.json()["detail"]
 
     # The engine's quote falls through the stop, the exchange's price does not: no emulation.
     ticked = support.tick(SYMBOL, "63000.00", "63000.02", ts=venue.clock.now, size="0")

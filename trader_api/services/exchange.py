@@ -37,7 +37,9 @@ TRIGGER_PARAMS = {
 """ccxt's unified trigger parameter of each protective type an exchange may hold natively
 (ccxt turns it into the exchange's own type: Binance's ``STOP_LOSS(_LIMIT)``,
 ``TAKE_PROFIT(_LIMIT)``). Trailing stops have none: ccxt's trailing orders follow the
-exchange's rule (``trailingPercent`` of its own price), not the engine's, so they stay emulated."""
+exchange's rule (``trailingPercent`` of its own price), not the engine's, so they stay emulated.
+ccxt's plain ``triggerPrice`` is not used: unless the exchange also takes ``triggerDirection``,
+it does not say which way the price must cross, which is what tells a stop from a take-profit."""
 
 
 class ExchangeConfigError(ValueError):

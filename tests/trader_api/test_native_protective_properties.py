@@ -1,8 +1,8 @@
 """Protective orders on a live venue that holds them natively, in the real engine: the types
 ccxt's features give Binance spot (``services/exchange.native_protective``) go to the venue at
 once with their trigger and are never fired by the engine's emulation, whatever the quotes;
-their fills are booked once per trade id; a bracket's other leg is canceled at the venue;
-trailing stops, and orders the venue declined, stay emulated.
+their fills are booked once per trade id; trailing stops, orders the venue declined, and
+OCO groups (brackets too: two exchange orders would lock the same coins twice) stay emulated.
 
 The exchange's answers are the commands ``services/ccxt_venue.py`` feeds back; the tests
 against the local Binance through ccxt are in ``test_native_triggered_orders.py``."""
@@ -128,10 +128,11 @@ def test_a_native_order_is_never_fired_by_the_engine_and_each_trade_books_once(
     assert trader.account.portfolio.position(SYMBOL).quantity == 1 - done.filled_quantity
 
 
-@pytest.mark.parametrize("filled_leg", ["stop", "take_profit"])
-def test_a_brackets_legs_go_native_once_the_entry_filled_and_one_legs_fill_cancels_the_other_at_the_venue(
-    filled_leg: str,
+@pytest.mark.parametrize("fired_leg", ["stop", "take_profit"])
+def test_a_brackets_legs_stay_emulated_at_a_live_venue_and_the_first_to_fill_cancels_the_other(
+    fired_leg: str,
 ) -> None:
+    # Two native legs would lock the same coins twice at the exchange: the engine holds both.
     trader = new_trading_engine(LIMITS, engine.LiveVenue(CONFIG, native_types=BINANCE))
     tick(trader, PRICE)
     entry = accepted(
@@ -148,39 +149,41 @@ def test_a_brackets_legs_go_native_once_the_entry_filled_and_one_legs_fill_cance
     )
     trader.apply(records.VenueAccepted(entry.id, "ex-entry"))
     trader.take_changes()  # the entry's own PlaceAtVenue
-    trader.apply(records.VenueFill(entry.id, "t1", Decimal(1), PRICE, Decimal(0), "maker"))
+    trader.apply(records.VenueFill(entry.id, "t1", Decimal(2), PRICE, Decimal(0), "maker"))
     legs = {o.client_order_id.rsplit("/", 1)[1]: o for o in trader.open_orders if o.parent_id == entry.id}
-    assert {name: (o.status, o.quantity) for name, o in legs.items()} == {
-        "stop": (domain.OrderStatus.NEW, Decimal(1)),  # emulated while the entry may still grow them
-        "take_profit": (domain.OrderStatus.NEW, Decimal(1)),
+    assert {name: (o.status, o.quantity, o.native) for name, o in legs.items()} == {
+        "stop": (domain.OrderStatus.NEW, Decimal(2), False),
+        "take_profit": (domain.OrderStatus.NEW, Decimal(2), False),
     }
-    assert [type(i) for i in trader.take_changes().outbound] == []
-    trader.apply(records.VenueFill(entry.id, "t2", Decimal(1), PRICE, Decimal(0), "maker"))
-    sent = trader.take_changes().outbound
-    assert sorted((i.order.type, i.order.quantity, i.order.stop_price) for i in sent) == [
-        (domain.OrderType.STOP, Decimal(2), STOP),
-        (domain.OrderType.TAKE_PROFIT, Decimal(2), TARGET),
-    ]
-    assert all(isinstance(i, records.PlaceAtVenue) and i.order.native for i in sent)
-    tick(trader, STOP - 10)  # the engine does not fire them: no second order could ever go out
-    assert trader.take_changes().outbound == []
+    assert trader.take_changes().outbound == []  # nothing goes to the exchange before a leg fires
 
-    fired, other = legs[filled_leg], legs["take_profit" if filled_leg == "stop" else "stop"]
+    fired, other = legs[fired_leg], legs["take_profit" if fired_leg == "stop" else "stop"]
+    sent = tick(trader, STOP - 10 if fired_leg == "stop" else TARGET + 10).outbound
+    assert [(type(i), i.order.id, i.order.working.type, i.order.native) for i in sent] == [
+        (records.PlaceAtVenue, fired.id, domain.OrderType.MARKET, False)
+    ]
     trader.apply(records.VenueAccepted(fired.id, "ex-fired"))
-    trader.apply(records.VenueAccepted(other.id, "ex-other"))
-    trader.apply(records.VenueTriggered(fired.id, "triggered at binance"))
-    trader.apply(
-        records.VenueFill(fired.id, "t3", Decimal(2), fired.stop_price or PRICE, Decimal(0), "taker")
-    )
-    changes = trader.take_changes()
-    assert [(type(i), i.order.id) for i in changes.outbound] == [(records.CancelAtVenue, other.id)]
-    assert current(trader, other.id).status is domain.OrderStatus.PENDING_CANCEL
-    trader.apply(records.VenueClosed(other.id, domain.OrderStatus.CANCELED, "canceled at the exchange"))
-    closed = current(trader, other.id)
+    trader.apply(records.VenueFill(fired.id, "t2", Decimal(2), PRICE, Decimal(0), "taker"))
+    assert trader.take_changes().outbound == []  # the other leg was never at the exchange
+    closed = trader.order(other.id)
+    assert closed is not None
     assert closed.status is domain.OrderStatus.CANCELED
     assert closed.reason.startswith("oco: ")
     assert current(trader, fired.id).status is domain.OrderStatus.FILLED
     assert trader.account.portfolio.position(SYMBOL).quantity == 0
+
+
+def test_an_oco_pair_stays_emulated_at_a_live_venue() -> None:
+    trader = long_position()
+    pair = [
+        accepted(trader.apply(order(name, domain.Side.SELL, kind, stop_price=price, oco_group="exit")))
+        for name, kind, price in (
+            ("oco-stop", domain.OrderType.STOP, STOP),
+            ("oco-tp", domain.OrderType.TAKE_PROFIT, TARGET),
+        )
+    ]
+    assert [(o.status, o.native) for o in pair] == [(domain.OrderStatus.NEW, False)] * 2
+    assert trader.take_changes().outbound == []
 
 
 def test_a_trailing_stop_stays_emulated_and_goes_out_as_a_market_order_when_it_fires() -> None:
@@ -310,7 +313,7 @@ class Exchange:
     take_ticks=st.integers(min_value=1, max_value=2000),
     path=st.lists(st.integers(min_value=-400, max_value=400), max_size=40),
 )
-def test_a_native_bracket_never_fills_both_legs_never_fires_twice_and_keeps_the_books(
+def test_a_bracket_at_a_live_venue_never_fills_both_legs_and_keeps_the_books(
     lots: int, stop_ticks: int, take_ticks: int, path: list[int]
 ) -> None:
     trader = new_trading_engine(LIMITS, engine.LiveVenue(CONFIG, native_types=BINANCE))
@@ -330,16 +333,13 @@ def test_a_native_bracket_never_fills_both_legs_never_fires_twice_and_keeps_the_
         trader.idempotency[brackets.leg_client_order_id(entry.id, name)][1]
         for name in ("stop", "take_profit")
     ]
-    sent = sorted(o.id for o in venue.placed if o.id in legs)
-    assert sent == sorted(legs), "each leg goes to the exchange once: natively, or fired by the arrival quote"
-    assert all(o.native == (o.triggered_at is None) for o in venue.placed if o.id in legs)
-    placements = len(venue.placed)
     for step in path:
         mid = max(mid + step * TICK, 2 * TICK)
         quote = quote_at(SYMBOL, mid, 1, Decimal(1000))
         trader.apply(records.ApplyTicks((quote,)))
         venue.answer(quote, ledger)
-        assert len(venue.placed) == placements, "the engine fired a native order itself"
+        assert not any(o.native for o in venue.placed), "a bracket leg went to the exchange natively"
+        assert len([o for o in venue.placed if o.id in legs]) <= 1, "both legs went to the exchange"
         held = trader.account.portfolio.position(SYMBOL).quantity
         assert 0 <= held <= quantity, "a protective order flipped or grew the position"
         filled = [leg for leg in legs if current(trader, leg).filled_quantity > 0]

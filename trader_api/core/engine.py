@@ -425,7 +425,10 @@ class Engine:
         )
         quote = self._admit(order, refusal, quote)
         portfolio_before = self.account.portfolio
-        self._arm(order, quote, instrument, now, native=self.venue.native(order.type))
+        # An OCO group stays emulated: two exchange orders would lock the same coins twice, so the
+        # second would be refused (an exchange's own OCO order list is not used yet).
+        native = self.venue.native(order.type) and order.oco_group is None
+        self._arm(order, quote, instrument, now, native=native)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         stored = self.order(order.id)
         return OrderAccepted(stored if stored is not None else order, created=True)
@@ -877,14 +880,10 @@ class Engine:
         if quantity <= 0:
             return
         book = self.open[entry.symbol]
-        # An exchange's order cannot grow in place: legs go native once the entry has filled
-        # in full; until then they are emulated, raised with each fill.
-        complete = entry.filled_quantity >= entry.quantity
         for leg in brackets.legs(
             entry.side, entry.attached, average_price=average, tick_size=instrument.tick_size
         ):
             client_order_id = brackets.leg_client_order_id(entry.id, leg.name)
-            native = complete and self.venue.native(leg.type)
             known = self.idempotency.get(client_order_id)
             if known is None:
                 self.intakes += 1
@@ -916,15 +915,17 @@ class Engine:
                 self.idempotency[client_order_id] = (order.request_hash, order.id)
             else:
                 existing = book.get(known[1])
-                if existing is None or not existing.waiting or existing.native:
-                    continue  # canceled, fired and working its own quantity, or at the venue: left alone
+                if existing is None or not existing.waiting:
+                    continue  # canceled, or fired and working its own quantity: left alone
                 stop = (
                     leg.stop_price if leg.type is not domain.OrderType.TRAILING_STOP else existing.stop_price
                 )
-                if (existing.quantity, existing.stop_price) == (quantity, stop) and not native:
+                if (existing.quantity, existing.stop_price) == (quantity, stop):
                     continue
                 order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
-            self._arm(order, quote, instrument, now, native=native)
+            # Emulated, as every OCO group (see _submit): the engine fires one leg, and its
+            # fill cancels the other before the exchange hears of it.
+            self._arm(order, quote, instrument, now, native=False)
 
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
         """One order of an OCO group has filled (some or all of it): cancel the others,

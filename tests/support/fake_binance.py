@@ -18,11 +18,12 @@ Matching is deliberately simple: a market order, or a limit order that crosses t
 fills at the touch (in full, or ``fill_ratio`` of it, the rest resting for a limit and
 expiring for a market order, as Binance's EXPIRED); resting orders fill when the test calls
 :meth:`FakeBinance.trade`. ``STOP_LOSS_LIMIT`` and ``TAKE_PROFIT_LIMIT`` orders (``stopPrice``,
-``price``, ``timeInForce``) rest with ``isWorking`` false until :meth:`FakeBinance.set_price` moves
-the last price to their stop price (Binance's trigger rule, :func:`_triggers`; one that would
-trigger at once is refused, ``-2010``), then work as limit orders. Commission is charged in
-the quote asset (an account that pays fees in the quote currency), ``commission_bps`` of the
-notional.
+``price``, ``timeInForce``) and ``STOP_LOSS`` and ``TAKE_PROFIT`` orders (``stopPrice``) rest
+with ``isWorking`` false until :meth:`FakeBinance.set_price` moves the last price to their stop
+price (Binance's trigger rule, :func:`_triggers`; one that would trigger at once is refused,
+``-2010``), then work as limit orders, or as market orders filling in full at the touch.
+Commission is charged in the quote asset (an account that pays fees in the quote currency),
+``commission_bps`` of the notional.
 
 The test can also make the exchange: hold an order's answer (``hold_next_answer``: the
 order is placed at once, the answer never comes in time: a client timeout), refuse for want of
@@ -68,14 +69,15 @@ MARKETS = (
 )
 
 
-TRIGGERED = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
-"""Binance spot's triggered order types that the fake matches."""
+TRIGGERED = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+"""Binance spot's triggered order types that the fake matches: the ``*_LIMIT`` ones work as
+limit orders once triggered, ``STOP_LOSS`` and ``TAKE_PROFIT`` as market orders."""
 
 
 def _triggers(kind: str, side: str, stop: Decimal, last: Decimal) -> bool:
     """Binance's rule: a sell stop-loss (and a buy take-profit) triggers at or below its stop
     price, a buy stop-loss (and a sell take-profit) at or above it."""
-    falling = (kind == "STOP_LOSS_LIMIT") == (side == "SELL")
+    falling = kind.startswith("STOP_LOSS") == (side == "SELL")
     return last <= stop if falling else last >= stop
 
 
@@ -319,7 +321,7 @@ class FakeBinance:
             ) from None
         if qty % market.step_size != 0:
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
-        if kind != "MARKET" and price % market.tick_size != 0:
+        if kind not in ("MARKET", "STOP_LOSS", "TAKE_PROFIT") and price % market.tick_size != 0:
             raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
         if kind in TRIGGERED:
             return self._new_triggered(params, market, client_order_id, qty, price), []
@@ -349,10 +351,11 @@ class FakeBinance:
     def _new_triggered(
         self, params: dict[str, str], market: Market, client_order_id: str, qty: Decimal, price: Decimal
     ) -> FakeOrder:
-        """A ``STOP_LOSS_LIMIT`` or ``TAKE_PROFIT_LIMIT`` order: it rests, not working, until the
-        last price reaches ``stopPrice``; then it works as a limit order at ``price``."""
+        """A triggered order: it rests, not working, until the last price reaches ``stopPrice``;
+        then it works as a limit order at ``price`` (``*_LIMIT``) or a market order."""
         kind, side = params["type"], params["side"]
-        for name in ("stopPrice", "timeInForce"):
+        limit = kind.endswith("_LIMIT")
+        for name in ("stopPrice", "timeInForce") if limit else ("stopPrice",):
             if not params.get(name):
                 raise BinanceError(
                     400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
@@ -362,10 +365,15 @@ class FakeBinance:
             raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
         if _triggers(kind, side, stop, self.books[market.symbol].last):
             raise BinanceError(400, -2010, "Order would trigger immediately.")
-        need_asset, need = (market.quote, qty * price) if side == "BUY" else (market.base, qty)
+        need_asset, need = (
+            (market.quote, qty * (price if limit else stop)) if side == "BUY" else (market.base, qty)
+        )
         if self.balances[need_asset] < need:
             raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
-        order = self._open(market.symbol, side, kind, params["timeInForce"], qty, price, client_order_id)
+        tif = params["timeInForce"] if limit else "GTC"
+        order = self._open(
+            market.symbol, side, kind, tif, qty, price if limit else Decimal(0), client_order_id
+        )
         order.stop_price, order.working, order.working_ms = stop, False, -1
         return order
 
@@ -380,7 +388,9 @@ class FakeBinance:
                 continue
             order.working, order.working_ms = True, self._now()
             touch = book.ask if order.side == "BUY" else book.bid
-            if order.price >= touch if order.side == "BUY" else order.price <= touch:
+            if not order.type.endswith("_LIMIT") or (
+                order.price >= touch if order.side == "BUY" else order.price <= touch
+            ):
                 self._execute(order, order.quantity, touch, maker=False)
             elif order.time_in_force == "IOC":
                 order.status = "EXPIRED"
@@ -518,7 +528,7 @@ class FakeBinance:
                     "quoteAssetPrecision": 8,
                     "baseCommissionPrecision": 8,
                     "quoteCommissionPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", *TRIGGERED],
                     "icebergAllowed": True,
                     "ocoAllowed": True,
                     "otoAllowed": True,

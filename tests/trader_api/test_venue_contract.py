@@ -188,3 +188,75 @@ async def test_an_exchange_outage_refuses_new_orders_and_reduces_risk(venue: Ven
         return risk if risk["state"] == "ACTIVE" else None
 
     await observe(active, within=WITHIN, what="risk ACTIVE once the exchange answers")
+
+
+def protective(client_order_id: str, kind: str, quantity: str = "0.01", **fields: str) -> dict[str, Any]:
+    return {
+        "client_order_id": client_order_id,
+        "symbol": SYMBOL,
+        "side": "sell",
+        "type": kind,
+        "quantity": quantity,
+        **fields,
+    }
+
+
+async def bought(venue: Venue, client_order_id: str, **body: Any) -> dict[str, Any]:
+    """A long of 0.01 from a market buy (``body``: more fields of the entry)."""
+    response = await venue.submit({**support.order(client_order_id, SYMBOL, "buy", "0.01"), **body})
+    assert response.status_code == 201, response.text
+    return await venue.settled(response.json()["id"], "filled", "0.01")
+
+
+async def test_a_stop_rests_then_fires_once_when_the_price_falls_through_it(venue: Venue) -> None:
+    """Paper: emulated in the engine. ccxt: native, a ``STOP_LOSS`` resting at the exchange."""
+    await bought(venue, "stop-entry")
+    response = await venue.submit(protective("stop-1", "stop", stop_price="64000.00"))
+    assert response.status_code == 201, response.text
+    stop = await venue.resting(response.json()["id"])
+    assert stop["triggered_at"] is None
+    if venue.fake is not None:
+        held = venue.fake.by_client_id(uuid.UUID(stop["id"]).hex)
+        assert held is not None
+        assert (held.type, held.stop_price, held.working) == ("STOP_LOSS", Decimal("64000"), False)
+
+    await venue.quote(Decimal("63999.99"), Decimal("64000.01"))  # bid and the last price reach the stop
+    fired = await venue.settled(stop["id"], "filled", "0.01")
+    assert fired["triggered_at"] is not None
+    assert fired["reason"].startswith("stop triggered")
+    assert dec(fired["average_price"]) <= Decimal("64000")  # never better than the stop allows
+    assert await venue.position() == 0
+    assert len(await venue.fills(stop["id"])) == 1
+    if venue.fake is not None:
+        assert "at binance" in fired["reason"]
+        assert await venue.link.reconcile() == []  # booked once, nothing differs
+        assert len(await venue.fills(stop["id"])) == 1
+
+
+async def test_a_brackets_first_leg_to_fill_cancels_the_other(venue: Venue) -> None:
+    """Both legs wait in the engine, on every venue (two exchange orders would lock the same
+    coins twice); the take-profit fires and fills, and its fill cancels the stop."""
+    entry = await bought(
+        venue, "bracket-1", attached={"stop_price": "64000.00", "take_profit_price": "66000.00"}
+    )
+
+    async def legs() -> dict[str, dict[str, Any]] | None:
+        response = await venue.client.get("/v1/orders", headers=AGENT, params={"symbol": SYMBOL})
+        assert response.status_code == 200, response.text
+        found = {o["client_order_id"].rsplit("/", 1)[1]: o for o in response.json() if o["parent_id"]}
+        return found if [o["status"] for o in found.values()] == ["new", "new"] else None
+
+    waiting = await observe(legs, within=WITHIN, what="both legs waiting")
+    assert all(o["parent_id"] == entry["id"] for o in waiting.values())
+    if venue.fake is not None:  # neither leg is at the exchange
+        assert [venue.fake.by_client_id(uuid.UUID(o["id"]).hex) for o in waiting.values()] == [None, None]
+
+    await venue.quote(Decimal("66000.00"), Decimal("66000.02"))  # up to the target
+    taken = await venue.settled(waiting["take_profit"]["id"], "filled", "0.01")
+    assert dec(taken["average_price"]) >= Decimal("65990")  # a market order once fired
+    assert taken["reason"].startswith("take_profit triggered")
+    stopped = await venue.settled(waiting["stop"]["id"], "canceled", "0")
+    assert stopped["reason"].startswith("oco: ")
+    assert await venue.position() == 0
+    if venue.fake is not None:
+        assert venue.fake.by_client_id(uuid.UUID(stopped["id"]).hex) is None  # never sent

@@ -25,16 +25,12 @@ from tests.support.fake_binance import API_KEY, SECRET, running_fake_binance
 from tests.support.processes import observe
 from tests.trader_api import support
 from tests.trader_api.support import ManualClock
-from tests.trader_api.venue_harness import WITHIN, Venue, overrides
+from tests.trader_api.venue_harness import WITHIN, Venue, on_fake_binance, overrides
 
 
 @pytest.fixture
 async def venue(settings: TraderApiSettings, clock: ManualClock) -> AsyncIterator[Venue]:
-    async with running_fake_binance() as fake, contextlib.AsyncExitStack() as stack:
-        harness = Venue("ccxt", settings.model_copy(update=overrides(settings, fake)), clock, fake)
-        await harness.start()
-        stack.push_async_callback(harness.stop)
-        await harness.quote()
+    async with on_fake_binance(settings, clock) as harness:
         yield harness
 
 

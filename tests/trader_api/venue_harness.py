@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 
 from sapphire.trader_api.services.ccxt_venue import CcxtVenue
 from sapphire.trader_api.settings import TraderApiSettings
-from tests.support.fake_binance import API_KEY, SECRET, FakeBinance
+from tests.support.fake_binance import API_KEY, SECRET, FakeBinance, running_fake_binance
 from tests.support.processes import observe
 from tests.trader_api import support
 from tests.trader_api.support import AGENT, ManualClock, dec
@@ -133,3 +134,14 @@ def overrides(settings: TraderApiSettings, fake: FakeBinance | None) -> dict[str
             "venue_retry_first_seconds": 0.05,
         }
     return values
+
+
+@contextlib.asynccontextmanager
+async def on_fake_binance(settings: TraderApiSettings, clock: ManualClock) -> AsyncIterator[Venue]:
+    """The trader API on the ccxt venue against a fresh local Binance, quoted at the touch."""
+    async with running_fake_binance() as fake, contextlib.AsyncExitStack() as stack:
+        harness = Venue("ccxt", settings.model_copy(update=overrides(settings, fake)), clock, fake)
+        await harness.start()
+        stack.push_async_callback(harness.stop)
+        await harness.quote()
+        yield harness

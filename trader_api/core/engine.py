@@ -54,7 +54,9 @@ from sapphire.trader_api.core.records import (
     TicksApplied,
     VenueAccepted,
     VenueClosed,
+    VenueDeclined,
     VenueFill,
+    VenueTriggered,
 )
 
 RECENT_ORDERS = 50_000
@@ -97,6 +99,10 @@ class Venue(Protocol):
     def worst_price(self, order: venue.WorkingOrder, quote: domain.Quote, *, tick_size: Decimal) -> Decimal:
         """The worst price the order can fill at on arrival, for the pre-trade checks."""
 
+    def native(self, order_type: domain.OrderType) -> bool:
+        """Whether the venue holds protective orders of this type itself, with their trigger:
+        such an order is sent at once and fired by the exchange, not emulated."""
+
 
 @dataclasses.dataclass(frozen=True)
 class PaperVenue:
@@ -123,15 +129,23 @@ class PaperVenue:
             return order.limit_price
         return venue.arrival_price(order, quote, config=self.config, tick_size=tick_size)
 
+    def native(self, order_type: domain.OrderType) -> bool:
+        return False  # the engine's emulation is the paper venue's trigger: a backtest replays it
+
 
 @dataclasses.dataclass(frozen=True)
 class LiveVenue:
     """A live exchange (``services/ccxt_venue.py`` does its I/O): every order goes out as
     ``pending_new`` and fills only when the exchange says so (:class:`records.VenueFill`).
     The pre-trade checks estimate a market order's price as the paper venue would (the
-    touch moved by ``slippage_bps``): the exchange's real price is known only once it fills."""
+    touch moved by ``slippage_bps``): the exchange's real price is known only once it fills.
+
+    ``native_types`` are the protective types the exchange holds with their trigger (read
+    from ccxt's features by ``services/exchange.native_protective``); the others are emulated
+    in the engine and sent as market or limit orders when they fire."""
 
     config: venue.VenueConfig
+    native_types: frozenset[domain.OrderType] = frozenset()
 
     @property
     def asynchronous(self) -> bool:
@@ -151,6 +165,9 @@ class LiveVenue:
         if order.limit_price is not None:
             return order.limit_price
         return venue.arrival_price(order, quote, config=self.config, tick_size=tick_size)
+
+    def native(self, order_type: domain.OrderType) -> bool:
+        return order_type in self.native_types
 
 
 def _allowed(refusal: risk.Refusal | None, quote: domain.Quote | None) -> domain.Quote:
@@ -283,6 +300,10 @@ class Engine:
                 return self._venue_fill(command)
             case VenueClosed():
                 return self._venue_closed(command)
+            case VenueTriggered():
+                return self._venue_triggered(command)
+            case VenueDeclined():
+                return self._venue_declined(command)
 
     def _repeat(self, client_order_id: str, request_hash: str) -> OrderAccepted | OrderReplayed | None:
         """The answer to a repeated ``client_order_id`` (submit or replace: one index), or
@@ -404,9 +425,10 @@ class Engine:
         )
         quote = self._admit(order, refusal, quote)
         portfolio_before = self.account.portfolio
-        self._store(order)
-        self._emit("order", order)
-        self._watch(order, quote, instrument, now)
+        # An OCO group stays emulated: two exchange orders would lock the same coins twice, so the
+        # second would be refused (an exchange's own OCO order list is not used yet).
+        native = self.venue.native(order.type) and order.oco_group is None
+        self._arm(order, quote, instrument, now, native=native)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         stored = self.order(order.id)
         return OrderAccepted(stored if stored is not None else order, created=True)
@@ -420,7 +442,7 @@ class Engine:
         if repeat is not None:
             return repeat
         order = self._open_order(command.order_id, "amended")
-        if self.venue.asynchronous and not order.waiting:
+        if self.venue.asynchronous and (order.native or not order.waiting):
             raise errors.ConflictError(
                 f"order {order.id} is at a live venue, which cannot amend it in place: cancel it and "
                 "submit a new order"
@@ -482,9 +504,7 @@ class Engine:
         self._count_pending(order, -1)  # _store counts the amended order afresh
         portfolio_before = self.account.portfolio
         if amended.waiting:
-            self._store(amended)
-            self._emit("order", amended)
-            self._watch(amended, quote, instrument, now)
+            self._arm(amended, quote, instrument, now, native=False)  # emulated it was, emulated it stays
         else:
             arrival = self.venue.on_arrival(amended.working, quote, tick_size=instrument.tick_size)
             amended = self._work(amended, arrival.execution, quote, instrument, now)
@@ -587,6 +607,41 @@ class Engine:
         self._touch_account(now)
         return OrderAccepted(closed, created=False)
 
+    def _venue_triggered(self, command: VenueTriggered) -> OrderAccepted:
+        """The exchange fired a native protective order: it now works it (fills follow)."""
+        order = self._known_order(command.order_id)
+        if not order.native:  # fired already, or closed
+            return OrderAccepted(order, created=False)
+        now = self.clock()
+        fired = dataclasses.replace(order, triggered_at=now, reason=command.reason, updated_at=now)
+        self._store(fired)
+        self._emit("order", fired)
+        self._touch_account(now)
+        return OrderAccepted(fired, created=False)
+
+    def _venue_declined(self, command: VenueDeclined) -> OrderAccepted:
+        """The exchange would not hold a protective order with its trigger: the engine
+        emulates it, and fires it at once if the current quote reaches it."""
+        order = self._known_order(command.order_id)
+        if not (order.native and order.status is domain.OrderStatus.PENDING_NEW):
+            return OrderAccepted(order, created=False)
+        now = self.clock()
+        emulated = dataclasses.replace(
+            order,
+            status=domain.OrderStatus.NEW,
+            reason=f"{command.reason}; emulated in the engine",
+            updated_at=now,
+        )
+        quote, instrument = self.quotes.get(order.symbol), self.instruments(order.symbol)
+        portfolio_before = self.account.portfolio
+        self._store(emulated)
+        self._emit("order", emulated)
+        if quote is not None and instrument is not None:
+            self._watch(emulated, quote, instrument, now)
+        self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
+        stored = self.order(order.id)
+        return OrderAccepted(stored if stored is not None else emulated, created=False)
+
     def _ticks(self, command: ApplyTicks) -> TicksApplied:
         now = self.clock()
         ticks, counts, quotes = self.changes.ticks, self.changes.tick_counts, self.quotes
@@ -615,7 +670,8 @@ class Engine:
                 if resting is None:  # canceled meanwhile by an OCO sibling's fill
                     continue
                 if resting.waiting:
-                    self._watch(resting, quote, instrument, now)
+                    if not resting.native:  # a native one is the exchange's to fire
+                        self._watch(resting, quote, instrument, now)
                     continue
                 execution = self.venue.on_tick(resting.working, quote, lot_size=instrument.lot_size)
                 if execution is not None:
@@ -753,6 +809,24 @@ class Engine:
         self._emit("fill", fill)
         return order
 
+    def _arm(
+        self, order: Order, quote: domain.Quote, instrument: Instrument, now: datetime, *, native: bool
+    ) -> None:
+        """Store a protective order that waits for its trigger. When ``native`` and ``quote``
+        does not fire it already, it goes to the live venue at once with its trigger
+        (``pending_new``, sent after the commit), and the exchange fires it; otherwise the
+        engine watches it (``_watch``), now and on every quote."""
+        stop = order.stop_price
+        if native and stop is not None and not triggers.fires(order.type, order.side, stop, quote):
+            order = dataclasses.replace(order, status=domain.OrderStatus.PENDING_NEW, updated_at=now)
+            self._store(order)
+            self._emit("order", order)
+            self._send(order)
+            return
+        self._store(order)
+        self._emit("order", order)
+        self._watch(order, quote, instrument, now)
+
     def _watch(self, order: Order, quote: domain.Quote, instrument: Instrument, now: datetime) -> None:
         """Move a trailing stop, and fire a protective order whose trigger ``quote`` reaches."""
         stop = order.stop_price
@@ -849,9 +923,9 @@ class Engine:
                 if (existing.quantity, existing.stop_price) == (quantity, stop):
                     continue
                 order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
-            self._store(order)
-            self._emit("order", order)
-            self._watch(order, quote, instrument, now)
+            # Emulated, as every OCO group (see _submit): the engine fires one leg, and its
+            # fill cancels the other before the exchange hears of it.
+            self._arm(order, quote, instrument, now, native=False)
 
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
         """One order of an OCO group has filled (some or all of it): cancel the others,

@@ -98,6 +98,12 @@ class Order:
         )
 
     @property
+    def native(self) -> bool:
+        """A protective order a live venue holds with its trigger (``Venue.native``): the
+        exchange fires it, the engine's emulation never does, so it cannot fire twice."""
+        return self.waiting and self.at_venue
+
+    @property
     def average_price(self) -> Decimal | None:
         """Quantity-weighted price of the fills so far, ``None`` before the first."""
         return accounting.average_fill_price(self.filled_notional, self.filled_quantity)
@@ -288,7 +294,24 @@ class VenueClosed:
     reason: str
 
 
-VenueCommand = VenueAccepted | VenueFill | VenueClosed
+@dataclasses.dataclass(frozen=True)
+class VenueTriggered:
+    """A live venue says the protective order it holds has fired (``reason``: as far as it tells)."""
+
+    order_id: uuid.UUID
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VenueDeclined:
+    """A live venue would not hold the protective order with its trigger (the trigger was
+    already reached at the exchange): the engine emulates it from here on."""
+
+    order_id: uuid.UUID
+    reason: str
+
+
+VenueCommand = VenueAccepted | VenueFill | VenueClosed | VenueTriggered | VenueDeclined
 """The answers of a live venue, fed back to the engine by the venue's I/O (services/ccxt_venue.py)."""
 
 Command = (
@@ -301,6 +324,8 @@ Command = (
     | VenueAccepted
     | VenueFill
     | VenueClosed
+    | VenueTriggered
+    | VenueDeclined
 )
 
 

@@ -1,5 +1,8 @@
 """When a protective order fires: stops, take-profits and trailing stops, emulated on quotes.
 
+These rules are the engine's: on the paper venue, and on a live venue for the types it does
+not hold natively (``Venue.native``). A native order is fired by the exchange's own rule.
+
 A protective order protects a position: a **sell** protects a long, a **buy** a short. It
 waits, untriggered, until a quote reaches its ``stop_price``; it then becomes the order the
 venue works (``Order.working``): a market order, or a limit order at ``limit_price`` for
@@ -26,6 +29,7 @@ touch or worse, a stop never fills at a better price than its stop: a sell at or
 from __future__ import annotations
 
 import decimal
+from datetime import datetime
 from decimal import Decimal
 
 from sapphire.trader_api.core import accounting, domain
@@ -69,3 +73,12 @@ def why(order_type: domain.OrderType, side: domain.Side, stop_price: Decimal, qu
         f"{order_type.value} triggered: {touch} {price} {relation} stop_price {stop_price} "
         f"(quote at {quote.ts.isoformat()})"
     )
+
+
+def why_at_venue(
+    order_type: domain.OrderType, stop_price: Decimal | None, *, venue: str, since: datetime | None
+) -> str:
+    """The reason a native order carries once the exchange has fired it: what the exchange
+    tells (its own trigger rule, on its own prices; when it began to work, if it says)."""
+    when = "" if since is None else f" (working since {since.isoformat()})"
+    return f"{order_type.value} triggered at {venue}: stop_price {stop_price} reached by its own rule{when}"

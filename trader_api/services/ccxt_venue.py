@@ -13,6 +13,12 @@ other command: journaled before anything is acknowledged or published.
 After a network error or a timeout the order is first looked up by that id and only sent
 again if the exchange does not have it, so a resubmission never opens a second order.
 
+**Native protective orders.** A stop or take-profit the exchange holds (``Order.native``)
+goes out with its trigger in ccxt's unified ``stopLossPrice``/``takeProfitPrice``; when an
+answer shows it fired (a fill, or Binance's ``isWorking``), :class:`records.VenueTriggered`
+says so before its fills; when the exchange refuses it as already triggered
+(``OrderImmediatelyFillable``), :class:`records.VenueDeclined` hands it to the engine's emulation.
+
 **Errors.** ``InsufficientFunds`` and other refusals -> ``rejected`` with the exchange's
 reason; ``NetworkError``/``RequestTimeout`` -> retried with backoff (look up, then resend);
 ``ExchangeNotAvailable`` -> the venue is marked down: new orders get 503, the risk state
@@ -39,14 +45,14 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt
 
 from sapphire.trader_api import bus, errors
-from sapphire.trader_api.core import domain, records, symbols
+from sapphire.trader_api.core import domain, records, symbols, triggers
 from sapphire.trader_api.services import exchange
 from sapphire.trader_api.services.runtime import Runtime, dumps
 
@@ -108,6 +114,20 @@ class Snapshot:
     owners: dict[str, records.Order | None]
     """Exchange order id -> the engine's order (``None``: foreign): those the engine knows
     the id of at the snapshot, then those resolved by asking the exchange."""
+
+
+def _fired(answer: Any) -> tuple[bool, datetime | None]:
+    """Whether the exchange's order has triggered, and since when if it says. ccxt does not
+    unify it: a fill always tells; Binance's raw answer tells before any fill (``isWorking``,
+    since ``workingTime``), which other exchanges' answers may lack."""
+    info = answer.get("info") or {}
+    if str(info.get("isWorking")).lower() == "true":
+        since = None
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            millis = int(str(info.get("workingTime")))
+            since = datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None
+        return True, since
+    return exchange.decimal(answer.get("filled")) > 0, None
 
 
 def _trade_ids(trades: list[Any]) -> set[str]:
@@ -194,6 +214,7 @@ class CcxtVenue:
         """Send ``order`` (through :meth:`_send`); on a network error look it up by its client
         id, then resend."""
         delay, attempts = self.settings.venue_retry_first_seconds, 0
+        declined = False
         try:
             while True:
                 try:
@@ -220,6 +241,16 @@ class CcxtVenue:
                 except ccxt.InsufficientFunds as error:
                     await self._reject(order, f"insufficient funds: {self._text(error)}")
                     return
+                except ccxt.OrderImmediatelyFillable as error:
+                    if not order.native:
+                        await self._reject(order, self._text(error))
+                        return
+                    # Its trigger is already reached at the exchange (whose rule may read
+                    # another price than the engine's touch): the engine emulates it instead.
+                    reason = f"{self.settings.venue_exchange} would not hold it: {self._text(error)}"
+                    await self._submit(records.VenueDeclined(order.id, reason))
+                    declined = True
+                    break
                 except ccxt.ExchangeNotAvailable as error:
                     await self._down(error)
                     attempts += 1
@@ -245,6 +276,8 @@ class CcxtVenue:
         current = self._engine_order(order.id)
         if current is not None and current.status is domain.OrderStatus.PENDING_CANCEL:
             await self.cancel(current)  # canceled while it was on its way
+        elif declined and current is not None and current.status is domain.OrderStatus.PENDING_NEW:
+            self._send(current)  # emulated and fired at once: its dispatch came while it was in flight
 
     async def cancel(self, order: records.Order) -> None:
         if order.id in self._inflight:
@@ -299,6 +332,7 @@ class CcxtVenue:
                     seen is not None
                     and exchange.decimal(seen.get("filled")) == order.filled_quantity
                     and (order.status is not domain.OrderStatus.PENDING_NEW)
+                    and not (order.native and _fired(seen)[0])
                 ):
                     continue
                 answer = seen if seen is not None else await self._lookup(order)
@@ -569,10 +603,14 @@ class CcxtVenue:
         return (abs(quantity) * mark).quantize(Decimal("0.01"))
 
     async def _create(self, order: records.Order) -> Any:
+        """Place the order as the venue works it (``Order.working``); a native protective
+        order carries its trigger in ccxt's unified ``stopLossPrice`` / ``takeProfitPrice``."""
         working = order.working
         params: dict[str, str] = {"newClientOrderId": client_id(order), "clientOrderId": client_id(order)}
         if working.type is domain.OrderType.LIMIT:
             params["timeInForce"] = "IOC" if working.time_in_force is domain.TimeInForce.IOC else "GTC"
+        if order.native and order.stop_price is not None:
+            params[exchange.TRIGGER_PARAMS[order.type]] = format(order.stop_price, "f")
         return await self.exchange.create_order(
             self.symbols.to_exchange(order.symbol),
             working.type.value,
@@ -600,6 +638,15 @@ class CcxtVenue:
                 await self._submit(records.VenueAccepted(order.id, exchange_id)), current
             )
         filled = exchange.decimal(answer.get("filled"))
+        if current.native:
+            fired, since = _fired(answer)
+            if fired:
+                reason = triggers.why_at_venue(
+                    current.type, current.stop_price, venue=self.settings.venue_exchange, since=since
+                )
+                current = await self._order_of(
+                    await self._submit(records.VenueTriggered(order.id, reason)), current
+                )
         if filled > current.filled_quantity:
             trades = answer.get("trades") or []
             if (

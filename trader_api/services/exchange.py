@@ -17,7 +17,7 @@ import ccxt.async_support
 import ccxt.pro
 
 from sapphire.trader_api import errors
-from sapphire.trader_api.core import symbols
+from sapphire.trader_api.core import domain, symbols
 from sapphire.trader_api.settings import TraderApiSettings
 
 SPOT_OPTIONS = {
@@ -26,6 +26,20 @@ SPOT_OPTIONS = {
     "fetchCurrencies": False,  # a private call on some exchanges; markets carry what we need
     "warnOnFetchOpenOrdersWithoutSymbol": False,
 }
+
+
+TRIGGER_PARAMS = {
+    domain.OrderType.STOP: "stopLossPrice",
+    domain.OrderType.STOP_LIMIT: "stopLossPrice",
+    domain.OrderType.TAKE_PROFIT: "takeProfitPrice",
+    domain.OrderType.TAKE_PROFIT_LIMIT: "takeProfitPrice",
+}
+"""ccxt's unified trigger parameter of each protective type an exchange may hold natively
+(ccxt turns it into the exchange's own type: Binance's ``STOP_LOSS(_LIMIT)``,
+``TAKE_PROFIT(_LIMIT)``). Trailing stops have none: ccxt's trailing orders follow the
+exchange's rule (``trailingPercent`` of its own price), not the engine's, so they stay emulated.
+ccxt's plain ``triggerPrice`` is not used: unless the exchange also takes ``triggerDirection``,
+it does not say which way the price must cross, which is what tells a stop from a take-profit."""
 
 
 class ExchangeConfigError(ValueError):
@@ -38,8 +52,7 @@ def build(
     """A ccxt exchange (``ccxt.pro`` when ``streaming``, for websockets): with the venue's keys
     and sandbox mode when ``private``, public market data otherwise."""
     module = ccxt.pro if streaming else ccxt.async_support
-    if exchange_id not in module.exchanges:
-        raise ExchangeConfigError(f"{setting}: ccxt has no exchange {exchange_id!r}")
+    exchange_class = _exchange_class(module, exchange_id, setting)
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": int(settings.venue_timeout_seconds * 1000),
@@ -53,7 +66,7 @@ def build(
         ):
             if secret is not None:
                 config[key] = secret.get_secret_value()
-    exchange = getattr(module, exchange_id)(config)
+    exchange = exchange_class(config)
     exchange.number = str
     if private and settings.venue_sandbox:
         if not exchange.urls.get("test"):
@@ -65,6 +78,21 @@ def build(
     if settings.ccxt_api_origin:
         exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)
     return exchange
+
+
+def native_protective(exchange_id: str) -> frozenset[domain.OrderType]:
+    """The protective types the exchange's spot market holds with their trigger, as ccxt's
+    own ``features`` say (``spot.createOrder.stopLossPrice`` / ``takeProfitPrice``)."""
+    exchange_class = _exchange_class(ccxt.async_support, exchange_id, "venue_exchange")
+    features = exchange_class().features  # its description only: no session opens
+    create = ((features or {}).get("spot") or {}).get("createOrder") or {}
+    return frozenset(kind for kind, param in TRIGGER_PARAMS.items() if create.get(param))
+
+
+def _exchange_class(module: Any, exchange_id: str, setting: str) -> Any:
+    if exchange_id not in module.exchanges:
+        raise ExchangeConfigError(f"{setting}: ccxt has no exchange {exchange_id!r}")
+    return getattr(module, exchange_id)
 
 
 def cash_asset(settings: TraderApiSettings) -> str:

@@ -96,9 +96,12 @@ class Writer:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._batches: batches.BatchConnection | None = None
         config = venue.VenueConfig(fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps)
-        self.venue: engine.Venue = (
-            engine.LiveVenue(config) if settings.venue == "ccxt" else engine.PaperVenue(config)
-        )
+        self.venue: engine.Venue = engine.PaperVenue(config)
+        if settings.venue == "ccxt":
+            from sapphire.trader_api.services import exchange  # ccxt is loaded only for a live venue
+
+            native = exchange.native_protective(settings.venue_exchange)
+            self.venue = engine.LiveVenue(config, native_types=native)
         self.venue_link: VenueLink | None = None
         """The live venue's I/O (``venue=ccxt``): it sends what committed batches ask of the exchange."""
 

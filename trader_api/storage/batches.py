@@ -10,7 +10,9 @@ Two kinds, one interface (:class:`BatchConnection`):
   transaction, one fsync; the Python side encodes five JSON documents (msgspec, in C) and
   nothing per row, which is what a batch cost before (a pipeline of psycopg statements
   cost about 1 ms of the API's CPU). The statement text never changes, so psycopg
-  prepares it once.
+  prepares it once; its placeholders are the server's own (``$1``, a raw cursor), since
+  psycopg caches the conversion of ``%(name)s`` only for statements under 4 kB and would
+  parse this one again for every batch.
 * :class:`CoreBatches` (SQLite, the embedded mode) runs :func:`journal.write` on an
   SQLAlchemy connection; a single process needs no lock.
 
@@ -46,6 +48,14 @@ class BatchConnection(Protocol):
     async def close(self) -> None: ...
 
 
+PARAMETERS = ("account_id", "epoch", "account", "orders", "fills", "positions", "bars", "equity_points")
+"""The batch statement's parameters, in the order of their ``$n`` placeholders."""
+
+
+def _placeholder(parameter: str) -> sql.SQL:
+    return sql.SQL(f"${PARAMETERS.index(parameter) + 1}")
+
+
 def _rows_from_json(table: sa.Table, parameter: str, keys: tuple[str, ...] | None) -> sql.Composed:
     """``INSERT INTO table`` of the rows of a JSON array parameter, only if the account
     update (CTE ``fenced``) matched; an upsert on ``keys`` unless ``keys`` is None."""
@@ -53,7 +63,7 @@ def _rows_from_json(table: sa.Table, parameter: str, keys: tuple[str, ...] | Non
     statement = sql.SQL(
         "INSERT INTO {table} ({columns}) SELECT {columns} "
         "FROM jsonb_populate_recordset(NULL::{table}, {rows}::jsonb) WHERE EXISTS (SELECT FROM fenced)"
-    ).format(table=sql.Identifier(table.name), columns=columns, rows=sql.Placeholder(parameter))
+    ).format(table=sql.Identifier(table.name), columns=columns, rows=_placeholder(parameter))
     if keys is None:
         return statement
     updated = sql.SQL(", ").join(
@@ -72,14 +82,17 @@ def _batch_statement() -> sql.Composed:
     )
     return sql.SQL(
         "WITH fenced AS (UPDATE accounts SET {account} "
-        "FROM jsonb_populate_record(NULL::accounts, %(account)s::jsonb) AS new "
-        "WHERE accounts.id = %(account_id)s AND accounts.writer_epoch = %(epoch)s RETURNING 1), "
+        "FROM jsonb_populate_record(NULL::accounts, {new}::jsonb) AS new "
+        "WHERE accounts.id = {account_id} AND accounts.writer_epoch = {epoch} RETURNING 1), "
         "orders_written AS ({orders}), fills_written AS ({fills}), "
         "positions_written AS ({positions}), bars_written AS ({bars}), "
         "equity_written AS ({equity_points}) "
         "SELECT count(*) FROM fenced"
     ).format(
         account=account,
+        new=_placeholder("account"),
+        account_id=_placeholder("account_id"),
+        epoch=_placeholder("epoch"),
         orders=_rows_from_json(journal.ORDERS, "orders", ("id",)),
         fills=_rows_from_json(journal.FILLS, "fills", None),
         positions=_rows_from_json(journal.POSITIONS, "positions", ("symbol",)),
@@ -119,16 +132,17 @@ class PostgresBatches:
         connection = await psycopg.AsyncConnection.connect(
             psycopg_url(url), autocommit=True, options="-c TimeZone=UTC"
         )
+        connection.cursor_factory = psycopg.AsyncRawCursor
         return cls(connection)
 
     async def try_lock(self) -> bool:
-        cursor = await self.connection.execute("SELECT pg_try_advisory_lock(%s)", (journal.WRITER_LOCK_KEY,))
+        cursor = await self.connection.execute("SELECT pg_try_advisory_lock($1)", (journal.WRITER_LOCK_KEY,))
         row = await cursor.fetchone()
         return bool(row and row[0])
 
     async def epoch(self) -> int:
         cursor = await self.connection.execute(
-            "SELECT writer_epoch FROM accounts WHERE id = %s", (journal.ACCOUNT_ID,)
+            "SELECT writer_epoch FROM accounts WHERE id = $1", (journal.ACCOUNT_ID,)
         )
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
@@ -137,19 +151,17 @@ class PostgresBatches:
         if changes.account is None:
             return
         rows = journal.batch_rows(changes)
-        cursor = await self.connection.execute(
-            BATCH_STATEMENT,
-            {
-                "account_id": journal.ACCOUNT_ID,
-                "epoch": epoch,
-                "account": _json(journal.account_row(changes)),
-                "orders": _json(rows.orders),
-                "fills": _json(rows.fills),
-                "positions": _json(rows.positions),
-                "bars": _json(rows.bars),
-                "equity_points": _json(rows.equity_points),
-            },
-        )
+        values = {
+            "account_id": journal.ACCOUNT_ID,
+            "epoch": epoch,
+            "account": _json(journal.account_row(changes)),
+            "orders": _json(rows.orders),
+            "fills": _json(rows.fills),
+            "positions": _json(rows.positions),
+            "bars": _json(rows.bars),
+            "equity_points": _json(rows.equity_points),
+        }
+        cursor = await self.connection.execute(BATCH_STATEMENT, [values[name] for name in PARAMETERS])
         row = await cursor.fetchone()
         if row is None or row[0] != 1:
             raise journal.FencedError(

@@ -249,7 +249,8 @@ class Engine:
             self.changes.equity_point = EquityPoint.of(self.account.portfolio, second)
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
-        self._evict_closed_bars()
+        if changes.bars:  # only ticks (after prime_bars) add bars: an order batch has none to evict
+            self._evict_closed_bars()
         return changes
 
     def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:

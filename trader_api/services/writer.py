@@ -88,6 +88,7 @@ class Writer:
         self.election_seconds = settings.writer_election_seconds
         self.role = Role.STARTING
         self.last_publication = 0
+        self._gauged_risk_state: domain.RiskState | None = None  # what the risk-state gauges show
         """The publisher's ticket of the last committed batch."""
         self.leader = ""
         """The writer's address as the account row gives it (this replica's own when writer)."""
@@ -185,6 +186,7 @@ class Writer:
         )
         self.leader, self.role = self.address, Role.WRITER
         self.runtime.metrics.equity.set(float(state.account.portfolio.equity))  # a gauge is a float
+        self._gauge_risk_state(state.account.risk_state)
         log.info(
             "this replica is the account's writer (epoch %d, %d open orders)",
             self.epoch,
@@ -313,6 +315,11 @@ class Writer:
         if connection is not None:
             await connection.close()  # closing the lock's connection releases the lock
 
+    def _gauge_risk_state(self, current: domain.RiskState) -> None:
+        for state in domain.RiskState:
+            self.runtime.metrics.risk_state.labels(state.value).set(1 if state is current else 0)
+        self._gauged_risk_state = current
+
     def _count(
         self,
         batch: list[_Pending],
@@ -337,6 +344,6 @@ class Writer:
         for symbol, count in changes.tick_counts.items():
             metrics.ticks.labels(symbol).inc(count)
         if changes.account is not None:
-            for state in domain.RiskState:
-                metrics.risk_state.labels(state.value).set(1 if state is changes.account.risk_state else 0)
+            if changes.account.risk_state is not self._gauged_risk_state:  # not every batch: it rarely moves
+                self._gauge_risk_state(changes.account.risk_state)
             metrics.equity.set(float(changes.account.portfolio.equity))  # a gauge is a float

@@ -211,6 +211,9 @@ class FakeBinance:
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, in order."""
         self.signature_failures = 0
+        self.trade_page_limit = 1000
+        """The most trades one ``GET /api/v3/myTrades`` answers (Binance: 1000); a test lowers it
+        to make a busy account's history span pages."""
         self.klines: dict[str, list[list[Any]]] = {}
         """Closed candles per symbol, in ``GET /api/v3/klines``' row format (see :meth:`add_klines`)."""
         self._sockets: set[web.WebSocketResponse] = set()
@@ -483,15 +486,25 @@ class FakeBinance:
                     if o.status in ("NEW", "PARTIALLY_FILLED") and symbol in (None, o.symbol)
                 ]
             case "GET", "/api/v3/myTrades":
-                return [
-                    t.wire()
-                    for t in self.trades
-                    if t.order.symbol == params.get("symbol")
-                    and ("orderId" not in params or str(t.order.order_id) == params["orderId"])
-                ]
+                return self._my_trades(params)
             case "GET", "/api/v3/account":
                 return self._account()
         raise BinanceError(404, -1000, f"An unknown error occured while processing the request: {path}")
+
+    def _my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Binance's account trades: oldest first, at most ``limit`` (default 500, at most
+        :attr:`trade_page_limit`); from ``startTime`` on when given, else the most recent ones."""
+        trades = [
+            t
+            for t in self.trades
+            if t.order.symbol == params.get("symbol")
+            and ("orderId" not in params or str(t.order.order_id) == params["orderId"])
+            and t.time_ms >= int(params.get("startTime", 0))
+            and t.time_ms <= int(params.get("endTime", 2**62))
+        ]
+        limit = min(int(params.get("limit", 500)), self.trade_page_limit)
+        page = trades[:limit] if "startTime" in params else trades[-limit:]
+        return [t.wire() for t in page]
 
     def _klines(self, params: dict[str, str]) -> list[list[Any]]:
         """Binance's klines: rows with ``startTime <= openTime <= endTime``, oldest first, at most

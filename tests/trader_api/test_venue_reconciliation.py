@@ -151,6 +151,44 @@ async def test_an_order_filled_while_its_answer_is_on_its_way_is_no_difference(
         assert (await harness.risk())["state"] == "ACTIVE"
 
 
+async def test_a_busy_accounts_newest_trade_in_flight_is_no_difference(
+    settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    """More trades than the exchange answers in one page: the newest, in flight, is on the
+    last page. Read as one page, it was missed, and its balance read as a difference."""
+    async with running_fake_binance() as fake, contextlib.AsyncExitStack() as stack:
+        patient = overrides(settings, fake) | {"venue_timeout_seconds": 60.0}
+        harness = Venue("ccxt", settings.model_copy(update=patient), clock, fake)
+        await harness.start()
+        stack.push_async_callback(harness.stop)
+        await harness.quote()
+        fake.trade_page_limit = 2
+        for n in range(5):  # five trades: three pages of two
+            response = await harness.submit(support.order(f"busy-{n}", "BTC-USD", "buy", "0.001"))
+            assert response.status_code == 201, response.text
+            await harness.settled(response.json()["id"], "filled", "0.001")
+        assert len(fake.trades) == 5
+        assert await harness.link.reconcile() == []
+
+        fake.hold_next_answer = True
+        response = await harness.submit(support.order("busy-in-flight", "BTC-USD", "buy", "0.002"))
+        assert response.status_code == 201, response.text
+        order_id = response.json()["id"]
+        await observe(
+            lambda: fake.by_client_id(uuid.UUID(order_id).hex),
+            within=WITHIN,
+            what="the order at the exchange",
+        )
+        assert fake.balances["BTC"] == Decimal("0.007")  # the exchange holds the sixth trade...
+        assert await harness.position() == Decimal("0.005")  # ...the engine has not heard of it
+        found = await harness.link.reconcile()
+        assert found == [], found
+        assert fake.requests.count(("GET", "/api/v3/myTrades")) >= 3 * 2 * 2  # pages, twice, two reads
+        assert (await harness.risk())["state"] == "ACTIVE"
+        fake.released.set()
+        await harness.settled(order_id, "filled", "0.002")
+
+
 async def test_a_new_live_account_starts_with_the_exchanges_cash_and_a_cash_difference_reduces(
     settings: TraderApiSettings, clock: ManualClock
 ) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Iterable
@@ -65,7 +66,12 @@ OUTAGE_REASON = "venue: exchange not available"
 """The risk reason an outage sets; only a risk state with this reason is lifted when it ends."""
 BACKOFF_MAX_SECONDS = 10.0
 RECENT_TRADES = timedelta(days=1)
-"""How far back reconciliation reads the exchange's trades."""
+"""How far back the first reconciliation reads the exchange's trades."""
+TRADES_OVERLAP = timedelta(minutes=10)
+"""A later one reads from this long before the previous comparison on: trades that were in
+flight then are seen again, and the pages a busy account costs stay few."""
+TRADE_PAGES = 50
+"""Pages of trades read per market before a reconciliation calls the read incomplete."""
 SNAPSHOT_ATTEMPTS = 3
 """Reads of trades, balance, trades again before reconciliation gives up comparing balances."""
 
@@ -130,6 +136,10 @@ def _fired(answer: Any) -> tuple[bool, datetime | None]:
     return exchange.decimal(answer.get("filled")) > 0, None
 
 
+class NotComparedError(Exception):
+    """The exchange's balance cannot be compared this time; the message says why."""
+
+
 def _trade_ids(trades: list[Any]) -> set[str]:
     return {str(trade.get("id")) for trade in trades}
 
@@ -152,6 +162,7 @@ class CcxtVenue:
         self._markets_loaded = False
         self._reconciled_epoch = 0
         self.last_reconciliation: list[Difference] = []
+        self._compared_at: datetime | None = None  # when the last balance comparison began
 
     # The writer's side ------------------------------------------------------------------
 
@@ -421,11 +432,10 @@ class CcxtVenue:
                             halt=True,
                         )
                     )
-        view = await self._snapshot(markets)
-        if view is None:
-            log.warning(
-                "venue reconciliation: balances not compared: trades kept arriving while they were read"
-            )
+        try:
+            view = await self._snapshot(markets)
+        except NotComparedError as error:
+            log.warning("venue reconciliation: balances not compared: %s", error)
             return found
         for symbol, market in markets.items():
             for trade in view.trades[market]:
@@ -442,33 +452,35 @@ class CcxtVenue:
         found.extend(await self._balances(markets, view))
         return found
 
-    async def _snapshot(self, markets: dict[str, str]) -> Snapshot | None:
+    async def _snapshot(self, markets: dict[str, str]) -> Snapshot:
         """The engine's books and the exchange's balance, consistent with each other.
 
         The engine's side is read first, in one step (no await: no command lands halfway).
         The exchange's balance is read between two reads of its recent trades; when both
         reads agree, the balance holds exactly those trades, and those the engine had not
         booked yet (an answer still on its way, a fill the next poll brings) are what the
-        balance is ahead of the engine by. When trades keep arriving, ``None`` after a few tries.
+        balance is ahead of the engine by. :class:`NotComparedError` when trades keep arriving
+        (after a few tries), or when there are more than the pages read.
         """
-        since = int((self.runtime.clock() - RECENT_TRADES).timestamp() * 1000)
+        started = self.runtime.clock()
+        start = started - RECENT_TRADES
+        if self._compared_at is not None:
+            start = max(start, self._compared_at - TRADES_OVERLAP)
+        since = int(start.timestamp() * 1000)
         for _ in range(SNAPSHOT_ATTEMPTS):
             engine = self.writer.engine
             if engine is None:
-                return None
+                raise NotComparedError("this replica is no longer the writer")
             portfolio = engine.account.portfolio
             positions = {symbol: portfolio.position(symbol).quantity for symbol in markets}
             known = (*engine.open_orders, *engine.recent.values())
             booked = frozenset(trade for order in known for trade in order.exchange_trades)
-            before = {
-                market: await self.exchange.fetch_my_trades(market, since) for market in markets.values()
-            }
+            before = {market: await self._trades_since(market, since) for market in markets.values()}
             balance = await self.exchange.fetch_balance()
-            after = {
-                market: await self.exchange.fetch_my_trades(market, since) for market in markets.values()
-            }
+            after = {market: await self._trades_since(market, since) for market in markets.values()}
             if all(_trade_ids(before[m]) == _trade_ids(after[m]) for m in markets.values()):
                 totals = balance.get("total") or {}
+                self._compared_at = started
                 return Snapshot(
                     positions=positions,
                     cash=portfolio.cash,
@@ -477,7 +489,39 @@ class CcxtVenue:
                     trades=before,
                     owners={o.exchange_order_id: o for o in known if o.exchange_order_id},
                 )
-        return None
+        raise NotComparedError("trades kept arriving while they were read")
+
+    async def _trades_since(self, market: str, since: int) -> list[Any]:
+        """Every trade of ``market`` from ``since`` (ms) on, page by page.
+
+        An exchange answers one page, oldest first (Binance: 500 by default, 1000 at most),
+        so a single read misses a busy account's newest trades: the very ones still in
+        flight, which would show as a false difference. Each page starts at the newest
+        timestamp of the last, not a millisecond after it (as ccxt's own ``paginate`` does),
+        so trades that share a millisecond across a page boundary are not skipped; the
+        repeats are dropped by trade id, and the read ends at a page with nothing new (one
+        call more than the pages: a short page alone would not prove the end, since an
+        exchange may cap a page below what ccxt asks for)."""
+        limit = self._trade_page
+        trades: dict[str, Any] = {}
+        for _ in range(TRADE_PAGES):
+            page = await self.exchange.fetch_my_trades(market, since, limit)
+            fresh = [t for t in page if str(t.get("id")) not in trades]
+            if not fresh:
+                if len(page) >= limit:
+                    raise NotComparedError(
+                        f"{market}: more than {limit} trades in one millisecond; its trades cannot be paged"
+                    )
+                return sorted(trades.values(), key=lambda t: (int(t.get("timestamp") or 0), str(t.get("id"))))
+            trades.update((str(t.get("id")), t) for t in fresh)
+            since = max(int(t.get("timestamp") or 0) for t in page)
+        raise NotComparedError(f"{market}: more than {TRADE_PAGES} pages of trades since the last comparison")
+
+    @functools.cached_property
+    def _trade_page(self) -> int:
+        """The most trades one ``fetch_my_trades`` answers, as ccxt's features tell (else 500)."""
+        features = (self.exchange.features or {}).get("spot") or {}
+        return int((features.get("fetchMyTrades") or {}).get("limit") or 500)
 
     async def _trade_owner(self, trade: Any, market: str, view: Snapshot) -> records.Order | None:
         """The engine's order a trade at the exchange belongs to; ``None`` for a foreign trade.

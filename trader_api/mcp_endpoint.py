@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import sapphire
 from sapphire.trader_api import auth
+from sapphire.trader_api.core import bars
 from sapphire.trader_api.settings import TraderApiSettings
 
 PATH = "/mcp"
@@ -120,11 +121,11 @@ def build_server(settings: TraderApiSettings) -> MCPServer[Any]:
     async def get_bars(
         symbol: Symbol,
         ctx: Context,
-        interval: Literal["1m", "5m", "1h", "1d"] = "1m",
+        interval: bars.Interval = bars.Interval.MINUTE,  # the API's own intervals, no others
         limit: Annotated[int, Field(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await call(
-            ctx, "GET", f"/v1/bars/{symbol}", params={"interval": interval, "limit": limit}
+            ctx, "GET", f"/v1/bars/{symbol}", params={"interval": interval.value, "limit": limit}
         )
         return result
 

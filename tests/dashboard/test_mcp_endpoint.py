@@ -24,6 +24,7 @@ from sapphire.migrations import config as migrations
 from sapphire.trader_api import mcp_endpoint
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.bus.memory import MemoryBus
+from sapphire.trader_api.core.bars import Interval
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.support import processes
 from tests.trader_api.support import ADMIN_TOKEN, AGENT_TOKEN, READ_TOKEN, make_settings
@@ -109,6 +110,15 @@ async def test_the_sdk_client_lists_the_tools_and_calls_each_one(api_url: str) -
         bars = structured(await client.call_tool("get_bars", {"symbol": "BTC-USD", "limit": 5}))
         assert bars
         assert bars[-1]["symbol"] == "BTC-USD"
+        offered = tools["get_bars"].input_schema
+        intervals = offered["$defs"]["Interval"]["enum"]
+        assert sorted(intervals) == sorted(i.value for i in Interval)  # what the API serves, no more
+        for interval in intervals:
+            got = structured(
+                await client.call_tool("get_bars", {"symbol": "BTC-USD", "interval": interval, "limit": 2})
+            )
+            assert got, interval
+            assert {bar["interval"] for bar in got} == {interval}
 
         submitted = structured(
             await client.call_tool(

@@ -331,17 +331,6 @@ class Executor:
             return None
         return self.config.protection.attached()
 
-    def assume_filled(self, order: OrderRequest, filled: Decimal) -> None:
-        """Book a fill of ``order`` at its limit price (the property tests drive decisions so)."""
-        self._book(
-            order.client_order_id,
-            order.plan.symbol,
-            order.plan.side,
-            filled,
-            filled * order.plan.limit_price,
-            Decimal(0),
-        )
-
     # --- arbitration (off the fast path) ------------------------------------------------
 
     def needs_arbitration(self, symbol: str, now: datetime) -> aggregation.Consensus | None:

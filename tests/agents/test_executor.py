@@ -200,7 +200,14 @@ def test_whatever_the_signals_the_book_stays_inside_its_limits(events: list[tupl
             quote = ex.quotes[symbol]
             unit = max(quote.ask, order.plan.limit_price)
             assert order.plan.quantity * unit <= LIMITS.max_order_notional
-            ex.assume_filled(order, order.plan.quantity)
+            ex.on_order(  # the API's answer: filled in full at the order's limit
+                order.client_order_id,
+                symbol=order.plan.symbol,
+                side=order.plan.side,
+                filled=order.plan.quantity,
+                average=order.plan.limit_price,
+                fees=Decimal(0),
+            )
             after = ex.positions[symbol]
             grows = abs(after) > abs(position_before) or after * position_before < 0
             if grows:

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
-from sapphire.trader_api import answers, bus, dashboard, errors, mcp_endpoint, metrics
+from sapphire import bus
+from sapphire.trader_api import answers, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.forwarding import ForwardingMiddleware
 from sapphire.trader_api.order_route import OrderRoute
 from sapphire.trader_api.routes import (

@@ -1,10 +1,9 @@
 """The live ccxt feed, run inside the API process through the ingest service (``feed=ccxt``).
 
 Quotes keep the exchange's timestamps (:mod:`ccxt_source`), so nothing is restamped. Only the
-account's writer ingests: on a follower replica the batches are skipped. The simulated and
-replay feeds run as their own process (``sapphire feed``); moving the ccxt source there too
-(``sapphire feed --source ccxt:<exchange>``) is the next step, so that no replica streams from
-the exchange for nothing."""
+account's writer ingests: on a follower replica the batches are skipped. The same source also
+runs as its own process, posting to the API (``sapphire feed --source ccxt:<exchange>``,
+:mod:`sapphire.feed.runner`), where one feed serves any number of replicas."""
 
 from __future__ import annotations
 
@@ -23,7 +22,15 @@ async def run_configured_feed(runtime: Runtime, writer: Writer) -> None:
     """Ingest the exchange's quotes until cancelled; the source retries outages with backoff."""
     from sapphire.trader_api.feeds import ccxt_source
 
-    async for batch in ccxt_source.stream(runtime.settings, runtime.catalog.configured):
+    settings = runtime.settings
+    batches = ccxt_source.stream(
+        settings,
+        settings.feed_exchange,
+        runtime.catalog.configured,
+        setting="feed_exchange",
+        timeout_seconds=settings.venue_timeout_seconds,
+    )
+    async for batch in batches:
         await _ingest(runtime, writer, batch)
 
 

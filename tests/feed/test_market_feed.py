@@ -17,11 +17,11 @@ import httpx
 import pytest
 import uvicorn
 
+from sapphire.bus.memory import MemoryBus
 from sapphire.feed import runner
 from sapphire.feed.settings import MarketFeedSettings
 from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
-from sapphire.trader_api.bus.memory import MemoryBus
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.core.bars import floor_to
 from tests.support import processes

@@ -370,7 +370,10 @@ async def run_market_feed(
         if source == "replay":
             ticks = replay_ticks(settings, now=now)
         else:
-            ticks = simulated_ticks(await _listed(poster, settings, stop), settings, start=now)
+            listed = await _listed(poster, settings, stop)
+            if stop.is_set():  # stopped while waiting for the API: no instruments is no error then
+                return FeedTotals()
+            ticks = simulated_ticks(listed, settings, start=now)
         log.info("market feed %s started", source)
         try:
             return await run_feed(

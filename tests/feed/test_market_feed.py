@@ -215,3 +215,26 @@ async def test_a_live_source_is_posted_as_it_arrives_and_an_outage_keeps_the_new
     assert totals.dropped == 1  # 200.00, the oldest of the three that waited
     assert totals.ticks == 4  # 100.00, 201.00, 202.00, 203.00
     assert totals.retries >= 1
+
+
+async def test_a_feed_stopped_while_it_waits_for_the_api_ends_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM (``stop``) before the API was ever up is a stop, not a configuration error: the
+    simulated feed used to go on with no instruments and fail on 'the trader API lists none'."""
+    settings = MarketFeedSettings(
+        trader_api_url=f"http://127.0.0.1:{processes.free_port()}",  # nothing listens: the API is down
+        agent_token=AGENT_TOKEN,
+        feed_backoff_max_seconds=0.2,
+    )
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="sapphire.feed.runner")
+    feed = asyncio.create_task(runner.run_market_feed(settings, "simulated", stop=stop, handle_signals=False))
+    await processes.observe(
+        lambda: True if "trader API unavailable" in caplog.text else None,
+        within=10,
+        what="the feed retrying the API that is down",
+    )
+    stop.set()
+    totals = await asyncio.wait_for(feed, 10)
+    assert (totals.ticks, totals.batches) == (0, 0)

@@ -21,10 +21,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from sapphire.trader_api import bus, errors
+from sapphire.trader_api import bus, contract, errors
 from sapphire.trader_api.deps import ReadScope, RuntimeDep
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=contract.Route)
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("order", "fill", "portfolio", "risk", "signal")

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.trader_api.support import ADMIN, READ
+from tests.trader_api import schemathesis_hooks
+from tests.trader_api.support import ADMIN, AGENT, READ, ManualClock, order, tick
 
 
 def _responses(app: FastAPI, method: str, path: str) -> dict[str, Any]:
@@ -67,3 +68,21 @@ def test_a_risk_refusal_is_documented_with_its_rule(app: FastAPI) -> None:
         "RiskRefusal",
     ]
     assert "anyOf" not in _responses(app, "GET", "/v1/orders")["422"]["content"]["application/json"]["schema"]
+
+
+async def test_the_schemathesis_hook_tells_a_rule_no_schema_states_from_a_field_s_own_value(
+    client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """The API's own answers: the refusals a schema-valid request may get (a crossed book, an
+    instrument not listed, a risk rule: no quote yet), and one it must not (a bad value)."""
+    crossed = await client.post(
+        "/v1/ticks", json={"ticks": [tick("BTC-USD", "101", "100", ts=clock.now)]}, headers=AGENT
+    )
+    unlisted = await client.post("/v1/orders", json=order("h-1", "NOPE-USD", limit_price="1"), headers=AGENT)
+    no_quote = await client.post("/v1/orders", json=order("h-2", limit_price="100"), headers=AGENT)
+    bad_value = await client.post("/v1/orders", json=order("h-3", quantity="1e3"), headers=AGENT)
+    assert [r.status_code for r in (crossed, unlisted, no_quote, bad_value)] == [422] * 4
+    assert no_quote.json()["rule"] == "stale_quote"
+    for allowed in (crossed, unlisted, no_quote):
+        assert schemathesis_hooks.refused_by_rules_no_schema_can_state(allowed.json()), allowed.json()
+    assert not schemathesis_hooks.refused_by_rules_no_schema_can_state(bad_value.json())

@@ -61,7 +61,7 @@ class Protection:
             "trail_bps": self.trailing_stop_bps,
             "take_profit_bps": self.take_profit_bps,
         }
-        given = {name: str(value) for name, value in legs.items() if value is not None}
+        given = {name: format(value, "f") for name, value in legs.items() if value is not None}
         return given or None
 
 
@@ -96,8 +96,9 @@ class OrderRequest:
             "symbol": self.plan.symbol,
             "side": self.plan.side,
             "type": "limit",
-            "quantity": str(self.plan.quantity),
-            "limit_price": str(self.plan.limit_price),
+            # Plain notation, the one the API takes: str() writes 1E+2 for a normalized 100.
+            "quantity": format(self.plan.quantity, "f"),
+            "limit_price": format(self.plan.limit_price, "f"),
             "time_in_force": "ioc",
             "agent": self.agent,
         }

@@ -115,8 +115,8 @@ class Signal(_Wire):
             "role": self.role,
             "symbol": self.symbol,
             "direction": self.direction.value,
-            "strength": str(self.strength),
-            "confidence": str(self.confidence),
+            "strength": format(self.strength, "f"),
+            "confidence": format(self.confidence, "f"),
             "horizon_seconds": self.horizon_seconds,
             "rationale": self.rationale,
         }

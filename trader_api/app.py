@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
 from sapphire import bus
-from sapphire.trader_api import answers, dashboard, errors, mcp_endpoint, metrics
+from sapphire.trader_api import answers, contract, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.forwarding import ForwardingMiddleware
 from sapphire.trader_api.order_route import OrderRoute
 from sapphire.trader_api.routes import (
@@ -191,6 +191,7 @@ def create_app(
         description="Market data, orders, a paper venue, portfolio, risk, signals and agents.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.metrics = metrics.Metrics()
     app.state.backtests = Shelf(settings.backtest_reports_dir)
     app.add_middleware(ForwardingMiddleware, state=app.state, timeout=settings.forward_timeout_seconds)
@@ -198,6 +199,7 @@ def create_app(
     # Outermost: the hottest route skips the middleware and routing above (order_route.py).
     app.add_middleware(OrderRoute, state=app.state, registry=app.state.metrics)
     _install_error_handlers(app)
+    contract.install(app)
     app.include_router(health.router)
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")

@@ -5,7 +5,8 @@ dependency in a worker thread, which costs more than the order engine's whole de
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,9 +18,19 @@ from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.services.signals import SignalJournal
 from sapphire.trader_api.services.writer import Writer
+from sapphire.trader_api.settings import TraderApiSettings
 
 _bearer = HTTPBearer(auto_error=False, description="Token with scope read, agent or admin.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_settings(request: Request) -> TraderApiSettings:
+    settings: TraderApiSettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[TraderApiSettings, Depends(get_settings)]
+"""The settings alone: unlike the runtime, they reach neither the database nor the bus."""
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -69,10 +80,15 @@ async def get_market(runtime: RuntimeDep) -> MarketService:
 MarketDep = Annotated[MarketService, Depends(get_market)]
 
 
-def _require(scope: auth.Scope) -> object:
-    async def dependency(runtime: RuntimeDep, credentials: Credentials) -> auth.Scope:
-        return auth.authorize(runtime.settings, credentials, scope)
+SCOPES: dict[Callable[..., Any], auth.Scope] = {}
+"""The scope each token dependency requires (``contract.py`` documents its 401 and 403)."""
 
+
+def _require(scope: auth.Scope) -> object:
+    async def dependency(settings: SettingsDep, credentials: Credentials) -> auth.Scope:
+        return auth.authorize(settings, credentials, scope)
+
+    SCOPES[dependency] = scope
     return Depends(dependency)
 
 

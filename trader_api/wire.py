@@ -5,21 +5,20 @@ Why this is shaped the way it is:
 * **Success path, no pydantic.** ``msgspec.json`` decodes the bytes straight into
   :class:`OrderCreateWire` / :class:`TickBatchWire` (enums, unknown fields, the list
   bounds, the client_order_id/agent patterns checked in C), and ``__post_init__`` checks
-  the rest of the constraints of the pydantic models in ``schemas/``: symbol, decimal
-  digits and sign, the 1970..2100 range, the cross-field rules. No ``json.loads``. About
-  2x faster than json.loads + pydantic for an order and for a batch of 5000 ticks.
-* **Same values as pydantic.** FastAPI feeds ``json.loads`` output to
-  ``validate_python``, so a JSON *number* reaches a ``Decimal`` field as a Python
-  float (``1.10`` becomes ``Decimal("1.1")``) while a JSON *string* goes to ``Decimal()``
-  verbatim. msgspec's own ``Decimal`` cannot tell the two apart and its ``datetime``
-  rounds a 7th fraction digit where pydantic truncates, so these fields are decoded as
-  the raw JSON token and converted in ``__post_init__`` the way pydantic-core does.
+  the rest of the constraints of the pydantic models in ``schemas/``: symbol, the cross-field
+  rules, and the decimal and timestamp strings, each by the very parser the model uses
+  (``schemas.common.WireText``). No ``json.loads``. About 2x faster than json.loads +
+  pydantic for an order and for a batch of 5000 ticks.
+* **Same values as pydantic.** Decimals and timestamps are JSON strings of one exact form
+  (anything else is refused by both), decoded as the string and converted in
+  ``__post_init__`` by the model's parser: msgspec's own ``datetime`` would round a 7th
+  fraction digit where the parser truncates.
 * **Failure path, today's code.** msgspec stops at the first bad token in input order;
   pydantic reports every error in field order. When the fast path refuses a body, the
   body is run through what FastAPI runs today (``json.loads`` + ``validate_python``), so
   the 422 body is byte-for-byte FastAPI's. The fast path is deliberately conservative
-  (e.g. unix-epoch ``ts``, UTF-16 bodies, lenient date forms): whatever it does not
-  accept, the reference decides, so behaviour never differs from the pydantic route.
+  (e.g. UTF-16 bodies): whatever it does not accept, the reference decides, so behaviour
+  never differs from the pydantic route.
 * **Same OpenAPI document.** :func:`post` registers the fast endpoint hidden from the
   schema, and right behind it a never-reached twin whose signature takes the pydantic
   model; FastAPI documents the twin exactly as it documents today's route.
@@ -33,8 +32,8 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Context, Decimal
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Generic, NoReturn, TypeVar
 
 import msgspec
@@ -44,7 +43,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sapphire.domain.symbols import SYMBOL_PATTERN
 from sapphire.trader_api.core.domain import OrderType, Side, TimeInForce
-from sapphire.trader_api.schemas.common import EARLIEST, LATEST
+from sapphire.trader_api.schemas import common
 from sapphire.trader_api.schemas.market import TickBatch
 from sapphire.trader_api.schemas.orders import OrderCreate, shape_problem
 
@@ -88,106 +87,53 @@ def _symbol(value: str) -> str:
 
 
 _MAX_TICKS = 5000
-_WHOLE_DIGITS, _DECIMAL_PLACES = 12, 12
-"""``max_digits=24, decimal_places=12``: pydantic also bounds the digits before the point
-by their difference, and 12 + 12 digits are then never more than 24."""
-_PLACE = Decimal(1).scaleb(-_DECIMAL_PLACES)
-_EXACT = Context(prec=64)
-"""Remainders computed exactly whatever the thread's decimal context is."""
 
 if TYPE_CHECKING:
     WireDecimal = Decimal
     WireTimestamp = datetime
 else:
-    # What msgspec decodes these fields into: the JSON token as json.loads would give it.
-    # __post_init__ replaces it with the Decimal / UTC datetime that pydantic would produce.
-    WireDecimal = str | int | float
+    # What msgspec decodes these fields into: the JSON string, which __post_init__ replaces
+    # with the value the model's own parser gives (schemas.common.WireText). Any other
+    # JSON token is msgspec's refusal, and the reference words the 422.
+    WireDecimal = str
     WireTimestamp = str
 
 
-def _decimal(value: object, *, allow_zero: bool) -> Decimal:
-    """The Decimal pydantic makes of a JSON token, checked against ``Price``/``Quantity``
-    (``gt=0``) or ``Size`` (``ge=0``), ``max_digits=24, decimal_places=12``.
-
-    Strings go to ``Decimal()`` as they are (so ``" 1_000 "`` passes, as with pydantic),
-    floats through their ``repr``, ints exactly. pydantic-core refuses a value only when it
-    breaks a digit limit both as written and without its trailing zeros; stripping zeros
-    never adds digits, so that is: at most 12 digits before the point, and a multiple of
-    1e-12. Three C calls, no digit tuple: this runs four times per tick."""
-    if type(value) is str:
-        try:
-            number = Decimal(value)
-        except ArithmeticError:
-            raise ValueError("must be a valid decimal") from None
-    elif type(value) is int:
-        number = Decimal(value)
-    elif type(value) is float:
-        number = Decimal(repr(value))
-    elif isinstance(value, Decimal):
-        return value  # built from a model pydantic already validated
-    else:
-        raise ValueError("must be a decimal number")
-    if not number.is_finite():
-        raise ValueError("must be a finite number")
-    if number:
-        adjusted = number.adjusted()  # 10**adjusted <= |number| < 10**(adjusted + 1)
-        if not -_DECIMAL_PLACES <= adjusted < _WHOLE_DIGITS or _EXACT.remainder(number, _PLACE):
-            raise ValueError(
-                f"must have at most {_WHOLE_DIGITS} digits before the point and {_DECIMAL_PLACES} after"
-            )
-    if number > 0 or (allow_zero and not number):
-        return number
-    raise ValueError("must be greater than or equal to 0" if allow_zero else "must be greater than 0")
-
-
 _TICK_DECIMALS: dict[str, Decimal] = {}
-"""Positive decimals already converted, by their JSON string. A batch of ticks repeats a few
-hundred prices and sizes (they sit on the tick and lot grid) thousands of times, and a
-lookup costs a fraction of a conversion and its checks; bounded, cleared when full."""
+"""Decimals already converted, by their JSON string. A batch of ticks repeats a few hundred
+prices and sizes (they sit on the tick and lot grid) thousands of times, and a lookup costs
+a fraction of a conversion; bounded, cleared when full. A price is kept only once it is
+positive, so a size of 0 (valid) is never taken for a valid price."""
 _TICK_DECIMALS_MAX = 100_000
 
 
-def _tick_decimal(value: object, *, allow_zero: bool) -> Decimal:
-    """:func:`_decimal`, remembering the positive decimals of strings (valid either way)."""
+_V = TypeVar("_V")
+
+
+def _parsed(kind: common.WireText[_V], value: object) -> _V:
+    """``kind.parse(value)``; a value already parsed is kept: the struct is being built from
+    the model, which parsed it (its UTC form of a timestamp is not always a form it takes)."""
+    return value if isinstance(value, kind.kind) else kind.parse(value)
+
+
+def _optional(kind: common.WireText[Decimal], value: object) -> Decimal | None:
+    return None if value is None else _parsed(kind, value)
+
+
+def _tick_decimal(kind: common.WireText[Decimal], value: object) -> Decimal:
+    """``kind`` (``POSITIVE`` or ``NON_NEGATIVE``), with the positive values remembered:
+    a string that made a positive decimal is valid for both."""
     if type(value) is str:
         known = _TICK_DECIMALS.get(value)
         if known is not None:
             return known
-        number = _decimal(value, allow_zero=allow_zero)
-        if number > 0:
+        number = kind.parse(value)
+        if number:
             if len(_TICK_DECIMALS) >= _TICK_DECIMALS_MAX:
                 _TICK_DECIMALS.clear()
             _TICK_DECIMALS[value] = number
         return number
-    return _decimal(value, allow_zero=allow_zero)
-
-
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-).fullmatch
-"""The timestamps parsed here, by ``datetime.fromisoformat``: RFC 3339 with a zone, where it
-agrees with pydantic's parser (both truncate past microseconds). What else pydantic accepts
-(epoch numbers, ``t``/``z``, ``_``, ``HH:MM``, ``,5``) takes the reference path."""
-
-
-def _timestamp(value: object) -> datetime:
-    """``schemas.common.Timestamp``: an aware datetime in 1970..2100, converted to UTC."""
-    if isinstance(value, datetime):
-        return value  # built from a model pydantic already validated
-    if not isinstance(value, str) or _RFC3339(value) is None:
-        raise ValueError("must be an RFC 3339 timestamp with a zone")
-    moment = datetime.fromisoformat(value)  # ValueError for a day or an hour out of range
-    if not EARLIEST <= moment <= LATEST:
-        raise ValueError("must be between 1970-01-01 and 2100-01-01")
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-
-
-def _bps(value: object, *, below: int, name: str) -> Decimal:
-    number = _decimal(value, allow_zero=False)
-    if number >= below:
-        raise ValueError(f"{name}: must be less than {below}")
-    return number
+    return _parsed(kind, value)
 
 
 class AttachedWire(msgspec.Struct, forbid_unknown_fields=True):
@@ -201,14 +147,12 @@ class AttachedWire(msgspec.Struct, forbid_unknown_fields=True):
     take_profit_bps: WireDecimal | None = None
 
     def __post_init__(self) -> None:
-        for name in ("stop_price", "trail_amount", "take_profit_price"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, _decimal(value, allow_zero=False))
-        for name, below in (("stop_bps", 10_000), ("trail_bps", 10_000), ("take_profit_bps", 100_000)):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, _bps(value, below=below, name=name))
+        self.stop_price = _optional(common.POSITIVE, self.stop_price)
+        self.stop_bps = _optional(common.BPS, self.stop_bps)
+        self.trail_amount = _optional(common.POSITIVE, self.trail_amount)
+        self.trail_bps = _optional(common.BPS, self.trail_bps)
+        self.take_profit_price = _optional(common.POSITIVE, self.take_profit_price)
+        self.take_profit_bps = _optional(common.WIDE_BPS, self.take_profit_bps)
 
 
 class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
@@ -230,15 +174,11 @@ class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         _symbol(self.symbol)
-        self.quantity = _decimal(self.quantity, allow_zero=False)
-        if self.limit_price is not None:
-            self.limit_price = _decimal(self.limit_price, allow_zero=False)
-        if self.stop_price is not None:
-            self.stop_price = _decimal(self.stop_price, allow_zero=False)
-        if self.trail_amount is not None:
-            self.trail_amount = _decimal(self.trail_amount, allow_zero=False)
-        if self.trail_bps is not None:
-            self.trail_bps = _bps(self.trail_bps, below=10_000, name="trail_bps")
+        self.quantity = _parsed(common.POSITIVE, self.quantity)
+        self.limit_price = _optional(common.POSITIVE, self.limit_price)
+        self.stop_price = _optional(common.POSITIVE, self.stop_price)
+        self.trail_amount = _optional(common.POSITIVE, self.trail_amount)
+        self.trail_bps = _optional(common.BPS, self.trail_bps)
         problem = shape_problem(self)
         if problem is not None:
             raise ValueError(problem)
@@ -256,11 +196,11 @@ class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     def __post_init__(self) -> None:
         _symbol(self.symbol)
-        self.bid = _tick_decimal(self.bid, allow_zero=False)
-        self.ask = _tick_decimal(self.ask, allow_zero=False)
-        self.last = _tick_decimal(self.last, allow_zero=False)
-        self.size = _tick_decimal(self.size, allow_zero=True)
-        self.ts = _timestamp(self.ts)
+        self.bid = _tick_decimal(common.POSITIVE, self.bid)
+        self.ask = _tick_decimal(common.POSITIVE, self.ask)
+        self.last = _tick_decimal(common.POSITIVE, self.last)
+        self.size = _tick_decimal(common.NON_NEGATIVE, self.size)
+        self.ts = _parsed(common.TIMESTAMP, self.ts)
         if self.bid > self.ask:
             raise ValueError(f"ask: must be >= bid ({self.bid}), got {self.ask}")
 

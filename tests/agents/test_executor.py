@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sapphire.agents import executor, market, sizing
 from sapphire.domain.risk import NotionalLimits
+from sapphire.trader_api.schemas import common
 from tests.agents import series
 
 NOW = series.START
@@ -251,3 +252,26 @@ def test_the_daily_loss_baseline_is_the_apis_not_the_first_report_of_the_day() -
     ex.on_day_start(NOW.date(), Decimal(101_000))
     ex.on_portfolio(equity=Decimal(100_000), positions={}, marks={}, now=NOW)
     assert ex.daily_pnl == Decimal(-1_000)
+
+
+def test_an_order_body_writes_its_decimals_as_the_api_takes_them() -> None:
+    """In plain notation: ``sizing.round_to_step`` normalizes, and ``str`` of a normalized 100 is ``1E+2``."""
+    hundred = sizing.round_to_step(Decimal(100), Decimal(1))
+    assert str(hundred) == "1E+2"  # the case that matters
+    plan = sizing.OrderPlan(
+        symbol="BTC-USD",
+        side="buy",
+        quantity=hundred,
+        limit_price=Decimal("0.00000005"),
+        position_before=Decimal(0),
+        position_after=hundred,
+        target=hundred,
+        reduce_only=False,
+    )
+    protection = executor.Protection(stop_loss_bps=Decimal("1E+2"), take_profit_bps=Decimal("2.5E+2"))
+    order = executor.OrderRequest("c-1", plan, score=Decimal(1), agent="grok", attached=protection.attached())
+    body = order.to_request()
+    assert (body["quantity"], body["limit_price"]) == ("100", "0.00000005")
+    assert body["attached"] == {"stop_bps": "100", "take_profit_bps": "250"}
+    assert common.POSITIVE.parse(body["quantity"]) == hundred
+    assert common.POSITIVE.parse(body["limit_price"]) == Decimal("5E-8")

@@ -5,13 +5,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Name
 from sapphire.trader_api.schemas.signals import AgentPublic, AgentStatsPublic, HeartbeatCreate
 from sapphire.trader_api.services import signals
 from sapphire.trader_api.storage import tables
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(tags=["agents"], route_class=contract.Route)
 
 AgentName = Annotated[Name, Path(description="The TradingAgent's name.")]
 

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import BacktestsDep, ReadScope
 from sapphire.trader_api.schemas.backtests import BacktestPublic
 from sapphire.trader_api.services import backtests
 
-router = APIRouter(tags=["backtests"])
+router = APIRouter(tags=["backtests"], route_class=contract.Route)
 
 BacktestName = Annotated[
     str, Path(pattern=backtests.NAME_PATTERN, description="The backtest's directory name.")
@@ -45,7 +46,10 @@ def list_backtests(_: ReadScope, shelf: BacktestsDep) -> list[BacktestPublic]:
 @router.get(
     "/backtests/{name}/report.html",
     response_class=FileResponse,
-    responses={200: {"content": {"text/html": {}}, "description": "The self-contained HTML report."}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The self-contained HTML report."},
+        **contract.responses(contract.NOT_FOUND.saying("No such backtest, or it has no HTML report")),
+    },
 )
 def backtest_report(name: BacktestName, _: ReadScope, shelf: BacktestsDep) -> FileResponse:
     """One backtest's HTML report (plotly inlined: it works offline)."""

@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.core.bars import Interval
 from sapphire.trader_api.deps import MarketDep, ReadScope
 from sapphire.trader_api.schemas.common import Symbol
 from sapphire.trader_api.schemas.market import BarPublic
 
-router = APIRouter(tags=["market data"])
+router = APIRouter(tags=["market data"], route_class=contract.Route)
 
 
 @router.get("/bars/{symbol}", response_model=list[BarPublic])

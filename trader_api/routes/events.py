@@ -22,10 +22,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sapphire import bus
-from sapphire.trader_api import errors
+from sapphire.trader_api import contract, errors
 from sapphire.trader_api.deps import ReadScope, RuntimeDep
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=contract.Route)
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("order", "fill", "portfolio", "risk", "signal")

@@ -5,12 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Name, Symbol
 from sapphire.trader_api.schemas.orders import FillPublic
 from sapphire.trader_api.services import trading
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=contract.Route)
 
 
 @router.get("/fills", response_model=list[FillPublic])

@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Symbol, Timestamp
 from sapphire.trader_api.schemas.signals import HeadlineCreate, HeadlinePublic
 from sapphire.trader_api.services import signals
 
-router = APIRouter(tags=["headlines"])
+router = APIRouter(tags=["headlines"], route_class=contract.Route)
 
 
 @router.post("/headlines", response_model=HeadlinePublic, status_code=status.HTTP_201_CREATED)

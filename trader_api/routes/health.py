@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
+from sapphire.trader_api import contract
+from sapphire.trader_api import metrics as metrics_module
 from sapphire.trader_api.deps import RuntimeDep
 from sapphire.trader_api.feeds import publisher as feed_publisher
 from sapphire.trader_api.services.publisher import Publisher
-from sapphire.trader_api.services.writer import Writer
+from sapphire.trader_api.services.writer import Role, Writer
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=contract.Route)
 
 PROBE_TIMEOUT_SECONDS = 2.0
+
+
+class EnginePublic(BaseModel):
+    role: Role = Field(description="A follower forwards the engine's writes to the writer.")
+    writer: str = Field(description="The address of the account's writer as it recorded it; empty: none yet.")
+    epoch: int
+    unpublished_batches: int | None = Field(
+        default=None, description="Committed batches not yet on the bus (only while the bus fails)."
+    )
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str = Field(description="`ok`, or the error.")
+    bus: str = Field(description="`ok`, or the error.")
+    feed: str | None = Field(
+        default=None,
+        description="With `feed=ccxt`: `ok` while the API's market feed runs, or what stopped it.",
+    )
+    engine: EnginePublic
 
 
 @router.get("/healthz")
@@ -26,8 +50,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
+    response_model=Readiness,
     responses={
-        503: {"description": "The database or Redis does not answer, or the API's own market feed stopped"}
+        503: {
+            "description": "The database or Redis does not answer, or the API's own market feed stopped",
+            "model": Readiness,
+        }
     },
 )
 async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
@@ -58,7 +86,12 @@ async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(runtime: RuntimeDep) -> Response:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "The Prometheus text format."}},
+)
+async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    registry: metrics_module.Metrics = request.app.state.metrics
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import MarketDep, ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.market import InstrumentPublic
 
-router = APIRouter(tags=["market data"])
+router = APIRouter(tags=["market data"], route_class=contract.Route)
 
 
 @router.get("/instruments", response_model=list[InstrumentPublic])

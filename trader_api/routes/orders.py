@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from sapphire.trader_api import wire
+from sapphire.trader_api import contract, wire
 from sapphire.trader_api.core.domain import OrderStatus
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, WriterDep
 from sapphire.trader_api.errors import NotFoundError
@@ -15,19 +15,28 @@ from sapphire.trader_api.schemas.orders import OrderPublic, OrderReplace
 from sapphire.trader_api.services import trading
 from sapphire.trader_api.storage import books
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=contract.Route)
 _ORDER = Dump.of(OrderPublic)
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    200: {"description": "The same client_order_id and body were sent before: the original order"},
-    409: {"description": "The client_order_id was used for a different order"},
-    422: {"description": "Invalid field, or a risk rule refused the order (the rule is in `rule`)"},
-    503: {"description": "Redis or the database is unavailable; nothing was written"},
+_RETRY = {
+    "description": "The same client_order_id and body were sent before: the order as it is",
+    "model": OrderPublic,
 }
+_NO_ORDER = contract.NOT_FOUND.saying("No such order")
+_NOT_OPEN = contract.CONFLICT.saying("The order is no longer open")
 
 
 @wire.post(
-    router, "/orders", response_model=OrderPublic, status_code=status.HTTP_201_CREATED, responses=_ERRORS
+    router,
+    "/orders",
+    response_model=OrderPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: _RETRY,
+        **contract.responses(
+            contract.CONFLICT.saying("The client_order_id was used for a different order"), contract.REFUSED
+        ),
+    },
 )
 async def submit_order(
     _: AgentScope, request: wire.OrderBody, runtime: RuntimeDep, writer: WriterDep
@@ -61,9 +70,7 @@ async def list_orders(
     return [OrderPublic.model_validate(row) for row in rows]
 
 
-@router.get(
-    "/orders/{order_id}", response_model=OrderPublic, responses={404: {"description": "No such order"}}
-)
+@router.get("/orders/{order_id}", response_model=OrderPublic, responses=contract.responses(_NO_ORDER))
 async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> OrderPublic:
     async with runtime.database.read() as session:
         order = await books.order_by_id(session, order_id)
@@ -77,13 +84,14 @@ async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> O
     response_model=OrderPublic,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"description": "The same client_order_id and body were sent before: the order as it is"},
-        404: {"description": "No such order"},
-        409: {
-            "description": "The order is no longer open, or the client_order_id was used for another request"
-        },
-        422: {"description": "A field the order cannot take, or a risk rule refused the amend"},
-        503: {"description": "Redis or the database is unavailable; nothing was written"},
+        200: _RETRY,
+        **contract.responses(
+            _NO_ORDER,
+            contract.CONFLICT.saying(
+                "The order is no longer open, or the client_order_id was used for another request"
+            ),
+            contract.REFUSED.saying("A field the order cannot take, or a risk rule refused the amend"),
+        ),
     },
 )
 async def replace_order(
@@ -103,7 +111,7 @@ async def replace_order(
 @router.post(
     "/orders/{order_id}/cancel",
     response_model=OrderPublic,
-    responses={404: {"description": "No such order"}, 409: {"description": "The order is no longer open"}},
+    responses=contract.responses(_NO_ORDER, _NOT_OPEN),
 )
 async def cancel_order(
     order_id: uuid.UUID, _: AgentScope, runtime: RuntimeDep, writer: WriterDep

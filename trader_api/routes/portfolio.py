@@ -5,13 +5,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Timestamp
 from sapphire.trader_api.schemas.portfolio import EquityPointPublic, HistoryInterval, PortfolioPublic
 from sapphire.trader_api.services import events, risk_control
 from sapphire.trader_api.storage import journal
 
-router = APIRouter(tags=["portfolio"])
+router = APIRouter(tags=["portfolio"], route_class=contract.Route)
 
 HISTORY_POINTS = 5000
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from fastapi import APIRouter
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.deps import AdminScope, ReadScope, RuntimeDep, WriterDep
 from sapphire.trader_api.schemas.portfolio import (
@@ -15,7 +16,7 @@ from sapphire.trader_api.schemas.portfolio import (
 from sapphire.trader_api.services import risk_control
 from sapphire.trader_api.storage import journal, tables
 
-router = APIRouter(tags=["risk"])
+router = APIRouter(tags=["risk"], route_class=contract.Route)
 
 
 def _public(account: tables.Account, equity: Decimal) -> RiskPublic:

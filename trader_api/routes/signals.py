@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from sapphire.trader_api import contract
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, SignalJournalDep
 from sapphire.trader_api.schemas.common import Name, Symbol, Timestamp
 from sapphire.trader_api.schemas.signals import SignalCreate, SignalPublic
 from sapphire.trader_api.services import signals
 
-router = APIRouter(tags=["signals"])
+router = APIRouter(tags=["signals"], route_class=contract.Route)
 
 
 @router.post("/signals", response_model=SignalPublic, status_code=status.HTTP_201_CREATED)

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sapphire.trader_api import wire
+from sapphire.trader_api import contract, wire
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.deps import AgentScope, RuntimeDep, WriterDep
 from sapphire.trader_api.schemas.market import TicksAccepted
 from sapphire.trader_api.services import ingest
 
-router = APIRouter(tags=["market data"])
+router = APIRouter(tags=["market data"], route_class=contract.Route)
 
 
 @wire.post(router, "/ticks", response_model=TicksAccepted)

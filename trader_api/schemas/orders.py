@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 
 from sapphire.trader_api.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from sapphire.trader_api.schemas.common import (
+    BPS,
+    WIDE_BPS,
     Amount,
     DecimalString,
     Name,
@@ -21,9 +23,9 @@ from sapphire.trader_api.schemas.common import (
     WireModel,
 )
 
-Bps = Annotated[Decimal, Field(gt=0, lt=10_000, max_digits=24, decimal_places=12), DecimalString]
+Bps = Annotated[Decimal, BPS, DecimalString]
 """A distance in basis points of a price, below 100%."""
-WideBps = Annotated[Decimal, Field(gt=0, lt=100_000, max_digits=24, decimal_places=12), DecimalString]
+WideBps = Annotated[Decimal, WIDE_BPS, DecimalString]
 """A take-profit's distance: up to 1,000% away."""
 
 
@@ -63,12 +65,8 @@ class OrderCreate(WireModel):
     trail_amount: Price | None = Field(
         default=None, description="trailing_stop: the stop follows the touch at this distance."
     )
-    trail_bps: Decimal | None = Field(
+    trail_bps: Bps | None = Field(
         default=None,
-        gt=0,
-        lt=10_000,
-        max_digits=24,
-        decimal_places=12,
         description="trailing_stop: the distance in basis points of the touch (instead of trail_amount).",
     )
     oco_group: Name | None = Field(

@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
 from sapphire.trader_api.core.domain import RiskState
-from sapphire.trader_api.schemas.common import Amount, PublicModel, ShortText, WireModel
+from sapphire.trader_api.schemas.common import (
+    FRACTION,
+    POSITIVE,
+    Amount,
+    DecimalString,
+    PublicModel,
+    ShortText,
+    WireModel,
+)
 
 
 class PositionPublic(PublicModel):
@@ -74,19 +83,19 @@ class RiskLimitsPublic(PublicModel):
     stale_quote_seconds: Amount
 
 
-_Limit = Field(default=None, gt=0, max_digits=24, decimal_places=12)
+_Limit = Annotated[Decimal, POSITIVE, DecimalString]
 
 
 class RiskLimitsUpdate(WireModel):
     """Only the limits given change."""
 
-    max_order_notional: Decimal | None = _Limit
-    max_position_notional: Decimal | None = _Limit
-    max_gross_exposure: Decimal | None = _Limit
-    max_daily_loss: Decimal | None = _Limit
-    max_drawdown: Decimal | None = Field(default=None, gt=0, le=1, max_digits=24, decimal_places=12)
-    price_collar_bps: Decimal | None = _Limit
-    stale_quote_seconds: Decimal | None = _Limit
+    max_order_notional: _Limit | None = None
+    max_position_notional: _Limit | None = None
+    max_gross_exposure: _Limit | None = None
+    max_daily_loss: _Limit | None = None
+    max_drawdown: Annotated[Decimal, FRACTION, DecimalString] | None = None
+    price_collar_bps: _Limit | None = None
+    stale_quote_seconds: _Limit | None = None
 
 
 class RiskPublic(PublicModel):

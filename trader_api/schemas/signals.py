@@ -11,6 +11,8 @@ from pydantic import Field
 
 from sapphire.domain.signals import Direction as Direction
 from sapphire.trader_api.schemas.common import (
+    SIGNED_UNIT,
+    UNIT,
     Amount,
     DecimalString,
     Name,
@@ -29,8 +31,8 @@ class SignalCreate(WireModel):
     role: Role
     symbol: Symbol
     direction: Direction
-    strength: Annotated[Decimal, Field(ge=-1, le=1, max_digits=24, decimal_places=12), DecimalString]
-    confidence: Annotated[Decimal, Field(ge=0, le=1, max_digits=24, decimal_places=12), DecimalString]
+    strength: Annotated[Decimal, SIGNED_UNIT, DecimalString]
+    confidence: Annotated[Decimal, UNIT, DecimalString]
     horizon_seconds: int = Field(ge=1, le=31_536_000)
     rationale: Text = ""
     model: ShortText | None = None

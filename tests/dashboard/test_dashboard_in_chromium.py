@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,13 @@ from tests.support import processes
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+EVIDENCE = Path("/work/evidence/u2")
 READ, ADMIN = TOKENS["SAPPHIRE_READ_TOKEN"], TOKENS["SAPPHIRE_ADMIN_TOKEN"]
+AGENT = TOKENS["SAPPHIRE_AGENT_TOKEN"]
+SCREEN = (1280, 900)
+"""The size of the kept screenshots."""
+STALE_AFTER = 60
+"""Seconds without a heartbeat before the API calls an agent not alive (signals.ALIVE_WITHIN)."""
 # Without the background-networking flags Chromium keeps calling home on a closed network.
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -52,6 +59,13 @@ class Platform:
     def api(self, path: str) -> Any:
         response = httpx.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {READ}"}, timeout=5)
         response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        response = httpx.post(
+            f"{self.url}{path}", json=body, headers={"Authorization": f"Bearer {AGENT}"}, timeout=5
+        )
+        assert response.status_code in (200, 201), response.text
         return response.json()
 
     def metric(self, sample: str) -> float:
@@ -91,7 +105,7 @@ def platform(tmp_path: Path, backtests: Path) -> Iterator[Platform]:
         "--speed",
         "10",
         "--duration",
-        "150",
+        "240",  # long enough for an agent to go stale (60 s) mid-test
         "--no-live",
         cwd=tmp_path,
         output=log,
@@ -125,6 +139,24 @@ def browser() -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> Path:
+    """A screenshot of the page at 1280 x 900, kept in tests/artifacts/ (and /work/evidence/u2/
+    when that folder exists)."""
+    size = driver.get_window_size()
+    driver.set_window_size(*SCREEN)
+    width, height = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if (width, height) != SCREEN:  # the window's frame: grow it until the page itself is 1280 x 900
+        driver.set_window_size(2 * SCREEN[0] - width, 2 * SCREEN[1] - height)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    driver.set_window_size(size["width"], size["height"])
+    png = path.read_bytes()
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == SCREEN
+    if EVIDENCE.is_dir():
+        shutil.copy(path, EVIDENCE / name)
+    return path
 
 
 def wait_for(driver: webdriver.Chrome, script: str, *, timeout: float, what: str) -> Any:
@@ -188,6 +220,10 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     assert browser.execute_script(
         "const card = document.getElementById('agents-card'); return card.scrollWidth <= card.clientWidth"
     ), "the agents table needs a scroll bar at 1280 px"
+    # An agent that reports once and then falls silent: flagged stale once its heartbeat ages.
+    ghost = platform.post("/v1/agents/ghost-analyst/heartbeat", {"role": "momentum", "symbols": ["BTC-USD"]})
+    ghost_seen = time.monotonic()
+    assert ghost["alive"]
 
     # The price chart: candles of a traded symbol, with the account's fills on it.
     symbol = wait_for(
@@ -202,8 +238,47 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
         what=f"candles and fill markers of {symbol}",
     )
     assert platform.api(f"/v1/fills?symbol={symbol}")
+    # The last candle is live: it moves with the ticks streamed over SSE, not by polling /v1/bars.
+    wait_for(
+        browser,
+        "Number(document.getElementById('price-chart').dataset.ticks || 0) >= 3",
+        timeout=20,
+        what=f"live ticks of {symbol} on its chart",
+    )
+    # A fill is a marker on its symbol's chart within a second of its commit (the order's answer
+    # comes after the commit, so the second is counted from the answer).
+    placed = platform.post(
+        "/v1/orders",
+        {
+            "client_order_id": f"dashboard-marker-{time.time_ns()}",
+            "symbol": symbol,
+            "side": "buy",
+            "type": "market",
+            "quantity": "0.001",
+            "time_in_force": "gtc",
+        },
+    )
+    committed = time.monotonic()
+    assert placed["status"] == "filled", placed
+    (fill,) = [
+        f for f in platform.api(f"/v1/fills?symbol={symbol}&limit=50") if f["order_id"] == placed["id"]
+    ]
+    has_marker = (
+        "return document.getElementById('price-chart').data.slice(1)"
+        f".some((trace) => (trace.customdata || []).includes({fill['id']!r}))"
+    )
+    while not browser.execute_script(has_marker):
+        assert time.monotonic() - committed < 1.0, (
+            f"no marker for fill {fill['id']} a second after its commit"
+        )
+    print(
+        f"\nfill {fill['id']} of {symbol} on the chart {time.monotonic() - committed:.3f} s after its commit"
+    )
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    screenshot(browser, "dashboard.png")
+    browser.execute_script("document.getElementById('price-symbol').scrollIntoView()")
+    screenshot(browser, "price-chart.png")
+    browser.execute_script("window.scrollTo(0, 0)")
 
     # Backtests: the finished report is listed with its headline, and opens in a tab of its own.
     (listed,) = platform.api("/v1/backtests")
@@ -244,6 +319,19 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
         "return new Date(document.getElementById('equity-chart').data[0].x[0]) < performance.timeOrigin"
     ), "the chart's first point is not from before the reload"
 
+    # The silent agent is flagged stale in its row.
+    stale_row = (
+        "(() => { const row = [...document.querySelectorAll('#agents tr')]"
+        ".find((tr) => tr.cells[0] && tr.cells[0].textContent === 'ghost-analyst');"
+        " return row && row.textContent.includes('stale') && row.textContent; })()"
+    )
+    assert not browser.execute_script(f"return {stale_row}") or time.monotonic() - ghost_seen >= STALE_AFTER
+    row_text = wait_for(
+        browser, stale_row, timeout=STALE_AFTER + 30 - (time.monotonic() - ghost_seen), what="the stale agent"
+    )
+    print(f"stale agent row: {row_text!r}")
+    screenshot(browser, "dashboard-stale-agent.png")
+
     # HALT asks for an admin token: none, then a read token, are refused.
     halt = browser.find_element(By.ID, "halt")
     halt.click()
@@ -278,7 +366,7 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     assert len(platform.api("/v1/orders?limit=1000")) == orders_at_halt
     assert not [o for o in platform.api("/v1/orders?status=new") if o["status"] == "new"]
     assert browser.find_element(By.ID, "risk-state").text == "HALTED"
-    browser.save_screenshot(str(ARTIFACTS / "dashboard-halted.png"))
+    screenshot(browser, "dashboard-halted.png")
 
     browser.find_element(By.ID, "resume").click()
     wait_for(

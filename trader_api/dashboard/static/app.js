@@ -244,6 +244,7 @@ function renderPrice() {
       type: "scatter", mode: "markers", name: side === "buy" ? "buys" : "sells",
       x: mine.map((f) => new Date(f.ts)), y: mine.map((f) => Number(f.price)),
       text: mine.map((f) => `${f.side} ${qty(f.quantity)} @ ${money(f.price)}`), hoverinfo: "text+x",
+      customdata: mine.map((f) => f.id),
       marker: { symbol: symbolShape, size: 10, color, line: { color: "#0f1420", width: 1 } },
     };
   };
@@ -277,7 +278,8 @@ async function loadPrice() {
   // A young market has few minutes to show: 1-second candles until it has 20.
   const bars = minutes.length >= 20 ? minutes : await api(`/v1/bars/${path}?interval=1s&limit=600`);
   if (symbol !== state.price.symbol) return;  // the picker moved on meanwhile
-  Object.assign(state.price, { bars, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
+  const seconds = minutes.length >= 20 ? 60 : 1;
+  Object.assign(state.price, { bars, seconds, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
   $("#price-interval").textContent = minutes.length >= 20 ? "1-minute" : "1-second";
   renderPrice();
 }
@@ -294,7 +296,9 @@ async function loadSymbols() {
     option.value = symbol; option.textContent = symbol;
     return option;
   }));
+  const before = state.price.symbol;
   if (!state.price.symbol || !all.includes(state.price.symbol)) state.price.symbol = all[0] || null;
+  if (tickStream && state.price.symbol !== before) streamTicks(state.price.symbol);
   picker.value = state.price.symbol || "";
 }
 
@@ -309,6 +313,26 @@ function onPriceEvent(type, data) {
     const resting = data.status === "new" || data.status === "partially_filled";
     if (resting && (data.limit_price || data.stop_price)) price.open.push(data);
   }
+  renderPrice();
+}
+
+// The symbol's ticks (its newest per ingest batch) move the last candle or open the next one.
+function onTick(tick) {
+  const price = state.price;
+  if (tick.symbol !== price.symbol || !price.seconds) return;
+  const value = Number(tick.last);
+  const width = price.seconds * 1000;
+  const start = Math.floor(new Date(tick.ts).getTime() / width) * width;
+  const last = price.bars[price.bars.length - 1];
+  const lastStart = last ? new Date(last.start).getTime() : -Infinity;
+  if (start === lastStart) {
+    Object.assign(last, { high: Math.max(Number(last.high), value), low: Math.min(Number(last.low), value), close: value });
+  } else if (start > lastStart) {
+    price.bars.push({ start: new Date(start).toISOString(), open: value, high: value, low: value, close: value });
+  } else {
+    return;  // older than the chart's last candle: /v1/bars already has it
+  }
+  document.getElementById("price-chart").dataset.ticks = String(Number(document.getElementById("price-chart").dataset.ticks || 0) + 1);
   renderPrice();
 }
 
@@ -453,25 +477,30 @@ function parseFrame(frame) {
   if (data.length) onEvent(type, JSON.parse(data.join("\n")));
 }
 
+// Read an SSE stream of the API with fetch until it ends (or ``signal`` aborts it).
+async function readStream(path, onFrame, signal) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store", signal });
+  if (response.status === 401) { signOut("the token was refused"); return false; }
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  setConnection(true);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return true;
+    buffer += value.replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      onFrame(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
 async function streamEvents() {
   for (;;) {
     try {
-      const response = await fetch("/v1/events", { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" });
-      if (response.status === 401) { signOut("the token was refused"); return; }
-      if (!response.ok) throw new ApiError(response.status, response.statusText);
-      setConnection(true);
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n/g, "\n");
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          parseFrame(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-        }
-      }
+      if (!await readStream("/v1/events", parseFrame)) return;
     } catch (error) {
       console.warn("event stream:", error);
     }
@@ -479,6 +508,31 @@ async function streamEvents() {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     reloadTables().catch(() => {});  // catch up on whatever the gap missed
   }
+}
+
+// The charted symbol's ticks, on a stream of their own: a new symbol opens a new stream.
+let tickStream = null;
+function streamTicks(symbol) {
+  if (tickStream) tickStream.abort();
+  if (!symbol) return;
+  const controller = tickStream = new AbortController();
+  const path = `/v1/events?types=tick&symbol=${encodeURIComponent(symbol)}`;
+  const onFrame = (frame) => {
+    const data = frame.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart());
+    if (data.length) onTick(JSON.parse(data.join("\n")));
+  };
+  (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        if (!await readStream(path, onFrame, controller.signal)) return;
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        console.warn("tick stream:", error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      loadPrice().catch(() => {});  // the candles the gap missed
+    }
+  })();
 }
 
 // --- risk control -------------------------------------------------------------------------
@@ -531,7 +585,8 @@ async function start(token) {
   every(5, refreshAgents);
   every(10, refreshAgentStats);
   await loadSymbols().catch((error) => console.warn(error));
-  every(5, loadPrice);  // candles move with every tick; fills and orders also arrive over SSE
+  streamTicks(state.price.symbol);  // the live candle; fills and orders arrive on the event stream
+  every(60, loadPrice);  // closed candles from /v1/bars (and a switch from 1-second to 1-minute)
   every(60, loadSymbols);
   every(2, refreshRisk);
   every(30, reloadTables);
@@ -554,6 +609,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#price-symbol").addEventListener("change", (event) => {
     state.price = { symbol: event.target.value, fills: [], open: [], bars: [] };
     loadPrice().catch((error) => console.warn(error));
+    streamTicks(state.price.symbol);
   });
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -102,7 +102,7 @@ function renderPortfolio(portfolio) {
     ], chartLayout({
       yaxis: { domain: [0.45, 1], gridcolor: "#263049", tickformat: ",.2f", automargin: true },
       yaxis2: { domain: [0, 0.35], gridcolor: "#263049", tickformat: ",.2f", automargin: true, zerolinecolor: "#8d98b3" },
-      xaxis: { gridcolor: "#263049", anchor: "y2" },
+      xaxis: { gridcolor: "#263049", anchor: "y2", automargin: true },
       legend: { orientation: "h", y: 1.12 },
     }), { displayModeBar: false, responsive: true });
     state.charted = true;
@@ -119,8 +119,9 @@ function equityFigures(books) {
 function chartLayout(extra) {
   return {
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-    font: { color: "#e6ebf5", size: 11 }, margin: { l: 70, r: 60, t: 10, b: 35 },
-    xaxis: { gridcolor: "#263049" }, ...extra,
+    // No axis on the right: a small margin there, grown by automargin for the last tick label.
+    font: { color: "#e6ebf5", size: 11 }, margin: { l: 70, r: 20, t: 10, b: 35 },
+    xaxis: { gridcolor: "#263049", automargin: true }, ...extra,
   };
 }
 
@@ -149,8 +150,8 @@ function ago(iso, now) {
   return seconds < 120 ? `${seconds}s ago` : seconds < 7200 ? `${Math.round(seconds / 60)}m ago` : `${Math.round(seconds / 3600)}h ago`;
 }
 
-// One row per agent: what it is, whether it is alive (a heartbeat older than 60 s is flagged
-// stale), and what it did, from /v1/agents/{name}/stats (PnL of its own fills, net of fees).
+// One row per agent: what it is, whether it is alive (the API's ``alive``: a heartbeat older than
+// agent_stale_after_seconds is flagged stale), and what it did, from /v1/agents/{name}/stats (PnL of its own fills, net of fees).
 function renderAgents(agents) {
   const now = Date.now();
   fillTable("agents", agents, (a) => {
@@ -238,6 +239,7 @@ function renderHeatmap() {
 function renderPrice() {
   const { symbol, bars, fills, open } = state.price;
   if (!symbol) return;
+  if (tickRender !== null) { clearTimeout(tickRender); tickRender = null; }  // this draw has the ticks
   const marker = (side, symbolShape, color) => {
     const mine = fills.filter((f) => f.side === side);
     return {
@@ -253,6 +255,7 @@ function renderPrice() {
     type: "line", xref: "paper", x0: 0, x1: 1, y0: Number(o.limit_price || o.stop_price),
     y1: Number(o.limit_price || o.stop_price), line: { color: o.side === "buy" ? "#2ecc71" : "#ff5c5c", dash: "dot", width: 1 },
   }));
+  const shown = fills.filter((f) => undrawnFills.delete(f.id)).map((f) => f.id);
   Plotly.react("price-chart", [
     { type: "candlestick", name: symbol, x: xs, open: bars.map((b) => Number(b.open)), high: bars.map((b) => Number(b.high)),
       low: bars.map((b) => Number(b.low)), close: bars.map((b) => Number(b.close)),
@@ -261,10 +264,35 @@ function renderPrice() {
     marker("sell", "triangle-down", "#ff5c5c"),
   ], chartLayout({
     shapes: lines, showlegend: false,
-    xaxis: { gridcolor: "#263049", rangeslider: { visible: false } },
+    xaxis: { gridcolor: "#263049", automargin: true, rangeslider: { visible: false } },
     yaxis: { gridcolor: "#263049", tickformat: ",.2f", automargin: true },
-  }), { displayModeBar: false, responsive: true });
+  }), { displayModeBar: false, responsive: true }).then(() => shown.forEach((id) => markFill("drawn", id)));
   document.getElementById("price-chart").dataset.symbol = symbol;
+}
+
+// Ticks arrive up to ten a second per symbol: the live candle is redrawn at most four times a
+// second, so that a fill's marker never waits behind a queue of candle redraws.
+let tickRender = null;
+function renderPriceSoon() {
+  if (tickRender === null) tickRender = setTimeout(renderPrice, 250);
+}
+
+// User Timing marks of a fill's way to its chart: "fill-received <id>" when the event stream
+// delivers it, "fill-drawn <id>" once the chart holds its marker. DevTools' performance panel
+// shows them, and the chromium test measures the dashboard's latency with them. Only the
+// newest fills' marks are kept, so that a page open for days does not grow.
+const FILL_MARKS_KEPT = 200;
+const markedFills = [];
+const undrawnFills = new Set();
+function markFill(stage, id) {
+  performance.mark(`fill-${stage} ${id}`);
+  if (stage !== "received") return;
+  markedFills.push(id);
+  while (markedFills.length > FILL_MARKS_KEPT) {
+    const old = markedFills.shift();
+    performance.clearMarks(`fill-received ${old}`);
+    performance.clearMarks(`fill-drawn ${old}`);
+  }
 }
 
 async function loadPrice() {
@@ -278,6 +306,9 @@ async function loadPrice() {
   // A young market has few minutes to show: 1-second candles until it has 20.
   const bars = minutes.length >= 20 ? minutes : await api(`/v1/bars/${path}?interval=1s&limit=600`);
   if (symbol !== state.price.symbol) return;  // the picker moved on meanwhile
+  // Fills the event stream delivered while these requests ran stay on the chart.
+  const fetched = new Set(fills.map((f) => f.id));
+  fills.unshift(...state.price.fills.filter((f) => !fetched.has(f.id)));
   const seconds = minutes.length >= 20 ? 60 : 1;
   Object.assign(state.price, { bars, seconds, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
   $("#price-interval").textContent = minutes.length >= 20 ? "1-minute" : "1-second";
@@ -307,7 +338,10 @@ function onPriceEvent(type, data) {
   if (data.symbol !== state.price.symbol) return;
   const price = state.price;
   if (type === "fill") {
-    if (!price.fills.some((f) => f.id === data.id)) price.fills.unshift(data);
+    if (price.fills.some((f) => f.id === data.id)) return;
+    markFill("received", data.id);
+    undrawnFills.add(data.id);
+    price.fills.unshift(data);
   } else {
     price.open = price.open.filter((o) => o.id !== data.id);
     const resting = data.status === "new" || data.status === "partially_filled";
@@ -332,8 +366,9 @@ function onTick(tick) {
   } else {
     return;  // older than the chart's last candle: /v1/bars already has it
   }
-  document.getElementById("price-chart").dataset.ticks = String(Number(document.getElementById("price-chart").dataset.ticks || 0) + 1);
-  renderPrice();
+  const chart = document.getElementById("price-chart");
+  chart.dataset.ticks = String(Number(chart.dataset.ticks || 0) + 1);
+  renderPriceSoon();
 }
 
 // --- state changes ------------------------------------------------------------------------
@@ -372,7 +407,7 @@ function onEvent(type, data) {
   if (!checkSequence(data.seq)) return;
   if (type === "signal") { addSignal(data); renderSignals(); }
   else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); onPriceEvent(type, data); }
-  else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); onPriceEvent(type, data); }
+  else if (type === "fill") { onPriceEvent(type, data); upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
   else if (type === "portfolio") { renderPortfolio(data); }
   else if (type === "risk") { refreshRisk(); }
 }
@@ -608,6 +643,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#resume").addEventListener("click", () => setRiskState("ACTIVE"));
   $("#price-symbol").addEventListener("change", (event) => {
     state.price = { symbol: event.target.value, fills: [], open: [], bars: [] };
+    undrawnFills.clear();
     loadPrice().catch((error) => console.warn(error));
     streamTicks(state.price.symbol);
   });

@@ -239,7 +239,7 @@ function renderHeatmap() {
 function renderPrice() {
   const { symbol, bars, fills, open } = state.price;
   if (!symbol) return;
-  if (tickRender !== null) { clearTimeout(tickRender); tickRender = null; }  // this draw has the ticks
+  renderPriceSoon.cancel();  // this draw has the ticks
   const marker = (side, symbolShape, color) => {
     const mine = fills.filter((f) => f.side === side);
     return {
@@ -270,12 +270,22 @@ function renderPrice() {
   document.getElementById("price-chart").dataset.symbol = symbol;
 }
 
-// Ticks arrive up to ten a second per symbol: the live candle is redrawn at most four times a
-// second, so that a fill's marker never waits behind a queue of candle redraws.
-let tickRender = null;
-function renderPriceSoon() {
-  if (tickRender === null) tickRender = setTimeout(renderPrice, 250);
+// Ticks arrive up to ten a second per symbol, and a portfolio event with every batch that moves
+// the books (a dozen a second while the agents trade): the live candle, the figures and the
+// equity chart are redrawn at most four times a second, with the newest data, so that the page
+// keeps up and a fill's marker (drawn at once) never waits behind a queue of redraws.
+function coalesced(draw, milliseconds) {
+  let timer = null;
+  let latest = [];
+  const soon = (...args) => {
+    latest = args;
+    if (timer === null) timer = setTimeout(() => { timer = null; draw(...latest); }, milliseconds);
+  };
+  soon.cancel = () => { if (timer !== null) { clearTimeout(timer); timer = null; } };
+  return soon;
 }
+const renderPriceSoon = coalesced(() => renderPrice(), 250);
+const renderPortfolioSoon = coalesced(renderPortfolio, 250);
 
 // User Timing marks of a fill's way to its chart: "fill-received <id>" when the event stream
 // delivers it, "fill-drawn <id>" once the chart holds its marker. DevTools' performance panel
@@ -408,7 +418,7 @@ function onEvent(type, data) {
   if (type === "signal") { addSignal(data); renderSignals(); }
   else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); onPriceEvent(type, data); }
   else if (type === "fill") { onPriceEvent(type, data); upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
-  else if (type === "portfolio") { renderPortfolio(data); }
+  else if (type === "portfolio") { renderPortfolioSoon(data); }
   else if (type === "risk") { refreshRisk(); }
 }
 

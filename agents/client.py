@@ -43,7 +43,8 @@ class ApiRejectedError(ApiError):
 class Position:
     symbol: str
     quantity: Decimal
-    mark: Decimal | None
+    mark: Decimal
+    """The price the API values the position at (``PositionPublic.mark``)."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +54,14 @@ class Portfolio:
     positions: tuple[Position, ...]
 
 
-_MARK_KEYS = ("mark", "mark_price", "market_price", "last_price", "price")
-
-
 def _parse_portfolio(payload: dict[str, Any]) -> Portfolio:
     positions = []
     for row in payload.get("positions", []):
-        mark = next((row[k] for k in _MARK_KEYS if row.get(k) is not None), None)
         positions.append(
-            Position(
-                symbol=row["symbol"],
-                quantity=Decimal(str(row["quantity"])),
-                mark=None if mark is None else Decimal(str(mark)),
-            )
+            Position(symbol=row["symbol"], quantity=Decimal(row["quantity"]), mark=Decimal(row["mark"]))
         )
     return Portfolio(
-        cash=Decimal(str(payload["cash"])), equity=Decimal(str(payload["equity"])), positions=tuple(positions)
+        cash=Decimal(payload["cash"]), equity=Decimal(payload["equity"]), positions=tuple(positions)
     )
 
 

@@ -31,6 +31,7 @@ import pydantic
 
 from sapphire.agents import aggregation, market, sizing
 from sapphire.agents.llm import base as llm
+from sapphire.domain.risk import NotionalLimits
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Protection:
 @dataclass(frozen=True)
 class ExecutorConfig:
     agent: str
-    limits: sizing.RiskLimits
+    limits: NotionalLimits
     epoch: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f"))
     half_life_seconds: float = 120.0
     collar_bps: Decimal = Decimal(10)

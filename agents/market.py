@@ -10,30 +10,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any
 
 import msgspec
 import pydantic
 
+from sapphire.domain.risk import RiskState as RiskState
+from sapphire.domain.signals import Direction as Direction
+
 UnitInterval = Annotated[Decimal, pydantic.Field(ge=0, le=1)]
 SignedUnit = Annotated[Decimal, pydantic.Field(ge=-1, le=1)]
-
-
-class Direction(StrEnum):
-    LONG = "long"
-    SHORT = "short"
-    FLAT = "flat"
-
-    @property
-    def sign(self) -> int:
-        return {Direction.LONG: 1, Direction.SHORT: -1, Direction.FLAT: 0}[self]
-
-
-class RiskState(StrEnum):
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
+AnsweredDirection = Annotated[
+    Direction,
+    pydantic.WithJsonSchema(
+        {"enum": [direction.value for direction in Direction], "title": "Direction", "type": "string"}
+    ),
+]
+"""A :class:`Direction` in an LLM's answer: its JSON schema states the values inline, since not
+every provider's structured output resolves a ``$ref``."""
 
 
 class _Wire(pydantic.BaseModel):

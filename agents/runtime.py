@@ -26,163 +26,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 
-import pydantic
-
-from sapphire.agents import analysts, client, market, sizing, supervision
-from sapphire.agents import bus as agent_bus
+from sapphire import bus as message_bus
+from sapphire.agents import analysts, client, market, supervision, trading
 from sapphire.agents import health as agent_health
+from sapphire.agents.context import AgentContext, Clock, utcnow
 from sapphire.agents.llm import base as llm
 from sapphire.agents.llm import factory
 from sapphire.agents.settings import AgentSettings
-from sapphire.trader_api.bus import names as bus_names
 
 logger = logging.getLogger(__name__)
 
+AGENT_BUS_TIMEOUT = 2.0
+"""Seconds to connect to Redis, or to hear back from it, before the bus is taken as down and the
+loop backs off (a subscription's own wait for messages is not bounded by this)."""
 WATCHDOG_SECONDS = 1.0
 """How often the agent checks that none of its loops has been failing for too long."""
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Universe:
-    """The symbols an agent follows; ``version`` moves whenever the set changes."""
-
-    def __init__(self, fixed: list[str]) -> None:
-        self.fixed = list(dict.fromkeys(fixed))
-        self.symbols: list[str] = list(self.fixed)
-        self.version = 0
-        self.changed = asyncio.Event()
-        self.removed: list[str] = []
-
-    @property
-    def all_market(self) -> bool:
-        return not self.fixed
-
-    def update(self, symbols: list[str]) -> bool:
-        fresh = sorted(set(symbols))
-        if fresh == sorted(self.symbols):
-            return False
-        self.removed = sorted(set(self.symbols) - set(fresh))
-        self.symbols = fresh
-        self.version += 1
-        self.changed.set()
-        return True
-
-
-class AgentContext:
-    """What every loop shares: settings, the API, the bus, the clock and the stop event."""
-
-    def __init__(
-        self,
-        settings: AgentSettings,
-        *,
-        api: client.TraderApiClient,
-        bus: agent_bus.Bus,
-        stop: asyncio.Event,
-        clock: Clock = utcnow,
-    ) -> None:
-        self.settings = settings
-        self.api = api
-        self.bus = bus
-        self.stop = stop
-        self.clock = clock
-        # The channel names are the trader API's wire contract: one definition for both sides.
-        self.names = bus_names.Names(settings.redis_key_prefix)
-        self.universe = Universe(settings.symbols)
-        self.health = agent_health.LoopHealth(failing_seconds=settings.health_failing_seconds)
-
-    def supervised(
-        self, name: str, body: Callable[[supervision.Backoff], Awaitable[None]]
-    ) -> Awaitable[None]:
-        return supervision.supervise(
-            name,
-            body,
-            stop=self.stop,
-            backoff_max_seconds=self.settings.backoff_max_seconds,
-            health=self.health,
-        )
-
-    async def universe_loop(
-        self,
-        backoff: supervision.Backoff,
-        *,
-        on_instruments: Callable[[list[sizing.Instrument]], None] | None = None,
-    ) -> None:
-        """Follow ``/v1/instruments``: the all-market universe, and lot/tick sizes for the executor."""
-        while not self.stop.is_set():
-            instruments = await self.api.instruments()
-            backoff.reset()
-            listed = [i.symbol for i in instruments]
-            if on_instruments is not None:
-                on_instruments(instruments)
-            if self.universe.all_market and self.universe.update(listed):
-                logger.info(
-                    "universe changed",
-                    extra={"symbols": self.universe.symbols, "removed": self.universe.removed},
-                )
-            if await supervision.sleep_or_stop(self.stop, self.settings.instruments_refresh_seconds):
-                return
-
-    async def heartbeat_loop(self, backoff: supervision.Backoff) -> None:
-        while not self.stop.is_set():
-            await self.api.heartbeat(
-                self.settings.agent_name,
-                role=self.settings.role,
-                symbols=self.universe.symbols,
-                model=self.settings.model_label,
-            )
-            backoff.reset()
-            if await supervision.sleep_or_stop(self.stop, self.settings.heartbeat_seconds):
-                return
-
-    async def listen(
-        self,
-        backoff: supervision.Backoff,
-        channels: Callable[[], list[str]],
-        handle: Callable[[agent_bus.Message], Awaitable[None] | None],
-        *,
-        resubscribe_on_universe_change: bool = False,
-    ) -> None:
-        """Subscribe to ``channels()`` and hand every message to ``handle`` until stop.
-
-        With ``resubscribe_on_universe_change`` the subscription is renewed whenever the
-        universe moves, so new symbols' ticks arrive and delisted ones stop.
-        """
-        while not self.stop.is_set():
-            wanted = channels()
-            if not wanted:
-                self.universe.changed.clear()
-                waiter = asyncio.ensure_future(self.universe.changed.wait())
-                stopper = asyncio.ensure_future(self.stop.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-                continue
-            version = self.universe.version
-            async with self.bus.subscribe(wanted) as subscription:
-                backoff.reset()
-                while not self.stop.is_set():
-                    if resubscribe_on_universe_change and self.universe.version != version:
-                        break
-                    message = await subscription.get(0.25)
-                    if message is None:
-                        continue
-                    try:
-                        result = handle(message)
-                        if result is not None:
-                            await result
-                    except (pydantic.ValidationError, ValueError) as error:
-                        logger.warning(
-                            "bad message ignored",
-                            extra={"channel": message.channel, "error": str(error)[:300]},
-                        )
 
 
 class AnalystAgent:
@@ -191,17 +52,16 @@ class AnalystAgent:
     def __init__(self, context: AgentContext, analyst: analysts.Analyst) -> None:
         self.context = context
         self.analyst = analyst
-        self.posted = 0
 
     def _tick_channels(self) -> list[str]:
         return [self.context.names.ticks(s) for s in self.context.universe.symbols]
 
-    def _on_tick(self, message: agent_bus.Message) -> None:
+    def _on_tick(self, message: message_bus.Message) -> None:
         tick = market.decode_tick(message.data)
         if tick.symbol in self.context.universe.symbols:
             self.analyst.observe(tick)
 
-    def _on_signal(self, message: agent_bus.Message) -> None:
+    def _on_signal(self, message: message_bus.Message) -> None:
         self.analyst.observe_signal(market.Signal.model_validate_json(message.data))
 
     async def assess_loop(self, backoff: supervision.Backoff) -> None:
@@ -219,7 +79,6 @@ class AnalystAgent:
                 except client.ApiRejectedError as error:
                     logger.warning("signal rejected", extra={"symbol": symbol, "error": str(error)})
                     continue
-                self.posted += 1
                 backoff.reset()
                 logger.info(
                     "signal",
@@ -303,7 +162,7 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 async def run_agent(
     settings: AgentSettings,
     *,
-    bus: agent_bus.Bus | None = None,
+    bus: message_bus.Bus | None = None,
     api: client.TraderApiClient | None = None,
     model: llm.StructuredModel | None = None,
     stop: asyncio.Event | None = None,
@@ -318,13 +177,13 @@ async def run_agent(
     api = api or client.TraderApiClient(
         str(settings.trader_api_url), token=settings.agent_token.get_secret_value()
     )
-    own_bus: agent_bus.RedisBus | None = None
+    own_bus: message_bus.Bus | None = None
     if bus is None:
         if str(settings.redis_url).startswith("memory:"):
             raise ValueError(
                 "redis_url: memory:// needs the in-process bus passed to run_agent (sapphire up)"
             )
-        bus = own_bus = agent_bus.RedisBus(str(settings.redis_url))
+        bus = own_bus = message_bus.open_bus(str(settings.redis_url), timeout=AGENT_BUS_TIMEOUT)
     own_model = build_model(settings) if model is None else None
     model = model or own_model
     context = AgentContext(settings, api=api, bus=bus, stop=stop, clock=clock)
@@ -351,8 +210,6 @@ async def run_agent(
     try:
         with _stop_on_signals(stop):
             if settings.role == "executor":
-                from sapphire.agents import trading
-
                 await trading.ExecutorAgent.from_settings(context, arbiter=model).run()
             else:
                 await AnalystAgent(

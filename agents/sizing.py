@@ -20,18 +20,10 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from sapphire.agents import market
+from sapphire.domain import decimals
+from sapphire.domain.risk import NotionalLimits
 
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True)
-class RiskLimits:
-    """The executor's ``spec.risk``; all in the quote currency."""
-
-    max_order_notional: Decimal
-    max_position_notional: Decimal
-    max_gross_exposure: Decimal
-    max_daily_loss: Decimal
 
 
 @dataclass(frozen=True)
@@ -56,11 +48,9 @@ class OrderPlan:
 
 
 def round_to_step(value: Decimal, step: Decimal, *, up: bool = False) -> Decimal:
-    """``value`` on the ``step`` grid, rounded down (toward -inf) or up."""
-    if step <= 0:
-        return value
-    units = (value / step).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
-    return (units * step).normalize() if units else _ZERO
+    """``value`` on the ``step`` grid, rounded down (toward -inf) or up, without trailing zeros
+    (the order's quantity and price as the API is sent them)."""
+    return decimals.round_to_step(value, step, ROUND_CEILING if up else ROUND_FLOOR).normalize()
 
 
 def _toward_zero(value: Decimal, step: Decimal) -> Decimal:
@@ -88,7 +78,7 @@ def plan_order(
     ask: Decimal,
     position: Decimal,
     other_exposure: Decimal,
-    limits: RiskLimits,
+    limits: NotionalLimits,
     daily_pnl: Decimal,
     risk_state: market.RiskState,
     collar_bps: Decimal = Decimal(10),

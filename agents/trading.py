@@ -34,11 +34,12 @@ from decimal import Decimal
 
 import msgspec
 
-from sapphire.agents import bus as agent_bus
+from sapphire import bus as message_bus
 from sapphire.agents import client, executor, market, sizing, supervision
+from sapphire.agents.context import AgentContext
 from sapphire.agents.llm import base as llm
-from sapphire.agents.runtime import AgentContext
 from sapphire.agents.settings import AgentSettings
+from sapphire.domain.risk import NotionalLimits
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def executor_config(s: AgentSettings, *, epoch: str | None = None) -> executor.E
         raise ValueError("the executor needs every SAPPHIRE_RISK_* limit")
     config = executor.ExecutorConfig(
         agent=s.agent_name,
-        limits=sizing.RiskLimits(
+        limits=NotionalLimits(
             max_order_notional=s.risk_max_order_notional,
             max_position_notional=s.risk_max_position_notional,
             max_gross_exposure=s.risk_max_gross_exposure,
@@ -98,7 +99,6 @@ class ExecutorAgent:
         self.dirty: dict[str, None] = {}
         """Symbols to decide, in the order they were marked (a dict as an ordered set)."""
         self._wake = asyncio.Event()
-        self.orders_sent = 0
         self._arbitrations: dict[str, asyncio.Task[Decimal | None]] = {}
 
     @classmethod
@@ -117,7 +117,7 @@ class ExecutorAgent:
     def _tick_channels(self) -> list[str]:
         return [self.context.names.ticks(s) for s in self.context.universe.symbols]
 
-    def _on_tick(self, message: agent_bus.Message) -> None:
+    def _on_tick(self, message: message_bus.Message) -> None:
         self.engine.on_tick(market.decode_tick(message.data))
 
     def mark_dirty(self, symbols: Iterable[str]) -> None:
@@ -131,7 +131,7 @@ class ExecutorAgent:
         """Nothing left to decide (the benchmarks wait for it)."""
         return not self.dirty
 
-    def _on_event(self, message: agent_bus.Message) -> None:
+    def _on_event(self, message: message_bus.Message) -> None:
         if message.channel == self.context.names.fills:
             fill = _FILL.decode(message.data)
             self.engine.on_fill(
@@ -158,7 +158,7 @@ class ExecutorAgent:
             equity=portfolio.equity,
             cash=portfolio.cash,
             positions={p.symbol: p.quantity for p in portfolio.positions},
-            marks={p.symbol: p.mark for p in portfolio.positions if p.mark is not None},
+            marks={p.symbol: p.mark for p in portfolio.positions},
             now=self.context.clock(),
         )
 
@@ -244,7 +244,6 @@ class ExecutorAgent:
                 if await supervision.sleep_or_stop(self.context.stop, delay.next_delay()):
                     return False
                 continue
-            self.orders_sent += 1
             if isinstance(result, dict) and "filled_quantity" in result:
                 average = result.get("average_price")
                 self.engine.on_order(

@@ -62,9 +62,11 @@ import psycopg
 import redis.asyncio
 
 from bench import environment, fleet, floor_app, http, procstat, report
-from sapphire.agents import analysts, client, executor, market, runtime, sizing, trading
-from sapphire.agents import bus as agent_bus
+from sapphire import bus as message_bus
+from sapphire.agents import analysts, client, executor, market, trading
+from sapphire.agents import context as agent_context
 from sapphire.agents.settings import AgentSettings
+from sapphire.domain.risk import NotionalLimits
 
 NAME = "tick_to_order"
 SYMBOL = "BTC-USD"
@@ -169,7 +171,7 @@ class Stopwatch(httpx.AsyncBaseTransport):
 
 
 async def analyst_on_every_tick(
-    context: runtime.AgentContext, analyst: analysts.Analyst, subscribed: asyncio.Event
+    context: agent_context.AgentContext, analyst: analysts.Analyst, subscribed: asyncio.Event
 ) -> None:
     """The analyst's tick handling and ``assess_loop`` body, run per tick instead of per interval."""
     async with context.bus.subscribe([context.names.ticks(SYMBOL)]) as subscription:
@@ -251,22 +253,22 @@ async def drive(
     stop = asyncio.Event()
     contexts, tasks = [], []
     clients: list[client.TraderApiClient] = []
-    buses: list[agent_bus.RedisBus] = []
+    buses: list[message_bus.Bus] = []
     subscribed = asyncio.Event()
     for name, role in (("bench-momentum", "momentum"), ("bench-executor", "executor")):
         settings = agent_settings(api_url, redis_url, prefix, name, role)
         api = client.TraderApiClient(api_url, token=environment.AGENT_TOKEN, transport=Stopwatch(timeline))
-        bus = agent_bus.RedisBus(redis_url)
+        bus = message_bus.open_bus(redis_url, timeout=2.0)
         clients.append(api)
         buses.append(bus)
-        contexts.append(runtime.AgentContext(settings, api=api, bus=bus, stop=stop))
+        contexts.append(agent_context.AgentContext(settings, api=api, bus=bus, stop=stop))
     analyst_context, executor_context = contexts
     analyst = analysts.build_analyst("momentum", agent="bench-momentum")
     s = executor_context.settings
     engine = executor.Executor(
         executor.ExecutorConfig(
             agent=s.agent_name,
-            limits=sizing.RiskLimits(
+            limits=NotionalLimits(
                 max_order_notional=ORDER_NOTIONAL,
                 max_position_notional=Decimal(10) ** 9,
                 max_gross_exposure=Decimal(10) ** 9,

@@ -97,7 +97,7 @@ def decide(
 
     if migrations.is_finished(run):
         pods = (attempt.pod_name,) if attempt is not None else ()
-        delete, _ = migrations.after_finish(
+        delete = migrations.after_finish(
             status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
         )
         return Decision(status=status, delete_pods=delete)

@@ -103,7 +103,6 @@ class Decision:
     delete_pods: tuple[str, ...] = ()
     kill_pod: str | None = None
     event: tuple[str, str, str] | None = None
-    requeue_after: float | None = None
 
 
 def is_finished(run: payloads.MigrationRun | payloads.BacktestRun) -> bool:
@@ -152,19 +151,19 @@ def iso(moment: datetime.datetime | None) -> str | None:
 
 def after_finish(
     status: Json, *, pods: tuple[str, ...], ttl_seconds: int, now: datetime.datetime
-) -> tuple[tuple[str, ...], float | None]:
+) -> tuple[str, ...]:
     """What a finished run still does: keep its pods ``ttl_seconds`` after ``finishedAt`` so
-    their logs can be read, then delete them. Returns (pods to delete now, seconds until the
-    next look); sets ``cleanedUp`` in ``status`` once no pod is left to delete."""
+    their logs can be read, then delete them (the periodic resync comes back to look). Returns
+    the pods to delete now; sets ``cleanedUp`` in ``status`` once no pod is left to delete."""
     finished = parse_time(status.get("finishedAt")) or now
     remaining = (finished - now).total_seconds() + ttl_seconds
     if not pods:
         status["cleanedUp"] = True
-        return (), None
+        return ()
     if remaining <= 0:
         status["cleanedUp"] = True
-        return pods, None
-    return (), remaining
+        return pods
+    return ()
 
 
 def decide(
@@ -199,13 +198,11 @@ def decide(
             Progressing=(False, reason, "the run is finished"),
         )  # fmt: skip
         kind = "Normal" if succeeded else "Warning"
-        return Decision(status=status, event=(kind, reason, status["message"]), requeue_after=0)
+        return Decision(status=status, event=(kind, reason, status["message"]))
 
     if is_finished(run):
-        delete, remaining = after_finish(
-            status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now
-        )
-        return Decision(status=status, delete_pods=delete, requeue_after=remaining)
+        delete = after_finish(status, pods=pods, ttl_seconds=spec.ttl_seconds_after_finished, now=now)
+        return Decision(status=status, delete_pods=delete)
 
     if latest is None:
         if blocker is not None:
@@ -264,7 +261,7 @@ def decide(
         message = f"{headline}; retrying in {wait:.0f}s: {failure}"
         status.update(phase=Phase.RUNNING.value, message=config.redact_url(message)[-MESSAGE_LIMIT:])
         event = None if already_reported else ("Warning", "AttemptFailed", status["message"])
-        return Decision(status=status, event=event, requeue_after=wait)
+        return Decision(status=status, event=event)
     decision = _start(status, spec, attempt=latest.number + 1, generation=generation, now=now, first=False)
     if already_reported:
         return decision

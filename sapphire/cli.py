@@ -162,21 +162,21 @@ def agent_run() -> None:
         raise typer.Exit(1)  # unhealthy: the reason is in the log and the termination message
 
 
-class FeedSource(StrEnum):
-    SIMULATED = "simulated"
-    REPLAY = "replay"
-    NEWS = "news"
+FEED_SOURCES = ("simulated", "replay", "news")
+"""The built-in sources of ``sapphire feed``; ``ccxt:<exchange>`` is the live one."""
 
 
 @app.command("feed")
 def feed(
     source: Annotated[
-        FeedSource,
+        str,
         typer.Option(
             "--source",
             envvar="SAPPHIRE_FEED_SOURCE",
             help="simulated: a seeded random walk of the API's instruments; replay: a CSV of ticks "
-            "(--data); both into /v1/ticks. news: RSS/Atom headlines into /v1/headlines.",
+            "(--data); ccxt:<exchange> (ccxt:binance): the exchange's live tickers, websocket where "
+            "ccxt has one, REST polling otherwise; all into /v1/ticks. news: RSS/Atom headlines into "
+            "/v1/headlines.",
         ),
     ],
     data: Annotated[
@@ -205,7 +205,9 @@ def feed(
     import asyncio
     import dataclasses
 
-    if source is FeedSource.NEWS:
+    if source not in FEED_SOURCES and not source.startswith("ccxt:"):
+        fail(f"--source: expected {', '.join(FEED_SOURCES)} or ccxt:<exchange>, got {source!r}")
+    if source == "news":
         from sapphire.news import feed as news_feed
         from sapphire.news.settings import NewsFeedSettings
 
@@ -224,6 +226,10 @@ def feed(
     from sapphire.feed import runner
     from sapphire.feed.settings import MarketFeedSettings
 
+    try:
+        runner.check_source(source)
+    except runner.FeedError as error:
+        fail(str(error))
     settings = load_settings(MarketFeedSettings)
     overrides = {"feed_replay_path": data, "feed_shift": shift, "feed_speed": speed}
     try:
@@ -233,7 +239,7 @@ def feed(
     except pydantic.ValidationError as error:
         fail("; ".join(str(issue["msg"]) for issue in error.errors(include_url=False)))
     try:
-        market_totals = uvloop.run(runner.run_market_feed(settings, source.value))
+        market_totals = uvloop.run(runner.run_market_feed(settings, source))
     except runner.FeedError as error:
         fail(str(error), code=1)
     typer.echo(json.dumps(dataclasses.asdict(market_totals), sort_keys=True))

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sapphire
-from sapphire.trader_api import answers, bus, dashboard, errors, mcp_endpoint, metrics
+from sapphire import bus
+from sapphire.trader_api import answers, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.forwarding import ForwardingMiddleware
 from sapphire.trader_api.order_route import OrderRoute
 from sapphire.trader_api.routes import (
@@ -159,7 +160,7 @@ def create_app(
         if settings.feed == "ccxt":
             from sapphire.trader_api.feeds import publisher as feed_publisher
 
-            feed_task = asyncio.create_task(
+            feed_task = app.state.feed_task = asyncio.create_task(
                 feed_publisher.run_configured_feed(runtime, writer), name="market-feed"
             )
         try:
@@ -167,7 +168,9 @@ def create_app(
         finally:
             if feed_task is not None:  # first: no new batch while the last events go out
                 feed_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A feed that failed was logged when it did (and told by /readyz): not raised
+                # again here, where it would skip the rest of the shutdown.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await feed_task
             with contextlib.suppress(TimeoutError):  # what committed is published, if the bus lets us
                 await asyncio.wait_for(publisher.idle(), SHUTDOWN_PUBLISH_SECONDS)

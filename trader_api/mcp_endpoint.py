@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI
@@ -36,6 +36,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import sapphire
+from sapphire.domain.signals import Direction
 from sapphire.trader_api import auth
 from sapphire.trader_api.core import bars
 from sapphire.trader_api.settings import TraderApiSettings
@@ -158,7 +159,7 @@ def build_server(settings: TraderApiSettings) -> MCPServer[Any]:
         agent: Annotated[str, Field(description="The submitting agent's name.")],
         role: Annotated[str, Field(description="Its role, e.g. momentum or strategist.")],
         symbol: Symbol,
-        direction: Literal["long", "short", "flat"],
+        direction: Direction,
         strength: Annotated[Decimal, Field(ge=-1, le=1, description="Signed conviction, -1..1.")],
         confidence: Annotated[Decimal, Field(ge=0, le=1, description="0..1.")],
         ctx: Context,

@@ -67,7 +67,32 @@ class RiskLimitsConfig(BaseModel):
     )
 
 
-class TraderApiSettings(config.ServiceSettings):
+class CcxtMarketDataSettings(BaseModel):
+    """What a ccxt market feed reads besides the exchange id: one definition, shared by the
+    trader API (``feed=ccxt``) and the feed process (``sapphire feed --source ccxt:<id>``); the
+    live venue uses the same symbol map and origin."""
+
+    feed_poll_seconds: float = Field(
+        default=1.0, gt=0, description="ccxt feed without websockets: how often each ticker is polled."
+    )
+    ccxt_quote_currencies: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "USDT"},
+        description="Sapphire quote currency -> the exchange's (JSON): BTC-USD trades as BTC/USDT. The one "
+        "symbol map of live venues and the ccxt feed (core/symbols.py).",
+    )
+    ccxt_api_origin: str = Field(
+        default="",
+        pattern=r"^(https?://[A-Za-z0-9._\[\]:-]+)?$",
+        description="Send every ccxt request (REST and websocket) to this origin instead of the "
+        "exchange's: a private gateway, or the tests' local fake exchange. Empty: the exchange's own.",
+    )
+
+    def redacted_ccxt(self) -> dict[str, Any]:
+        """These fields as ``config show`` prints them (the generic redaction flattens a dict)."""
+        return {"ccxt_quote_currencies": dict(self.ccxt_quote_currencies)}
+
+
+class TraderApiSettings(config.ServiceSettings, CcxtMarketDataSettings):
     """Everything the trader API reads from its environment (prefix ``SAPPHIRE_``)."""
 
     database_url: config.DatabaseDsn = Field(
@@ -178,9 +203,6 @@ class TraderApiSettings(config.ServiceSettings):
         description="ccxt exchange id the ccxt feed reads prices from (binance, kraken, coinbase...). "
         "Public market data: no keys needed.",
     )
-    feed_poll_seconds: float = Field(
-        default=1.0, gt=0, description="ccxt feed without websockets: how often each ticker is polled."
-    )
     venue: Literal["paper", "ccxt"] = Field(
         default="paper",
         description="Where orders execute: paper (the built-in fill model, on whatever feed runs; with "
@@ -203,17 +225,6 @@ class TraderApiSettings(config.ServiceSettings):
     )
     venue_api_password: SecretStr | None = Field(
         default=None, description="Live venue API passphrase, for exchanges that have one (OKX, KuCoin...)."
-    )
-    ccxt_quote_currencies: dict[str, str] = Field(
-        default_factory=lambda: {"USD": "USDT"},
-        description="Sapphire quote currency -> the exchange's (JSON): BTC-USD trades as BTC/USDT. The one "
-        "symbol map of live venues and the ccxt feed (core/symbols.py).",
-    )
-    ccxt_api_origin: str = Field(
-        default="",
-        pattern=r"^(https?://[A-Za-z0-9._\[\]:-]+)?$",
-        description="Send every ccxt request (REST and websocket) to this origin instead of the "
-        "exchange's: a private gateway, or the tests' local fake exchange. Empty: the exchange's own.",
     )
     venue_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one request to the live venue (ccxt timeout)."
@@ -270,7 +281,7 @@ class TraderApiSettings(config.ServiceSettings):
         shown = super().redacted()
         shown["instruments"] = [instrument.model_dump(mode="json") for instrument in self.instruments]
         shown["risk"] = self.risk.model_dump(mode="json")
-        shown["ccxt_quote_currencies"] = dict(self.ccxt_quote_currencies)
+        shown.update(self.redacted_ccxt())
         return shown
 
     @property

@@ -46,31 +46,3 @@ class Analyst(abc.ABC):
     async def assess(self, symbol: str, now: datetime) -> market.Signal | None:
         """The opinion to publish for ``symbol`` now, or None to abstain."""
         return self.evaluate(symbol, now)
-
-
-ROLES = ("momentum", "mean-reversion", "volatility", "microstructure", "sentiment", "strategist")
-
-
-def build_analyst(role: str, *, agent: str, model: llm.StructuredModel | None = None) -> Analyst:
-    """The analyst for a TradingAgent ``spec.role`` (not ``executor``: that one trades)."""
-    from sapphire.agents.analysts import (
-        mean_reversion,
-        microstructure,
-        momentum,
-        sentiment,
-        strategist,
-        volatility,
-    )
-
-    classes: dict[str, type[Analyst]] = {
-        "momentum": momentum.MomentumAnalyst,
-        "mean-reversion": mean_reversion.MeanReversionAnalyst,
-        "volatility": volatility.VolatilityAnalyst,
-        "microstructure": microstructure.MicrostructureAnalyst,
-        "sentiment": sentiment.SentimentAnalyst,
-        "strategist": strategist.StrategistAnalyst,
-    }
-    try:
-        return classes[role](agent=agent, model=model)
-    except KeyError:
-        raise ValueError(f"role: unknown analyst role {role!r}; expected one of {', '.join(ROLES)}") from None

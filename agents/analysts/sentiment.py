@@ -16,7 +16,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 import pydantic
 from vaderSentiment import vaderSentiment
@@ -42,7 +41,7 @@ class SentimentParams:
 class SentimentVerdict(pydantic.BaseModel):
     """What the LLM must answer."""
 
-    direction: Literal["long", "short", "flat"]
+    direction: market.AnsweredDirection
     strength: float = pydantic.Field(ge=-1, le=1)
     confidence: float = pydantic.Field(ge=0, le=1)
     rationale: str = pydantic.Field(min_length=1, max_length=1000)
@@ -142,7 +141,7 @@ class SentimentAnalyst(base.Analyst):
         )
         if verdict is None:
             return None
-        sign = market.Direction(verdict.direction).sign
+        sign = verdict.direction.sign
         return market.make_signal(
             agent=self.agent,
             role=self.role,

@@ -13,7 +13,6 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 import pydantic
 
@@ -35,7 +34,7 @@ class StrategistParams:
 class Thesis(pydantic.BaseModel):
     """What the LLM must answer."""
 
-    direction: Literal["long", "short", "flat"]
+    direction: market.AnsweredDirection
     strength: float = pydantic.Field(ge=-1, le=1)
     confidence: float = pydantic.Field(ge=0, le=1)
     horizon_seconds: int = pydantic.Field(gt=0, le=86_400)
@@ -167,7 +166,7 @@ class StrategistAnalyst(base.Analyst):
         )
         if thesis is None:
             return None
-        sign = market.Direction(thesis.direction).sign
+        sign = thesis.direction.sign
         return market.make_signal(
             agent=self.agent,
             role=self.role,

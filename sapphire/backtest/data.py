@@ -41,7 +41,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from sapphire.trader_api.core import domain, venue
+from sapphire.domain import decimals
+from sapphire.trader_api.core import domain
 from sapphire.trader_api.feeds import replay
 
 BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
@@ -105,9 +106,9 @@ def _quote(
     with decimal.localcontext() as context:
         context.prec = 40
         half = price * spread / 20_000
-        bid = max(venue.round_to_step(price - half, tick, decimal.ROUND_FLOOR), tick)
-        ask = max(venue.round_to_step(price + half, tick, decimal.ROUND_CEILING), bid + tick)
-        quarter = venue.round_to_step(size / 4, lot, decimal.ROUND_FLOOR)
+        bid = max(decimals.round_to_step(price - half, tick, decimal.ROUND_FLOOR), tick)
+        ask = max(decimals.round_to_step(price + half, tick, decimal.ROUND_CEILING), bid + tick)
+        quarter = decimals.round_to_step(size / 4, lot, decimal.ROUND_FLOOR)
     return domain.Quote(symbol=symbol, bid=bid, ask=ask, last=price, size=quarter, ts=ts)
 
 

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 import sapphire
+from sapphire import bus
 from sapphire.agents import client, supervision
 from sapphire.notify import rules
 from sapphire.notify.delivery import Delivery
 from sapphire.notify.record import Record
 from sapphire.notify.settings import Kind, NotifySettings
 from sapphire.resources import common, migrationrun, tradingagent
-from sapphire.trader_api import bus
 
 log = logging.getLogger(__name__)
 

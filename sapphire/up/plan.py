@@ -25,6 +25,7 @@ from typing import Any
 import pydantic
 import yaml
 
+from sapphire.domain.risk import NotionalLimits
 from sapphire.resources import manifests, tradingagent
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "AAPL")
@@ -36,13 +37,10 @@ class PlanError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class RiskLimits:
-    """``spec.risk`` of the executor, in the account currency."""
+class RiskLimits(NotionalLimits):
+    """``spec.risk`` of the executor, in the account currency: the shared notional limits and
+    the bracket it attaches."""
 
-    max_order_notional: Decimal
-    max_position_notional: Decimal
-    max_gross_exposure: Decimal
-    max_daily_loss: Decimal
     stop_loss_bps: Decimal | None = None
     take_profit_bps: Decimal | None = None
     trailing_stop_bps: Decimal | None = None

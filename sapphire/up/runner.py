@@ -34,11 +34,11 @@ import uvicorn
 from rich.console import Console
 from rich.live import Live
 
+from sapphire import bus as api_bus
 from sapphire.agents import client, runtime
+from sapphire.bus.memory import MemoryBus
 from sapphire.feed import runner as feed_runner
-from sapphire.trader_api import bus as api_bus
 from sapphire.trader_api.app import create_app
-from sapphire.trader_api.bus.memory import MemoryBus
 from sapphire.trader_api.settings import TraderApiSettings
 from sapphire.up import plan as plan_module
 from sapphire.up import setup, summary

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sapphire.agents import executor, market, sizing
+from sapphire.domain.risk import NotionalLimits
 from tests.agents import series
 
 NOW = series.START
-LIMITS = sizing.RiskLimits(
+LIMITS = NotionalLimits(
     max_order_notional=Decimal(2_000),
     max_position_notional=Decimal(5_000),
     max_gross_exposure=Decimal(8_000),

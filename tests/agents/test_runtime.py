@@ -16,8 +16,9 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from sapphire.agents import bus as agent_bus
+from sapphire import bus as message_bus
 from sapphire.agents import client, runtime, trading
+from sapphire.agents import context as agent_context
 from sapphire.agents.settings import AgentSettings
 from tests.agents import fake_api, series
 from tests.support import services
@@ -236,7 +237,7 @@ def test_the_executor_refuses_to_start_without_its_limits() -> None:
 async def test_the_same_analysts_run_on_the_in_process_bus(
     redis_url: str, redis_prefix: str, api: fake_api.FakeTraderApi
 ) -> None:
-    from sapphire.trader_api.bus import memory
+    from sapphire.bus import memory
 
     bus = memory.MemoryBus()
     stop = asyncio.Event()
@@ -258,14 +259,14 @@ async def test_the_same_analysts_run_on_the_in_process_bus(
 
 
 def test_the_executor_coalesces_decisions_per_symbol(redis_url: str, redis_prefix: str) -> None:
-    context = runtime.AgentContext(
+    context = agent_context.AgentContext(
         settings(
             redis_url, redis_prefix, agent_name="grok", role="executor",
             risk_max_order_notional="1000", risk_max_position_notional="5000",
             risk_max_gross_exposure="8000", risk_max_daily_loss="500",
         ),
         api=client.TraderApiClient("http://unused", token="t"),
-        bus=agent_bus.RedisBus(redis_url),
+        bus=message_bus.open_bus(redis_url, timeout=2.0),
         stop=asyncio.Event(),
     )  # fmt: skip
     agent = trading.ExecutorAgent.from_settings(context)

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sapphire.agents import market, sizing
+from sapphire.domain.risk import NotionalLimits
 
-LIMITS = sizing.RiskLimits(
+LIMITS = NotionalLimits(
     max_order_notional=Decimal(5_000),
     max_position_notional=Decimal(20_000),
     max_gross_exposure=Decimal(50_000),
@@ -19,7 +20,7 @@ BTC = sizing.Instrument(symbol="BTC-USD", tick_size=Decimal("0.01"), lot_size=De
 
 decimals = st.decimals
 limits_strategy = st.builds(
-    sizing.RiskLimits,
+    NotionalLimits,
     max_order_notional=decimals(min_value=1, max_value=1_000_000, places=2),
     max_position_notional=decimals(min_value=1, max_value=1_000_000, places=2),
     max_gross_exposure=decimals(min_value=1, max_value=3_000_000, places=2),
@@ -50,7 +51,7 @@ def unit(plan: sizing.OrderPlan, ask: Decimal) -> Decimal:
 )
 @settings(max_examples=800, deadline=None)
 def test_an_order_never_breaches_a_limit(
-    limits: sizing.RiskLimits,
+    limits: NotionalLimits,
     instrument: sizing.Instrument,
     score: Decimal,
     bid: Decimal,

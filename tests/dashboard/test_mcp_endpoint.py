@@ -18,12 +18,12 @@ import pytest
 import uvicorn
 from mcp.client.streamable_http import streamable_http_client
 
+from sapphire.bus.memory import MemoryBus
 from sapphire.feed import runner as feed_runner
 from sapphire.feed.settings import MarketFeedSettings
 from sapphire.migrations import config as migrations
 from sapphire.trader_api import mcp_endpoint
 from sapphire.trader_api.app import create_app
-from sapphire.trader_api.bus.memory import MemoryBus
 from sapphire.trader_api.core.bars import Interval
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.support import processes

@@ -1,21 +1,28 @@
-"""``sapphire feed --source simulated|replay``: its own process, posting to the API's ingest route."""
+"""``sapphire feed --source simulated|replay|ccxt:<exchange>``: its own process, posting to the
+API's ingest route (the ccxt source against the local Binance: test_ccxt_feed_process.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
 
+from sapphire.bus.memory import MemoryBus
 from sapphire.feed import runner
 from sapphire.feed.settings import MarketFeedSettings
 from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
+from sapphire.trader_api.core import domain
 from sapphire.trader_api.core.bars import floor_to
 from tests.support import processes
 from tests.support import trader_api as api_process
@@ -131,3 +138,103 @@ def test_the_source_may_come_from_the_environment_and_a_bad_option_is_named(tmp_
     )  # fmt: skip
     assert done.returncode == 2
     assert "feed_shift: expected nothing, `now` or a number of seconds, got 'soon'" in done.stderr
+
+
+async def test_a_live_source_is_posted_as_it_arrives_and_an_outage_keeps_the_newest_ticks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``run_live_feed`` (the loop of ``--source ccxt:<exchange>``) against a trader API that is
+    not up yet: the first batch is held and retried; of the ticks that arrive meanwhile the
+    newest ``max_batch`` are kept, the older dropped and counted; all land once the API is up."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    migrations.upgrade(url)
+    port = processes.free_port()  # nothing listens yet: the API is down
+    api_url = f"http://127.0.0.1:{port}"
+    now = datetime.now(UTC)
+
+    def quote(symbol: str, bid: str) -> domain.Quote:
+        price = Decimal(bid)
+        return domain.Quote(symbol, price, price + Decimal("0.02"), price + Decimal("0.01"), Decimal(1), now)
+
+    arrivals: asyncio.Queue[list[domain.Quote]] = asyncio.Queue()
+    delivered = asyncio.Event()
+
+    async def live_source() -> AsyncIterator[list[domain.Quote]]:
+        while True:
+            if arrivals.empty():
+                delivered.set()  # everything given so far has been taken by the feed
+            yield await arrivals.get()
+            delivered.clear()
+
+    poster = runner.TickPoster(api_url, token=AGENT_TOKEN)
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="sapphire.feed.runner")
+    feed = asyncio.create_task(
+        runner.run_live_feed(live_source(), poster, max_batch=2, stop=stop, backoff_max_seconds=0.2)
+    )
+    await arrivals.put([quote("BTC-USD", "100.00")])
+
+    def retrying() -> bool | None:
+        return True if any("trader API unavailable" in r.getMessage() for r in caplog.records) else None
+
+    await processes.observe(retrying, within=10, what="the feed retrying its first batch")
+    for bid in ("200.00", "201.00", "202.00"):  # while the API is away: one too many to keep
+        await arrivals.put([quote("ETH-USD", bid)])
+    await processes.observe(lambda: True if delivered.is_set() else None, within=10, what="ticks taken")
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(make_settings(url, "memory://", "sapphire:"), message_bus=MemoryBus()),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await processes.observe(lambda: True if server.started else None, within=30, what="the API up")
+        async with httpx.AsyncClient(base_url=api_url, headers=READ) as client:
+
+            async def landed(symbol: str, bid: str) -> bool | None:
+                answer = await client.get(f"/v1/quotes/{symbol}")
+                ok = answer.status_code == 200 and Decimal(answer.json()["bid"]) == Decimal(bid)
+                return True if ok else None
+
+            await processes.observe(lambda: landed("BTC-USD", "100.00"), within=30, what="the held batch")
+            await processes.observe(lambda: landed("ETH-USD", "202.00"), within=30, what="the newest tick")
+            await arrivals.put([quote("ETH-USD", "203.00")])  # back to normal: sent as it arrives
+            await processes.observe(lambda: landed("ETH-USD", "203.00"), within=30, what="a live tick")
+        stop.set()
+        totals = await asyncio.wait_for(feed, 15)
+    finally:
+        stop.set()
+        await poster.aclose()
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+    assert totals.dropped == 1  # 200.00, the oldest of the three that waited
+    assert totals.ticks == 4  # 100.00, 201.00, 202.00, 203.00
+    assert totals.retries >= 1
+
+
+async def test_a_feed_stopped_while_it_waits_for_the_api_ends_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM (``stop``) before the API was ever up is a stop, not a configuration error: the
+    simulated feed used to go on with no instruments and fail on 'the trader API lists none'."""
+    settings = MarketFeedSettings(
+        trader_api_url=f"http://127.0.0.1:{processes.free_port()}",  # nothing listens: the API is down
+        agent_token=AGENT_TOKEN,
+        feed_backoff_max_seconds=0.2,
+    )
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="sapphire.feed.runner")
+    feed = asyncio.create_task(runner.run_market_feed(settings, "simulated", stop=stop, handle_signals=False))
+    await processes.observe(
+        lambda: True if "trader API unavailable" in caplog.text else None,
+        within=10,
+        what="the feed retrying the API that is down",
+    )
+    stop.set()
+    totals = await asyncio.wait_for(feed, 10)
+    assert (totals.ticks, totals.batches) == (0, 0)

@@ -216,6 +216,8 @@ class FakeBinance:
         to make a busy account's history span pages."""
         self.klines: dict[str, list[list[Any]]] = {}
         """Closed candles per symbol, in ``GET /api/v3/klines``' row format (see :meth:`add_klines`)."""
+        self.ticker_times: dict[str, int] = {}
+        """The event time (ms, ``E`` and ``C``) of the last ticker event sent per symbol."""
         self._sockets: set[web.WebSocketResponse] = set()
         self._subscriptions: dict[web.WebSocketResponse, set[str]] = {}
         self.url = ""
@@ -631,6 +633,7 @@ class FakeBinance:
 
     def _ticker_event(self, symbol: str) -> dict[str, Any]:
         book, now = self._book(symbol), self._now()
+        self.ticker_times[symbol] = now
         return {
             "e": "24hrTicker",
             "E": now,

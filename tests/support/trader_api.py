@@ -159,17 +159,33 @@ def running_trader_api(*, database_url: str, redis_url: str, **settings: str) ->
     assert returncode in (0, -15), f"sapphire api exited with {returncode}; log: {api.log}"
 
 
-@contextmanager
-def running_market_feed(api_url: str, *args: str, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``sapphire feed --source simulated`` (or ``args``) posting to ``api_url``; ``settings``
-    are ``SAPPHIRE_*`` variables without the prefix. Stopped with SIGTERM, which it exits 0 on."""
-    env = {
+@dataclass
+class MarketFeedProcess:
+    """One ``sapphire feed`` process; its stdout and stderr go to ``log``."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def feed_environment(api_url: str, settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment of ``sapphire feed`` posting to ``api_url`` with the agent token, on the
+    shared bytecode cache (see :func:`subprocess_environment`: ccxt alone takes seconds to compile)."""
+    return {
         **subprocess_environment(),
         "SAPPHIRE_TRADER_API_URL": api_url,
         "SAPPHIRE_AGENT_TOKEN": AGENT_TOKEN,
         "SAPPHIRE_LOG_FORMAT": "json",
         **{f"SAPPHIRE_{key.upper()}": value for key, value in settings.items()},
     }
+
+
+def spawn_market_feed(api_url: str, *args: str, **settings: str) -> MarketFeedProcess:
+    """``sapphire feed --source simulated`` (or ``args``) posting to ``api_url``, not waited
+    for; ``settings`` are ``SAPPHIRE_*`` variables without the prefix."""
+    env = feed_environment(api_url, settings)
     log = Path(tempfile.mkstemp(prefix="sapphire-feed-", suffix=".log")[1])
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -178,10 +194,19 @@ def running_market_feed(api_url: str, *args: str, **settings: str) -> Iterator[s
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    return MarketFeedProcess(process=process, log=log)
+
+
+@contextmanager
+def running_market_feed(api_url: str, *args: str, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`spawn_market_feed`, stopped with SIGTERM at the end, which it must exit 0 on."""
+    feed = spawn_market_feed(api_url, *args, **settings)
     try:
-        yield process
+        yield feed.process
     finally:
-        processes.stop_process(process, grace=15)
-        output_text = log.read_text(errors="replace")[-2000:]
-        assert process.returncode == 0, f"sapphire feed exited with {process.returncode}: {output_text}"
-        log.unlink(missing_ok=True)
+        processes.stop_process(feed.process, grace=15)
+        output_text = feed.output()[-2000:]
+        assert feed.process.returncode == 0, (
+            f"sapphire feed exited with {feed.process.returncode}: {output_text}"
+        )
+        feed.log.unlink(missing_ok=True)

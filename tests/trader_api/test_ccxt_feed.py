@@ -128,3 +128,32 @@ def test_a_ticker_becomes_a_quote_with_the_exchange_timestamp() -> None:
     )
     assert quote.ts.timestamp() == 1_700_000_000
     assert ccxt_source.quote_of({**ticker, "bid": None}, "BTC-USD") is None  # one-sided: no quote
+
+
+async def test_a_feed_that_cannot_start_is_told_by_readyz_and_logged(
+    settings: TraderApiSettings, fake: FakeBinance, caplog: pytest.LogCaptureFixture
+) -> None:
+    # BTC-USD maps to BTC/EUR, which the local Binance does not list: nothing to stream.
+    nothing_listed = settings.model_copy(
+        update={
+            "venue": "paper",
+            "feed": "ccxt",
+            "feed_exchange": "binance",
+            "ccxt_api_origin": fake.url,
+            "ccxt_quote_currencies": {"USD": "EUR"},
+        }
+    )
+    async with support.running_client(nothing_listed) as client:
+
+        async def not_ready() -> dict[str, Any] | None:
+            response = await client.get("/readyz")
+            body: dict[str, Any] = response.json()
+            return body if response.status_code == 503 else None
+
+        answer = await observe(not_ready, within=WITHIN, what="/readyz telling the feed stopped")
+        assert (answer["database"], answer["bus"]) == ("ok", "ok")
+        assert answer["feed"] == (
+            "error: the market feed stopped: NoMarketsError: "
+            "feed_exchange: binance lists none of the configured instruments"
+        )
+    assert "the market feed stopped, no quotes will arrive" in caplog.text  # and the shutdown was clean

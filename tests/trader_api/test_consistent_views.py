@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from sapphire.bus.memory import MemoryBus
 from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
-from sapphire.trader_api.bus.memory import MemoryBus
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.trader_api.support import AGENT, READ, ManualClock, dec, make_settings, order, send_ticks, tick
 

@@ -173,6 +173,32 @@ def test_a_brackets_legs_stay_emulated_at_a_live_venue_and_the_first_to_fill_can
     assert trader.account.portfolio.position(SYMBOL).quantity == 0
 
 
+def test_an_oco_leg_that_fired_at_a_live_venue_cancels_its_sibling_before_its_fill() -> None:
+    # The fired leg is an order in flight until the exchange fills it; a sibling left armed
+    # meanwhile would fire on the next quote and sell the position a second time.
+    trader = long_position()
+    stop, take = (
+        accepted(trader.apply(order(name, domain.Side.SELL, kind, stop_price=price, oco_group="exit")))
+        for name, kind, price in (
+            ("oco-stop", domain.OrderType.STOP, STOP),
+            ("oco-tp", domain.OrderType.TAKE_PROFIT, TARGET),
+        )
+    )
+    trader.take_changes()
+    sent = tick(trader, STOP - 10).outbound
+    assert [(type(i), i.order.id) for i in sent] == [(records.PlaceAtVenue, stop.id)]
+    trader.apply(records.VenueAccepted(stop.id, "ex-stop"))
+    in_flight = current(trader, stop.id)
+    assert (in_flight.status, in_flight.filled_quantity) == (domain.OrderStatus.ACCEPTED, Decimal(0))
+    sibling = trader.order(take.id)
+    assert sibling is not None
+    assert sibling.status is domain.OrderStatus.CANCELED
+    assert sibling.reason == f"oco: {stop.id} of group exit fired"
+    assert tick(trader, TARGET + 10).outbound == []  # through the take-profit: nothing more goes out
+    trader.apply(records.VenueFill(stop.id, "t-stop", Decimal(1), STOP - 10, Decimal(0), "taker"))
+    assert trader.account.portfolio.position(SYMBOL).quantity == 0
+
+
 def test_an_oco_pair_stays_emulated_at_a_live_venue() -> None:
     trader = long_position()
     pair = [

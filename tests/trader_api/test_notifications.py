@@ -17,13 +17,13 @@ import kubernetes
 import pytest
 
 import sapphire
+from sapphire import bus
 from sapphire.agents import client
 from sapphire.notify import rules, service
 from sapphire.notify.delivery import Delivery
 from sapphire.notify.record import Record
 from sapphire.notify.settings import Kind, NotifySettings
 from sapphire.resources import common, migrationrun, tradingagent
-from sapphire.trader_api import bus
 from sapphire.trader_api.services import ccxt_venue
 from tests.support import http_server, kube, processes, services, trader_api
 

@@ -21,13 +21,9 @@ import functools
 from collections.abc import Mapping
 from decimal import Decimal
 
+from sapphire.domain.decimals import CONTEXT as CONTEXT
 from sapphire.trader_api.core import domain
 
-CONTEXT = decimal.Context(
-    prec=80,
-    rounding=decimal.ROUND_HALF_EVEN,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
-)
 COST_QUANTUM = Decimal("1e-12")
 """Rounding step of the cost basis left after a partial close."""
 FEE_QUANTUM = Decimal("1e-8")

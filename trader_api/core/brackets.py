@@ -25,9 +25,9 @@ import decimal
 import uuid
 from decimal import Decimal
 
+from sapphire.domain.decimals import round_to_step
 from sapphire.trader_api.core import accounting, domain
 from sapphire.trader_api.core.records import Attached
-from sapphire.trader_api.core.venue import round_to_step
 
 STOP, TAKE_PROFIT = "stop", "take_profit"
 """The names of the two legs (the ends of their ``client_order_id``)."""

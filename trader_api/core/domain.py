@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from sapphire.domain.risk import RiskState as RiskState
+
 
 class Side(StrEnum):
     BUY = "buy"
@@ -88,14 +90,6 @@ OPEN_STATUSES = frozenset(
     }
 )
 """Statuses of orders that may still fill: the engine keeps them in its open book."""
-
-
-class RiskState(StrEnum):
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    """Only orders that shrink a position (without flipping it) are accepted."""
-    HALTED = "HALTED"
-    """The kill switch: no order is accepted and resting orders are canceled."""
 
 
 @dataclasses.dataclass(frozen=True)

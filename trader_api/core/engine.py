@@ -929,19 +929,24 @@ class Engine:
             self._arm(order, quote, instrument, now, native=False)
 
     def _cancel_group_of(self, order: Order, now: datetime) -> None:
-        """One order of an OCO group has filled (some or all of it): cancel the others,
-        and, for a bracket leg, what its entry has not filled yet."""
-        if order.filled_quantity == 0:
+        """One order of an OCO group has fired or filled (some or all of it): cancel the others;
+        once a bracket leg has filled, cancel what its entry has not filled yet.
+
+        The others go when the leg fires, not only when it fills: at a live venue the fired leg
+        is an order in flight until the exchange fills it, and a sibling still armed meanwhile
+        could fire too on the next quote and reduce the position twice."""
+        if order.filled_quantity == 0 and order.triggered_at is None:
             return
-        if order.parent_id is not None:
+        if order.parent_id is not None and order.filled_quantity > 0:
             entry = self.open[order.symbol].get(order.parent_id)
             if entry is not None:
                 self._withdraw(entry, f"bracket: leg {order.id} filled, remainder canceled", now)
         if order.oco_group is None:
             return
+        what = "filled" if order.filled_quantity > 0 else "fired"
         for other in self.open_orders:
             if other.oco_group == order.oco_group and other.id != order.id:
-                self._withdraw(other, f"oco: {order.id} of group {order.oco_group} filled", now)
+                self._withdraw(other, f"oco: {order.id} of group {order.oco_group} {what}", now)
 
     def _store(self, order: Order) -> None:
         """Record the order's new state in the open book or among the recent closed ones."""

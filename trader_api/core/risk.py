@@ -17,15 +17,14 @@ import decimal
 from datetime import date, datetime
 from decimal import Decimal
 
+from sapphire.domain.risk import NotionalLimits
 from sapphire.trader_api.core import accounting, domain
 
 
 @dataclasses.dataclass(frozen=True)
-class RiskLimits:
-    max_order_notional: Decimal
-    max_position_notional: Decimal
-    max_gross_exposure: Decimal
-    max_daily_loss: Decimal
+class RiskLimits(NotionalLimits):
+    """The account's limits: the notional ones every layer shares, and the account's own."""
+
     max_drawdown: Decimal
     price_collar_bps: Decimal
     stale_quote_seconds: Decimal

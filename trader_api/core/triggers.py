@@ -32,8 +32,8 @@ import decimal
 from datetime import datetime
 from decimal import Decimal
 
+from sapphire.domain.decimals import round_to_step
 from sapphire.trader_api.core import accounting, domain
-from sapphire.trader_api.core.venue import round_to_step
 
 _STOPS = (domain.OrderType.STOP, domain.OrderType.STOP_LIMIT, domain.OrderType.TRAILING_STOP)
 

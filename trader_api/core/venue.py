@@ -21,6 +21,7 @@ import decimal
 from datetime import datetime
 from decimal import Decimal
 
+from sapphire.domain.decimals import round_to_step
 from sapphire.trader_api.core import accounting, domain
 
 
@@ -61,12 +62,6 @@ class WorkingOrder:
 class Arrival:
     execution: Execution | None
     status: domain.OrderStatus
-
-
-def round_to_step(value: Decimal, step: Decimal, rounding: str) -> Decimal:
-    """``value`` rounded to a multiple of ``step`` (``ROUND_CEILING`` or ``ROUND_FLOOR``)."""
-    with decimal.localcontext(accounting.CONTEXT):
-        return (value / step).to_integral_value(rounding=rounding) * step
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:

@@ -28,7 +28,7 @@ import ccxt.async_support as ccxt
 
 from sapphire.trader_api.core import domain, symbols
 from sapphire.trader_api.services import exchange
-from sapphire.trader_api.settings import TraderApiSettings
+from sapphire.trader_api.settings import CcxtMarketDataSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 LAST_TRADE_SIZE = ("Q", "lastQty", "last_qty")
 """Where exchanges put the last trade's quantity in a ticker's raw ``info`` (Binance: ``Q``, ``lastQty``)."""
+
+
+class NoMarketsError(ValueError):
+    """The exchange lists none of the wanted symbols: the feed has nothing to stream."""
 
 
 def quote_of(ticker: dict[str, Any], symbol: str) -> domain.Quote | None:
@@ -53,14 +57,25 @@ def quote_of(ticker: dict[str, Any], symbol: str) -> domain.Quote | None:
     return domain.Quote(symbol=symbol, bid=bid, ask=ask, last=last, size=size, ts=ts)
 
 
-async def stream(settings: TraderApiSettings, wanted: Iterable[str]) -> AsyncIterator[list[domain.Quote]]:
-    """Batches of quotes of the ``wanted`` Sapphire symbols, forever (until cancelled)."""
+async def stream(
+    settings: CcxtMarketDataSettings,
+    exchange_id: str,
+    wanted: Iterable[str],
+    *,
+    setting: str,
+    timeout_seconds: float,
+) -> AsyncIterator[list[domain.Quote]]:
+    """Batches of quotes of the ``wanted`` Sapphire symbols from ``exchange_id``, forever (until
+    cancelled). ``setting`` names where the exchange id came from, for the error that says
+    ccxt has no such exchange or that it lists none of the symbols; ``timeout_seconds`` bounds
+    one ccxt request. The trader API (``feed=ccxt``) and ``sapphire feed --source ccxt:<id>``
+    both stream through here."""
     mapping = symbols.SymbolMap(settings.ccxt_quote_currencies)
-    client = exchange.build(
-        settings, settings.feed_exchange, setting="feed_exchange", private=False, streaming=True
+    client = exchange.build_market_data(
+        settings, exchange_id, setting=setting, timeout_seconds=timeout_seconds
     )
     try:
-        markets = await _markets(client, mapping, wanted)
+        markets = await _markets(client, mapping, wanted, setting)
         if client.has.get("watchTicker"):
             async for batch in _watch(client, markets):
                 yield batch
@@ -71,7 +86,9 @@ async def stream(settings: TraderApiSettings, wanted: Iterable[str]) -> AsyncIte
         await client.close()
 
 
-async def _markets(client: Any, mapping: symbols.SymbolMap, wanted: Iterable[str]) -> dict[str, str]:
+async def _markets(
+    client: Any, mapping: symbols.SymbolMap, wanted: Iterable[str], setting: str
+) -> dict[str, str]:
     """Exchange symbol -> Sapphire symbol, for the wanted symbols the exchange lists."""
     delay = BACKOFF_FIRST_SECONDS
     while True:
@@ -96,7 +113,7 @@ async def _markets(client: Any, mapping: symbols.SymbolMap, wanted: Iterable[str
             continue
         markets[market] = symbol
     if not markets:
-        raise ValueError(f"feed_exchange: {client.id} lists none of the configured instruments")
+        raise NoMarketsError(f"{setting}: {client.id} lists none of the configured instruments")
     return markets
 
 

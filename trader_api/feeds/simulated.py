@@ -19,7 +19,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sapphire.trader_api.core import domain, venue
+from sapphire.domain import decimals
+from sapphire.trader_api.core import domain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +82,13 @@ def _tick(
     tick = instrument.tick_size
     mid = Decimal(repr(price))
     half_spread = max(mid * Decimal(repr(regime.spread_bps)) / 10_000, tick / 2)
-    bid = max(venue.round_to_step(mid - half_spread, tick, decimal.ROUND_FLOOR), tick)
-    ask = max(venue.round_to_step(mid + half_spread, tick, decimal.ROUND_CEILING), bid + tick)
+    bid = max(decimals.round_to_step(mid - half_spread, tick, decimal.ROUND_FLOOR), tick)
+    ask = max(decimals.round_to_step(mid + half_spread, tick, decimal.ROUND_CEILING), bid + tick)
     last = bid if rng.random() < 0.5 else ask
     raw_size = Decimal(repr(rng.lognormvariate(0.0, 0.75))) * instrument.typical_size
-    size = max(venue.round_to_step(raw_size, instrument.lot_size, decimal.ROUND_FLOOR), instrument.lot_size)
+    size = max(
+        decimals.round_to_step(raw_size, instrument.lot_size, decimal.ROUND_FLOOR), instrument.lot_size
+    )
     return domain.Quote(symbol=instrument.symbol, bid=bid, ask=ask, last=last, size=size, ts=ts)
 
 

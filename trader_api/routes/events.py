@@ -25,7 +25,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from sapphire.trader_api import bus, errors
+from sapphire import bus
+from sapphire.trader_api import errors
 from sapphire.trader_api.deps import ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Symbol
 

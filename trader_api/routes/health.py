@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sapphire.trader_api.deps import RuntimeDep
+from sapphire.trader_api.feeds import publisher as feed_publisher
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.writer import Writer
 
@@ -23,9 +24,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "The database or Redis does not answer"}})
+@router.get(
+    "/readyz",
+    responses={
+        503: {"description": "The database or Redis does not answer, or the API's own market feed stopped"}
+    },
+)
 async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    """Readiness: the database (with the paper account) and Redis both answer. ``engine``
+    """Readiness: the database (with the paper account) and Redis both answer, and with
+    ``feed=ccxt`` the API's market feed still runs (``feed``: what stopped it). ``engine``
     says whether this replica is the account's writer or a follower that forwards writes."""
     checks: dict[str, str] = {}
     for name, probe in (("database", runtime.prepare), ("bus", runtime.bus.ping)):
@@ -35,6 +42,10 @@ async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
             checks[name] = f"error: {type(error).__name__}: {error}"[:300]
         else:
             checks[name] = "ok"
+    feed: asyncio.Task[None] | None = getattr(request.app.state, "feed_task", None)
+    if feed is not None:  # feed=ccxt: without its quotes every order is refused as stale
+        stopped = feed_publisher.stopped_because(feed)
+        checks["feed"] = "ok" if stopped is None else f"error: the market feed stopped: {stopped}"[:300]
     ready = all(value == "ok" for value in checks.values())
     writer: Writer = request.app.state.writer
     publisher: Publisher = request.app.state.publisher

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
+from sapphire.domain.signals import Direction as Direction
 from sapphire.trader_api.schemas.common import (
     Amount,
     DecimalString,
@@ -22,12 +22,6 @@ from sapphire.trader_api.schemas.common import (
     Timestamp,
     WireModel,
 )
-
-
-class Direction(StrEnum):
-    LONG = "long"
-    SHORT = "short"
-    FLAT = "flat"
 
 
 class SignalCreate(WireModel):

@@ -52,7 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt
 
-from sapphire.trader_api import bus, errors
+from sapphire import bus
+from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, records, symbols, triggers
 from sapphire.trader_api.services import exchange
 from sapphire.trader_api.services.runtime import Runtime, dumps

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sapphire.trader_api import bus
+from sapphire import bus
 from sapphire.trader_api.core import accounting
 from sapphire.trader_api.core.domain import Quote
 from sapphire.trader_api.core.records import Account, Changes, Event, Fill, Order

@@ -18,7 +18,7 @@ import ccxt.pro
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, symbols
-from sapphire.trader_api.settings import TraderApiSettings
+from sapphire.trader_api.settings import CcxtMarketDataSettings, TraderApiSettings
 
 SPOT_OPTIONS = {
     "defaultType": "spot",
@@ -46,18 +46,10 @@ class ExchangeConfigError(ValueError):
     """An exchange id ccxt does not know; the message names the setting."""
 
 
-def build(
-    settings: TraderApiSettings, exchange_id: str, *, setting: str, private: bool, streaming: bool = False
-) -> Any:
-    """A ccxt exchange (``ccxt.pro`` when ``streaming``, for websockets): with the venue's keys
-    and sandbox mode when ``private``, public market data otherwise."""
-    module = ccxt.pro if streaming else ccxt.async_support
-    exchange_class = _exchange_class(module, exchange_id, setting)
-    config: dict[str, Any] = {
-        "enableRateLimit": True,
-        "timeout": int(settings.venue_timeout_seconds * 1000),
-        "options": dict(SPOT_OPTIONS),
-    }
+def build(settings: TraderApiSettings, exchange_id: str, *, setting: str, private: bool) -> Any:
+    """A ccxt exchange (REST, ``ccxt.async_support``): with the venue's keys and sandbox mode
+    when ``private``, public market data otherwise."""
+    credentials: dict[str, str] = {}
     if private:
         for key, secret in (
             ("apiKey", settings.venue_api_key),
@@ -65,9 +57,14 @@ def build(
             ("password", settings.venue_api_password),
         ):
             if secret is not None:
-                config[key] = secret.get_secret_value()
-    exchange = exchange_class(config)
-    exchange.number = str
+                credentials[key] = secret.get_secret_value()
+    exchange = _create(
+        ccxt.async_support,
+        exchange_id,
+        setting=setting,
+        timeout_seconds=settings.venue_timeout_seconds,
+        credentials=credentials,
+    )
     if private and settings.venue_sandbox:
         if not exchange.urls.get("test"):
             raise ExchangeConfigError(
@@ -75,8 +72,47 @@ def build(
                 "only if you mean to trade the real account"
             )
         exchange.set_sandbox_mode(True)
-    if settings.ccxt_api_origin:
-        exchange.urls["api"] = _moved(exchange.urls["api"], settings.ccxt_api_origin)
+    return _at_origin(exchange, settings.ccxt_api_origin)
+
+
+def build_market_data(
+    settings: CcxtMarketDataSettings, exchange_id: str, *, setting: str, timeout_seconds: float
+) -> Any:
+    """A keyless ccxt exchange for streaming market data: ``ccxt.pro`` where it has the
+    exchange (websockets), ``ccxt.async_support`` otherwise (REST only: the feed polls)."""
+    module = ccxt.pro if exchange_id in ccxt.pro.exchanges else ccxt.async_support
+    exchange = _create(module, exchange_id, setting=setting, timeout_seconds=timeout_seconds)
+    return _at_origin(exchange, settings.ccxt_api_origin)
+
+
+def check_exchange_id(exchange_id: str, *, setting: str) -> None:
+    """Raise :class:`ExchangeConfigError` naming ``setting`` unless ccxt knows ``exchange_id``."""
+    _exchange_class(ccxt.async_support, exchange_id, setting)
+
+
+def _create(
+    module: Any,
+    exchange_id: str,
+    *,
+    setting: str,
+    timeout_seconds: float,
+    credentials: dict[str, str] | None = None,
+) -> Any:
+    exchange_class = _exchange_class(module, exchange_id, setting)
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": int(timeout_seconds * 1000),
+        "options": dict(SPOT_OPTIONS),
+        **(credentials or {}),
+    }
+    exchange = exchange_class(config)
+    exchange.number = str
+    return exchange
+
+
+def _at_origin(exchange: Any, origin: str) -> Any:
+    if origin:
+        exchange.urls["api"] = _moved(exchange.urls["api"], origin)
     return exchange
 
 

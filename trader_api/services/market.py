@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from sapphire.trader_api import bus, errors
+from sapphire import bus
+from sapphire.trader_api import errors
 from sapphire.trader_api.core import bars, domain
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.storage import books, journal, tables

@@ -20,7 +20,8 @@ import collections
 import dataclasses
 import logging
 
-from sapphire.trader_api import bus, errors, metrics
+from sapphire import bus
+from sapphire.trader_api import errors, metrics
 
 log = logging.getLogger(__name__)
 

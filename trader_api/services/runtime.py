@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sapphire.trader_api import bus, errors, metrics
+from sapphire import bus
+from sapphire.trader_api import errors, metrics
 from sapphire.trader_api.core import risk
 from sapphire.trader_api.settings import InstrumentConfig, TraderApiSettings
 from sapphire.trader_api.storage import books

@@ -30,7 +30,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Protocol
 
-from sapphire.trader_api import bus, errors
+from sapphire import bus
+from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, engine, records, venue
 from sapphire.trader_api.services import events
 from sapphire.trader_api.services.market import quote_from_payload

@@ -1,5 +1,9 @@
 """The message bus: latest values by key, and pub/sub channels.
 
+One bus for all of Sapphire: the trader API writes to it, the agents and ``sapphire notify``
+subscribe and publish through the same classes, and ``sapphire up`` hands one in-process bus
+to all of them. It imports nothing of the trader API, so an agent can use it without the API.
+
 Why pub/sub and not streams: everything a subscriber could miss is also kept elsewhere.
 The latest quote is a key, bars, orders, fills and signals are rows in the database, and
 the HTTP API serves all of them. A tick or an event is only worth something while it is
@@ -20,11 +24,32 @@ Names (every one starts with the configured prefix, ``sapphire:`` by default):
 * ``{prefix}events``          channel: all of the above but ticks, as ``{"type","data"}``
   (what ``GET /v1/events`` streams).
 
-``redis://`` selects :class:`~sapphire.trader_api.bus.redis_bus.RedisBus`; ``memory://``
-selects :class:`~sapphire.trader_api.bus.memory.MemoryBus`, for ``sapphire up`` in one process.
+``redis://`` selects :class:`~sapphire.bus.redis_bus.RedisBus`; ``memory://``
+selects :class:`~sapphire.bus.memory.MemoryBus`, for ``sapphire up`` in one process.
 """
 
-from sapphire.trader_api.bus.base import Bus, BusUnavailableError, Message, Subscription, open_bus
-from sapphire.trader_api.bus.names import Names
+from sapphire.bus.base import Bus, BusUnavailableError, Message, Subscription
+from sapphire.bus.memory import MemoryBus
+from sapphire.bus.names import Names
+from sapphire.bus.redis_bus import RedisBus
 
-__all__ = ["Bus", "BusUnavailableError", "Message", "Names", "Subscription", "open_bus"]
+
+def open_bus(url: str, *, timeout: float = 1.0) -> Bus:
+    """The bus for ``url``: ``redis://``/``rediss://`` or ``memory://``."""
+    if url.startswith("memory:"):
+        return MemoryBus()
+    if url.startswith(("redis:", "rediss:")):
+        return RedisBus(url, timeout=timeout)
+    raise ValueError(f"redis_url: unsupported scheme in {url.split('://', 1)[0]!r}")
+
+
+__all__ = [
+    "Bus",
+    "BusUnavailableError",
+    "MemoryBus",
+    "Message",
+    "Names",
+    "RedisBus",
+    "Subscription",
+    "open_bus",
+]

@@ -13,7 +13,7 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.exceptions
 
-from sapphire.trader_api.bus import base
+from sapphire.bus import base
 
 _ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 

@@ -51,16 +51,3 @@ class Bus(abc.ABC):
 
     async def publish(self, channel: str, data: str) -> None:
         await self.write(messages=[(channel, data)])
-
-
-def open_bus(url: str, *, timeout: float = 1.0) -> Bus:
-    """The bus for ``url``: ``redis://``/``rediss://`` or ``memory://``."""
-    if url.startswith("memory:"):
-        from sapphire.trader_api.bus import memory
-
-        return memory.MemoryBus()
-    if url.startswith(("redis:", "rediss:")):
-        from sapphire.trader_api.bus import redis_bus
-
-        return redis_bus.RedisBus(url, timeout=timeout)
-    raise ValueError(f"redis_url: unsupported scheme in {url.split('://', 1)[0]!r}")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from sapphire.trader_api.bus import base
+from sapphire.bus import base
 
 QUEUE_SIZE = 10_000
 """A subscriber that falls this far behind loses its oldest messages, as a slow Redis

@@ -185,6 +185,12 @@ class TraderApiSettings(config.ServiceSettings, CcxtMarketDataSettings):
     events_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Idle SSE streams get a comment this often, to keep proxies open."
     )
+    agent_stale_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="An agent whose last heartbeat is older than this is not alive (GET /v1/agents' "
+        "alive; the dashboard flags its row stale).",
+    )
     feed: Literal["none", "ccxt"] = Field(
         default="none",
         description="Live market feed the API runs itself: none, or ccxt (prices from feed_exchange: "

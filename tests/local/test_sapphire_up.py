@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.support import processes
+from tests.support import processes, trader_api
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXAMPLES = REPOSITORY / "manifests" / "examples"
@@ -31,10 +30,11 @@ TOKENS = {
 
 
 def up_environment(**extra: str) -> dict[str, str]:
-    """The user's environment, less anything that would point ``up`` at real servers."""
+    """The user's environment, less anything that would point ``up`` at real servers (and
+    with the tests' bytecode cache)."""
     environ = {
         key: value
-        for key, value in os.environ.items()
+        for key, value in trader_api.subprocess_environment().items()
         if key not in ("DATABASE_URL", "REDIS_URL", "SAPPHIRE_DATABASE_URL", "SAPPHIRE_REDIS_URL")
         and not key.endswith("_TOKEN")
     }

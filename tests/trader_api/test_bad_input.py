@@ -98,6 +98,8 @@ CORPUS: list[tuple[str, str, Any, str]] = [
     ("GET", "/v1/signals?since=2026-13-45", None, "since"),
     ("GET", "/v1/signals?limit=100000", None, "limit"),
     ("GET", "/v1/events?types=ticks", None, "types"),
+    ("GET", "/v1/events?types=tick", None, "symbol"),
+    ("GET", "/v1/events?types=tick&symbol=btc", None, "symbol"),
 ]
 
 
@@ -133,3 +135,12 @@ async def test_every_malformed_request_gets_a_4xx_naming_the_field_and_writes_no
             failures.append((method, path, body, response.status_code, text[:300]))
     assert failures == []
     assert table_counts(trader_database_url) == before
+
+
+async def test_a_tick_stream_without_its_symbol_is_refused_naming_query_symbol(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/v1/events", params={"types": "signal,tick"}, headers=READ)
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["query", "symbol"]

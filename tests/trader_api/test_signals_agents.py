@@ -10,7 +10,16 @@ from decimal import Decimal
 import httpx
 import redis.asyncio
 
-from tests.trader_api.support import AGENT, READ, ManualClock, order, send_ticks, tick
+from tests.trader_api.support import (
+    AGENT,
+    READ,
+    ManualClock,
+    make_settings,
+    order,
+    running_client,
+    send_ticks,
+    tick,
+)
 
 
 def signal(agent: str = "mom-1", symbol: str = "BTC-USD", **fields: object) -> dict[str, object]:
@@ -136,6 +145,19 @@ async def test_heartbeats_register_agents(client: httpx.AsyncClient, clock: Manu
     assert agent["alive"] is True
     clock.advance(120)
     assert (await client.get("/v1/agents", headers=READ)).json()[0]["alive"] is False
+
+
+async def test_an_agent_is_stale_after_the_configured_silence(
+    trader_database_url: str, redis_url: str, redis_prefix: str, clock: ManualClock
+) -> None:
+    settings = make_settings(trader_database_url, redis_url, redis_prefix, agent_stale_after_seconds="5")
+    async with running_client(settings, clock) as client:
+        beat = await client.post("/v1/agents/mom-1/heartbeat", json={"role": "momentum"}, headers=AGENT)
+        assert beat.json()["alive"] is True
+        clock.advance(5)
+        assert (await client.get("/v1/agents", headers=READ)).json()[0]["alive"] is True
+        clock.advance(0.5)
+        assert (await client.get("/v1/agents", headers=READ)).json()[0]["alive"] is False
 
 
 async def test_agent_stats_count_signals_orders_and_attribute_pnl(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,18 @@ def test_an_order_round_trip_over_real_http(api_url: str) -> None:
         assert [(p["symbol"], p["quantity"]) for p in positions] == [("ETH-USD", "0.5")]
 
 
+async def next_event(lines: AsyncIterator[str]) -> dict[str, Any]:
+    """The next SSE frame's ``event`` and decoded ``data``."""
+    event: dict[str, Any] = {}
+    async for line in lines:
+        if line.startswith("event: "):
+            event["type"] = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            event["data"] = json.loads(line.removeprefix("data: "))
+            return event
+    raise AssertionError("the stream ended")
+
+
 async def test_server_sent_events_stream_signals_and_orders(api_url: str) -> None:
     signal = {
         "agent": "sse-1",
@@ -93,14 +105,48 @@ async def test_server_sent_events_stream_signals_and_orders(api_url: str) -> Non
         lines = stream.aiter_lines()
         assert await anext(lines) == ": subscribed"
         posted = (await client.post("/v1/signals", json=signal, headers=support.AGENT)).json()
-        event: dict[str, Any] = {}
-        async for line in lines:
-            if line.startswith("event: "):
-                event["type"] = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                event["data"] = json.loads(line.removeprefix("data: "))
-                break
+        event = await next_event(lines)
     assert event == {"type": "signal", "data": posted}
+
+
+async def test_a_tick_stream_carries_its_symbols_newest_tick_of_each_batch(api_url: str) -> None:
+    now = datetime.now(UTC)
+    async with (
+        httpx.AsyncClient(base_url=api_url, timeout=10) as client,
+        client.stream(
+            "GET", "/v1/events", params={"types": "tick", "symbol": "BTC-USD"}, headers=support.READ
+        ) as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": subscribed"
+
+        async def send(*ticks: dict[str, str]) -> None:
+            response = await client.post("/v1/ticks", json={"ticks": list(ticks)}, headers=support.AGENT)
+            assert response.status_code == 200, response.text
+
+        await send(
+            support.tick("ETH-USD", "3000.00", "3000.50", ts=now),
+            support.tick("BTC-USD", "60000.00", "60000.10", ts=now),
+            support.tick("BTC-USD", "60001.00", "60001.10", ts=now + timedelta(milliseconds=1)),
+        )
+        first = await next_event(lines)
+        # Publications go out in commit order: had ETH-USD's tick been streamed, it would come
+        # before the third batch's BTC-USD tick.
+        await send(support.tick("ETH-USD", "3001.00", "3001.50", ts=now + timedelta(seconds=1)))
+        await send(support.tick("BTC-USD", "60002.00", "60002.10", ts=now + timedelta(seconds=1)))
+        second = await next_event(lines)
+    assert first["type"] == "tick"
+    assert (first["data"]["symbol"], first["data"]["bid"], first["data"]["last"]) == (
+        "BTC-USD",
+        "60001.00",
+        "60001.00",
+    )
+    assert datetime.fromisoformat(first["data"]["ts"]) == now + timedelta(milliseconds=1)
+    assert (second["type"], second["data"]["symbol"], second["data"]["bid"]) == (
+        "tick",
+        "BTC-USD",
+        "60002.00",
+    )
 
 
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")

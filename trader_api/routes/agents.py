@@ -17,7 +17,7 @@ router = APIRouter(tags=["agents"], route_class=contract.Route)
 AgentName = Annotated[Name, Path(description="The TradingAgent's name.")]
 
 
-def _public(agent: tables.Agent, now: datetime) -> AgentPublic:
+def _public(agent: tables.Agent, now: datetime, stale_after_seconds: float) -> AgentPublic:
     return AgentPublic(
         name=agent.name,
         role=agent.role,
@@ -25,7 +25,7 @@ def _public(agent: tables.Agent, now: datetime) -> AgentPublic:
         registered_at=agent.registered_at,
         last_heartbeat_at=agent.last_heartbeat_at,
         model=agent.model,
-        alive=signals.is_alive(agent, now),
+        alive=signals.is_alive(agent, now, stale_after_seconds),
     )
 
 
@@ -34,13 +34,15 @@ async def heartbeat(
     name: AgentName, request: HeartbeatCreate, _: AgentScope, runtime: RuntimeDep
 ) -> AgentPublic:
     """Register the agent on its first heartbeat; later ones refresh it."""
-    return _public(await signals.heartbeat(runtime, name, request), runtime.clock())
+    agent = await signals.heartbeat(runtime, name, request)
+    return _public(agent, runtime.clock(), runtime.settings.agent_stale_after_seconds)
 
 
 @router.get("/agents", response_model=list[AgentPublic])
 async def list_agents(_: ReadScope, runtime: RuntimeDep) -> list[AgentPublic]:
     now = runtime.clock()
-    return [_public(agent, now) for agent in await signals.list_agents(runtime)]
+    stale_after = runtime.settings.agent_stale_after_seconds
+    return [_public(agent, now, stale_after) for agent in await signals.list_agents(runtime)]
 
 
 @router.get("/agents/{name}/stats", response_model=AgentStatsPublic)

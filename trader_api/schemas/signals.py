@@ -75,7 +75,9 @@ class AgentPublic(PublicModel):
     registered_at: datetime
     last_heartbeat_at: datetime
     model: str | None = Field(description="The agent's LLM as `provider/name`; null: deterministic.")
-    alive: bool = Field(description="A heartbeat arrived within the last 60 seconds.")
+    alive: bool = Field(
+        description="A heartbeat arrived within the last agent_stale_after_seconds (default 60)."
+    )
 
 
 class AgentStatsPublic(PublicModel):

@@ -18,9 +18,6 @@ from sapphire.trader_api.services.publisher import Publication, Publisher
 from sapphire.trader_api.services.runtime import Runtime, dumps
 from sapphire.trader_api.storage import tables
 
-ALIVE_WITHIN = timedelta(seconds=60)
-
-
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the API's clock a signal's own timestamp may be."""
 GATHER_YIELDS = 4
@@ -175,8 +172,9 @@ async def heartbeat(runtime: Runtime, name: str, request: HeartbeatCreate) -> ta
     raise AssertionError("unreachable")
 
 
-def is_alive(agent: tables.Agent, now: datetime) -> bool:
-    return now - agent.last_heartbeat_at <= ALIVE_WITHIN
+def is_alive(agent: tables.Agent, now: datetime, stale_after_seconds: float) -> bool:
+    """Whether the agent's last heartbeat is at most ``stale_after_seconds`` old."""
+    return now - agent.last_heartbeat_at <= timedelta(seconds=stale_after_seconds)
 
 
 async def list_agents(runtime: Runtime) -> list[tables.Agent]:

@@ -102,7 +102,7 @@ function renderPortfolio(portfolio) {
     ], chartLayout({
       yaxis: { domain: [0.45, 1], gridcolor: "#263049", tickformat: ",.2f", automargin: true },
       yaxis2: { domain: [0, 0.35], gridcolor: "#263049", tickformat: ",.2f", automargin: true, zerolinecolor: "#8d98b3" },
-      xaxis: { gridcolor: "#263049", anchor: "y2" },
+      xaxis: { gridcolor: "#263049", anchor: "y2", automargin: true },
       legend: { orientation: "h", y: 1.12 },
     }), { displayModeBar: false, responsive: true });
     state.charted = true;
@@ -119,8 +119,9 @@ function equityFigures(books) {
 function chartLayout(extra) {
   return {
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-    font: { color: "#e6ebf5", size: 11 }, margin: { l: 70, r: 60, t: 10, b: 35 },
-    xaxis: { gridcolor: "#263049" }, ...extra,
+    // No axis on the right: a small margin there, grown by automargin for the last tick label.
+    font: { color: "#e6ebf5", size: 11 }, margin: { l: 70, r: 20, t: 10, b: 35 },
+    xaxis: { gridcolor: "#263049", automargin: true }, ...extra,
   };
 }
 
@@ -149,8 +150,8 @@ function ago(iso, now) {
   return seconds < 120 ? `${seconds}s ago` : seconds < 7200 ? `${Math.round(seconds / 60)}m ago` : `${Math.round(seconds / 3600)}h ago`;
 }
 
-// One row per agent: what it is, whether it is alive (a heartbeat older than 60 s is flagged
-// stale), and what it did, from /v1/agents/{name}/stats (PnL of its own fills, net of fees).
+// One row per agent: what it is, whether it is alive (the API's ``alive``: a heartbeat older than
+// agent_stale_after_seconds is flagged stale), and what it did, from /v1/agents/{name}/stats (PnL of its own fills, net of fees).
 function renderAgents(agents) {
   const now = Date.now();
   fillTable("agents", agents, (a) => {
@@ -238,12 +239,14 @@ function renderHeatmap() {
 function renderPrice() {
   const { symbol, bars, fills, open } = state.price;
   if (!symbol) return;
+  renderPriceSoon.cancel();  // this draw has the ticks
   const marker = (side, symbolShape, color) => {
     const mine = fills.filter((f) => f.side === side);
     return {
       type: "scatter", mode: "markers", name: side === "buy" ? "buys" : "sells",
       x: mine.map((f) => new Date(f.ts)), y: mine.map((f) => Number(f.price)),
       text: mine.map((f) => `${f.side} ${qty(f.quantity)} @ ${money(f.price)}`), hoverinfo: "text+x",
+      customdata: mine.map((f) => f.id),
       marker: { symbol: symbolShape, size: 10, color, line: { color: "#0f1420", width: 1 } },
     };
   };
@@ -252,6 +255,7 @@ function renderPrice() {
     type: "line", xref: "paper", x0: 0, x1: 1, y0: Number(o.limit_price || o.stop_price),
     y1: Number(o.limit_price || o.stop_price), line: { color: o.side === "buy" ? "#2ecc71" : "#ff5c5c", dash: "dot", width: 1 },
   }));
+  const shown = fills.filter((f) => undrawnFills.delete(f.id)).map((f) => f.id);
   Plotly.react("price-chart", [
     { type: "candlestick", name: symbol, x: xs, open: bars.map((b) => Number(b.open)), high: bars.map((b) => Number(b.high)),
       low: bars.map((b) => Number(b.low)), close: bars.map((b) => Number(b.close)),
@@ -260,10 +264,45 @@ function renderPrice() {
     marker("sell", "triangle-down", "#ff5c5c"),
   ], chartLayout({
     shapes: lines, showlegend: false,
-    xaxis: { gridcolor: "#263049", rangeslider: { visible: false } },
+    xaxis: { gridcolor: "#263049", automargin: true, rangeslider: { visible: false } },
     yaxis: { gridcolor: "#263049", tickformat: ",.2f", automargin: true },
-  }), { displayModeBar: false, responsive: true });
+  }), { displayModeBar: false, responsive: true }).then(() => shown.forEach((id) => markFill("drawn", id)));
   document.getElementById("price-chart").dataset.symbol = symbol;
+}
+
+// Ticks arrive up to ten a second per symbol, and a portfolio event with every batch that moves
+// the books (a dozen a second while the agents trade): the live candle, the figures and the
+// equity chart are redrawn at most four times a second, with the newest data, so that the page
+// keeps up and a fill's marker (drawn at once) never waits behind a queue of redraws.
+function coalesced(draw, milliseconds) {
+  let timer = null;
+  let latest = [];
+  const soon = (...args) => {
+    latest = args;
+    if (timer === null) timer = setTimeout(() => { timer = null; draw(...latest); }, milliseconds);
+  };
+  soon.cancel = () => { if (timer !== null) { clearTimeout(timer); timer = null; } };
+  return soon;
+}
+const renderPriceSoon = coalesced(() => renderPrice(), 250);
+const renderPortfolioSoon = coalesced(renderPortfolio, 250);
+
+// User Timing marks of a fill's way to its chart: "fill-received <id>" when the event stream
+// delivers it, "fill-drawn <id>" once the chart holds its marker. DevTools' performance panel
+// shows them, and the chromium test measures the dashboard's latency with them. Only the
+// newest fills' marks are kept, so that a page open for days does not grow.
+const FILL_MARKS_KEPT = 200;
+const markedFills = [];
+const undrawnFills = new Set();
+function markFill(stage, id) {
+  performance.mark(`fill-${stage} ${id}`);
+  if (stage !== "received") return;
+  markedFills.push(id);
+  while (markedFills.length > FILL_MARKS_KEPT) {
+    const old = markedFills.shift();
+    performance.clearMarks(`fill-received ${old}`);
+    performance.clearMarks(`fill-drawn ${old}`);
+  }
 }
 
 async function loadPrice() {
@@ -277,7 +316,11 @@ async function loadPrice() {
   // A young market has few minutes to show: 1-second candles until it has 20.
   const bars = minutes.length >= 20 ? minutes : await api(`/v1/bars/${path}?interval=1s&limit=600`);
   if (symbol !== state.price.symbol) return;  // the picker moved on meanwhile
-  Object.assign(state.price, { bars, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
+  // Fills the event stream delivered while these requests ran stay on the chart.
+  const fetched = new Set(fills.map((f) => f.id));
+  fills.unshift(...state.price.fills.filter((f) => !fetched.has(f.id)));
+  const seconds = minutes.length >= 20 ? 60 : 1;
+  Object.assign(state.price, { bars, seconds, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
   $("#price-interval").textContent = minutes.length >= 20 ? "1-minute" : "1-second";
   renderPrice();
 }
@@ -294,7 +337,9 @@ async function loadSymbols() {
     option.value = symbol; option.textContent = symbol;
     return option;
   }));
+  const before = state.price.symbol;
   if (!state.price.symbol || !all.includes(state.price.symbol)) state.price.symbol = all[0] || null;
+  if (tickStream && state.price.symbol !== before) streamTicks(state.price.symbol);
   picker.value = state.price.symbol || "";
 }
 
@@ -303,13 +348,37 @@ function onPriceEvent(type, data) {
   if (data.symbol !== state.price.symbol) return;
   const price = state.price;
   if (type === "fill") {
-    if (!price.fills.some((f) => f.id === data.id)) price.fills.unshift(data);
+    if (price.fills.some((f) => f.id === data.id)) return;
+    markFill("received", data.id);
+    undrawnFills.add(data.id);
+    price.fills.unshift(data);
   } else {
     price.open = price.open.filter((o) => o.id !== data.id);
     const resting = data.status === "new" || data.status === "partially_filled";
     if (resting && (data.limit_price || data.stop_price)) price.open.push(data);
   }
   renderPrice();
+}
+
+// The symbol's ticks (its newest per ingest batch) move the last candle or open the next one.
+function onTick(tick) {
+  const price = state.price;
+  if (tick.symbol !== price.symbol || !price.seconds) return;
+  const value = Number(tick.last);
+  const width = price.seconds * 1000;
+  const start = Math.floor(new Date(tick.ts).getTime() / width) * width;
+  const last = price.bars[price.bars.length - 1];
+  const lastStart = last ? new Date(last.start).getTime() : -Infinity;
+  if (start === lastStart) {
+    Object.assign(last, { high: Math.max(Number(last.high), value), low: Math.min(Number(last.low), value), close: value });
+  } else if (start > lastStart) {
+    price.bars.push({ start: new Date(start).toISOString(), open: value, high: value, low: value, close: value });
+  } else {
+    return;  // older than the chart's last candle: /v1/bars already has it
+  }
+  const chart = document.getElementById("price-chart");
+  chart.dataset.ticks = String(Number(chart.dataset.ticks || 0) + 1);
+  renderPriceSoon();
 }
 
 // --- state changes ------------------------------------------------------------------------
@@ -348,8 +417,8 @@ function onEvent(type, data) {
   if (!checkSequence(data.seq)) return;
   if (type === "signal") { addSignal(data); renderSignals(); }
   else if (type === "order") { upsert(state.orders, state.orderIds, data); renderOrders(); onPriceEvent(type, data); }
-  else if (type === "fill") { upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); onPriceEvent(type, data); }
-  else if (type === "portfolio") { renderPortfolio(data); }
+  else if (type === "fill") { onPriceEvent(type, data); upsert(state.fills, state.fillIds, data); renderFills(); refreshPortfolio(); }
+  else if (type === "portfolio") { renderPortfolioSoon(data); }
   else if (type === "risk") { refreshRisk(); }
 }
 
@@ -453,25 +522,30 @@ function parseFrame(frame) {
   if (data.length) onEvent(type, JSON.parse(data.join("\n")));
 }
 
+// Read an SSE stream of the API with fetch until it ends (or ``signal`` aborts it).
+async function readStream(path, onFrame, signal) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store", signal });
+  if (response.status === 401) { signOut("the token was refused"); return false; }
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  setConnection(true);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return true;
+    buffer += value.replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      onFrame(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
 async function streamEvents() {
   for (;;) {
     try {
-      const response = await fetch("/v1/events", { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" });
-      if (response.status === 401) { signOut("the token was refused"); return; }
-      if (!response.ok) throw new ApiError(response.status, response.statusText);
-      setConnection(true);
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n/g, "\n");
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          parseFrame(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-        }
-      }
+      if (!await readStream("/v1/events", parseFrame)) return;
     } catch (error) {
       console.warn("event stream:", error);
     }
@@ -479,6 +553,31 @@ async function streamEvents() {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     reloadTables().catch(() => {});  // catch up on whatever the gap missed
   }
+}
+
+// The charted symbol's ticks, on a stream of their own: a new symbol opens a new stream.
+let tickStream = null;
+function streamTicks(symbol) {
+  if (tickStream) tickStream.abort();
+  if (!symbol) return;
+  const controller = tickStream = new AbortController();
+  const path = `/v1/events?types=tick&symbol=${encodeURIComponent(symbol)}`;
+  const onFrame = (frame) => {
+    const data = frame.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart());
+    if (data.length) onTick(JSON.parse(data.join("\n")));
+  };
+  (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        if (!await readStream(path, onFrame, controller.signal)) return;
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        console.warn("tick stream:", error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      loadPrice().catch(() => {});  // the candles the gap missed
+    }
+  })();
 }
 
 // --- risk control -------------------------------------------------------------------------
@@ -531,7 +630,8 @@ async function start(token) {
   every(5, refreshAgents);
   every(10, refreshAgentStats);
   await loadSymbols().catch((error) => console.warn(error));
-  every(5, loadPrice);  // candles move with every tick; fills and orders also arrive over SSE
+  streamTicks(state.price.symbol);  // the live candle; fills and orders arrive on the event stream
+  every(60, loadPrice);  // closed candles from /v1/bars (and a switch from 1-second to 1-minute)
   every(60, loadSymbols);
   every(2, refreshRisk);
   every(30, reloadTables);
@@ -553,7 +653,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#resume").addEventListener("click", () => setRiskState("ACTIVE"));
   $("#price-symbol").addEventListener("change", (event) => {
     state.price = { symbol: event.target.value, fills: [], open: [], bars: [] };
+    undrawnFills.clear();
     loadPrice().catch((error) => console.warn(error));
+    streamTicks(state.price.symbol);
   });
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -22,9 +22,6 @@ from sapphire.agents.settings import AgentSettings
 from sapphire.trader_api.app import create_app
 from tests.agents import series
 from tests.trader_api import support
-from tests.trader_api.conftest import migrated_template, trader_database_url
-
-__all__ = ["migrated_template", "trader_database_url"]
 
 logger = logging.getLogger(__name__)
 

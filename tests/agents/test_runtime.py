@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import prometheus_client
 import pytest
 import redis
 from prometheus_client import parser
@@ -25,6 +28,7 @@ from sapphire.agents import bus as agent_bus
 from sapphire.agents import client, market, runtime, trading
 from sapphire.agents.analysts.momentum import MomentumParams
 from sapphire.agents.settings import AgentSettings
+from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.bus import memory
 from sapphire.trader_api.bus.names import Names
@@ -35,7 +39,7 @@ from tests.support.trader_api import ServedApp
 from tests.trader_api import support
 
 TREND = MomentumParams().slow_span + 16
-"""Ticks of a trend: the momentum analyst's warm-up (its slow EMA), then some to follow."""
+"""Ticks of a trend that makes the momentum analyst signal: its warm-up (its slow EMA), and more."""
 
 EXECUTOR_LIMITS = {
     "risk_max_order_notional": "2000",
@@ -130,9 +134,25 @@ class Trader:
         )
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at alembic head, migrated once; each test gets a copy (what ``sapphire
+    up`` runs on: no server to start for these tests, which are about the agents)."""
+    path = tmp_path_factory.mktemp("template") / "sapphire.db"
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def api_settings(trader_database_url: str, redis_url: str, redis_prefix: str) -> TraderApiSettings:
-    return support.make_settings(trader_database_url, redis_url, redis_prefix, fee_bps="0")
+def database_url(migrated_sqlite: Path, tmp_path: Path) -> str:
+    copy = tmp_path / "sapphire.db"
+    shutil.copyfile(migrated_sqlite, copy)
+    return f"sqlite+aiosqlite:///{copy}"
+
+
+@pytest.fixture
+def api_settings(database_url: str, redis_url: str, redis_prefix: str) -> TraderApiSettings:
+    return support.make_settings(database_url, redis_url, redis_prefix, fee_bps="0")
 
 
 @pytest.fixture
@@ -198,7 +218,8 @@ async def test_ticks_become_signals_and_signals_become_orders_within_limits(
         # Both read the ticks; the executor also hears signals, risk and fills.
         expected = {names.ticks("BTC-USD"): 2, names.signals: 1, names.risk: 1, names.fills: 1}
         await pubsub.subscribed(redis_counts, expected)
-        await trader.ticks("BTC-USD", series.uptrend(n=TREND))
+        # A trend long and strong enough that the executor would buy past its position limit.
+        await trader.ticks("BTC-USD", series.uptrend(n=120))
 
         signal_ = await trader.first_signal("mom-1")
 
@@ -227,7 +248,7 @@ async def test_ticks_become_signals_and_signals_become_orders_within_limits(
 async def test_halted_stops_the_executor_at_once(
     trader: Trader, redis_url: str, redis_prefix: str, redis_counts: pubsub.Count
 ) -> None:
-    """Driven as ``run_agent`` drives an executor, with its decision state in view."""
+    """Driven as ``run_agent`` drives an executor, with what it has heard in view."""
     names = Names(redis_prefix)
     stop = asyncio.Event()
     api = trader.agent_client()
@@ -241,6 +262,16 @@ async def test_halted_stops_the_executor_at_once(
 
     async def holds(fact: Callable[[], bool], what: str) -> None:
         await processes.observe(lambda: True if fact() else None, within=20, what=what)
+
+    def decisions() -> float:
+        """Decisions the executor has finished, whatever their outcome (its own metric)."""
+        return sum(
+            sample.value
+            for metric in prometheus_client.REGISTRY.collect()
+            for sample in metric.samples
+            if sample.name == "sapphire_executor_decisions_total"
+            and sample.labels["agent"] == engine.config.agent
+        )
 
     try:
         expected = {names.ticks("BTC-USD"): 1, names.signals: 1, names.risk: 1, names.fills: 1}
@@ -258,9 +289,10 @@ async def test_halted_stops_the_executor_at_once(
             lambda: engine.consensus("BTC-USD", datetime.now(UTC)).score > 0,
             "the executor to hear the signal",
         )
-        # The signal marked BTC-USD to decide; once nothing is left to decide, the order loop
-        # has taken it up, with HALTED already in force: the moment it would have ordered.
-        await holds(lambda: agent.idle, "the executor to decide on the signal")
+        # Two more finished decisions: the second was taken up with the signal heard and HALTED
+        # in force, the moment the executor would have ordered, and its order would be answered.
+        seen = decisions()
+        await holds(lambda: decisions() >= seen + 2, "the executor to decide on the signal")
         assert await trader.order_submissions() == 0, "the executor sent an order while HALTED"
         await trader.set_risk_state("ACTIVE")
 
@@ -304,13 +336,13 @@ async def test_an_api_outage_is_survived_with_backoff(
 
 async def test_a_redis_outage_is_survived_and_ticks_flow_again(
     own_redis_server: services.RedisServer,
-    trader_database_url: str,
+    database_url: str,
     redis_prefix: str,
 ) -> None:
     url = own_redis_server.fresh_database()
     ticks = Names(redis_prefix).ticks("BTC-USD")
     health_port = processes.free_port()
-    api_settings = support.make_settings(trader_database_url, url, redis_prefix)
+    api_settings = support.make_settings(database_url, url, redis_prefix)
     with redis.Redis.from_url(url) as connection:
         counts = pubsub.redis_count(connection)
         async with support.running_app(api_settings) as (app, _):
@@ -389,12 +421,10 @@ def test_the_executor_refuses_to_start_without_its_limits() -> None:
         AgentSettings(role="executor", dev_mode=True)
 
 
-async def test_the_same_analysts_run_on_the_in_process_bus(
-    trader_database_url: str, redis_prefix: str
-) -> None:
+async def test_the_same_analysts_run_on_the_in_process_bus(database_url: str, redis_prefix: str) -> None:
     """As ``sapphire up`` runs them: the API and the agent share one in-process bus."""
     bus = memory.MemoryBus()
-    api_settings = support.make_settings(trader_database_url, "memory://", redis_prefix)
+    api_settings = support.make_settings(database_url, "memory://", redis_prefix)
     app = create_app(api_settings, message_bus=bus)
     async with app.router.lifespan_context(app):
         trader = Trader("http://trader", httpx.ASGITransport(app=app))

@@ -1,5 +1,5 @@
-"""The agent runtime against the real trader API (in process, on real Postgres) and real Redis:
-ticks in, signals out, orders placed, outages of the API and of Redis survived.
+"""The agent runtime against the real trader API (in process, on SQLite as ``sapphire up`` runs
+it) and real Redis: ticks in, signals out, orders placed, outages of the API and of Redis survived.
 
 Each test waits on facts: a subscription is in place once the bus counts it (``PUBSUB
 NUMSUB``, or the in-process bus's own count), an agent has noticed an outage once its health

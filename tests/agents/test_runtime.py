@@ -11,6 +11,8 @@ import asyncio
 import os
 import shutil
 import signal
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -134,20 +136,35 @@ class Trader:
         )
 
 
+MEMORY_FILES = Path("/dev/shm")
+"""Where the tests' SQLite files live when the machine has it: in memory, so a commit costs no
+fsync (the tests' Postgres runs with fsync off for the same reason)."""
+
+
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sqlite_directory() -> Iterator[Path]:
+    parent = MEMORY_FILES if MEMORY_FILES.is_dir() else None
+    directory = Path(tempfile.mkdtemp(prefix="sapphire-agents-", dir=parent))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(sqlite_directory: Path) -> Path:
     """A SQLite database at alembic head, migrated once; each test gets a copy (what ``sapphire
     up`` runs on: no server to start for these tests, which are about the agents)."""
-    path = tmp_path_factory.mktemp("template") / "sapphire.db"
+    path = sqlite_directory / "template.db"
     migrations.upgrade(f"sqlite+aiosqlite:///{path}")
     return path
 
 
 @pytest.fixture
-def database_url(migrated_sqlite: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "sapphire.db"
+def database_url(migrated_sqlite: Path, sqlite_directory: Path) -> Iterator[str]:
+    copy = sqlite_directory / f"{uuid.uuid4().hex}.db"
     shutil.copyfile(migrated_sqlite, copy)
-    return f"sqlite+aiosqlite:///{copy}"
+    yield f"sqlite+aiosqlite:///{copy}"
+    for leftover in sqlite_directory.glob(f"{copy.name}*"):  # the database, its WAL and shared memory
+        leftover.unlink()
 
 
 @pytest.fixture
@@ -314,7 +331,10 @@ async def test_an_api_outage_is_survived_with_backoff(
     served = ServedApp()
     trader = Trader(served.url)
     health_port = processes.free_port()
-    agent = Running(settings(redis_url, redis_prefix, metrics_port=health_port), trader)
+    # A short backoff ceiling: the agent calls again soon after the API serves.
+    agent = Running(
+        settings(redis_url, redis_prefix, metrics_port=health_port, backoff_max_seconds=0.1), trader
+    )
     try:
         # The agent has met the outage and tried again (its backoff), and is still running.
         await eventually(failed(health_port, "heartbeat", times=2), "two failed heartbeats")
@@ -376,7 +396,8 @@ async def test_all_market_mode_follows_the_instrument_list(
     served = ServedApp()
     await served.start(listing("BTC-USD"))
     trader = Trader(served.url)
-    agent = Running(settings(redis_url, redis_prefix, symbols=[]), trader)
+    # A short backoff ceiling: the agent calls again soon after the API serves again.
+    agent = Running(settings(redis_url, redis_prefix, symbols=[], backoff_max_seconds=0.1), trader)
 
     async def heartbeat_names(*symbols: str) -> None:
         async def named() -> bool:

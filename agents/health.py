@@ -14,7 +14,8 @@ Every loop runs under :func:`sapphire.agents.supervision.supervise`, which tells
   watchdog cannot see: an event loop so stuck that it answers nothing at all.
 
 The HTTP server runs on the agent's own event loop on purpose: a blocked loop cannot answer
-the probe. ``/metrics`` serves the process's Prometheus registry (LLM calls, latency).
+the probe. ``/metrics`` serves the process's Prometheus registry (LLM calls, latency, executor
+decisions).
 """
 
 from __future__ import annotations

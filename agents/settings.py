@@ -63,8 +63,9 @@ class AgentSettings(config.ServiceSettings):
         default=0,
         ge=0,
         le=65535,
-        description="SAPPHIRE_METRICS_PORT: serve /metrics (LLM calls, latency), /healthz and /readyz "
-        "(the loops' health, for the pod's probes) here; 0 serves none. The operator sets it in agent pods.",
+        description="SAPPHIRE_METRICS_PORT: serve /metrics (LLM calls, latency, executor decisions), "
+        "/healthz and /readyz (the loops' health, for the pod's probes) here; 0 serves none. The operator "
+        "sets it in agent pods.",
     )
     health_failing_seconds: float = Field(
         default=120.0,

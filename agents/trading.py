@@ -33,6 +33,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import msgspec
+import prometheus_client
 
 from sapphire import bus as message_bus
 from sapphire.agents import client, executor, market, sizing, supervision
@@ -44,6 +45,14 @@ from sapphire.domain.risk import NotionalLimits
 logger = logging.getLogger(__name__)
 
 ORDER_ATTEMPTS = 5
+
+DECISIONS = prometheus_client.Counter(
+    "sapphire_executor_decisions",
+    "Symbols the executor took up to decide, by outcome once done: order (one was placed), none"
+    " (nothing to trade), unplaced (the API refused the order or never answered), halted (trading is"
+    " HALTED: nothing was considered).",
+    ["agent", "outcome"],
+)
 
 
 class _Fill(msgspec.Struct):
@@ -99,6 +108,10 @@ class ExecutorAgent:
         self.dirty: dict[str, None] = {}
         """Symbols to decide, in the order they were marked (a dict as an ordered set)."""
         self._wake = asyncio.Event()
+        self._decisions = {
+            outcome: DECISIONS.labels(engine.config.agent, outcome)
+            for outcome in ("order", "none", "unplaced", "halted")
+        }
         self._arbitrations: dict[str, asyncio.Task[Decimal | None]] = {}
 
     @classmethod
@@ -215,13 +228,17 @@ class ExecutorAgent:
             symbol = next(iter(self.dirty))
             del self.dirty[symbol]
             if self.engine.risk_state is market.RiskState.HALTED:
+                self._decisions["halted"].inc()
                 continue
             now = ctx.clock()
             self._maybe_arbitrate(symbol)
             order = self.engine.decide(symbol, now)
             if order is None:
+                self._decisions["none"].inc()
                 continue
-            if await self.send(order):
+            placed = await self.send(order)
+            self._decisions["order" if placed else "unplaced"].inc()
+            if placed:
                 backoff.reset()
 
     async def send(self, order: executor.OrderRequest) -> bool:

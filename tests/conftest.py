@@ -1,4 +1,5 @@
-"""Session-wide fixtures: real PostgreSQL 15, Redis 7 and Kubernetes control plane, isolated per test."""
+"""Session-wide fixtures: real PostgreSQL 15, Redis 7 and Kubernetes control plane, isolated
+per test; a migrated trader database per test, copied from a template migrated once."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import sapphire
+from sapphire.migrations import config as migrations
 from sapphire.resources import crdgen
 from tests.support import kube, services
 from tests.support import node as process_node
@@ -35,6 +38,23 @@ def database_url(postgres_server: services.PostgresServer) -> Iterator[str]:
     """A fresh, empty Postgres database for this test only (``postgresql://`` URL)."""
     url = postgres_server.create_database()
     yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: services.PostgresServer) -> Iterator[str]:
+    """The name of a database at alembic head; tests get copies of it."""
+    url = postgres_server.create_database()
+    migrations.upgrade(url)
+    yield str(make_url(url).database)
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def trader_database_url(postgres_server: services.PostgresServer, migrated_template: str) -> Iterator[str]:
+    """A migrated Postgres database of this test's own (``postgresql+psycopg://``)."""
+    url = postgres_server.create_database(template=migrated_template)
+    yield url.replace("postgresql://", "postgresql+psycopg://", 1)
     postgres_server.drop_database(url)
 
 

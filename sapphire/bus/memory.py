@@ -64,5 +64,9 @@ class MemoryBus(base.Bus):
     def subscribe(self, channels: Sequence[str]) -> contextlib.AbstractAsyncContextManager[base.Subscription]:
         return self._subscribe(channels)
 
+    def subscribers(self, channel: str) -> int:
+        """How many subscriptions listen to ``channel`` now (Redis's ``PUBSUB NUMSUB``)."""
+        return sum(channel in subscription.channels for subscription in self._subscriptions)
+
     async def close(self) -> None:
         self._subscriptions.clear()

@@ -15,16 +15,17 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+import redis
 from fastapi import FastAPI
 
 from sapphire.agents import client, runtime
 from sapphire.agents.settings import AgentSettings
+from sapphire.bus.names import Names
 from sapphire.trader_api.app import create_app
 from tests.agents import series
+from tests.support import pubsub
+from tests.support.processes import observe
 from tests.trader_api import support
-from tests.trader_api.conftest import migrated_template, trader_database_url
-
-__all__ = ["migrated_template", "trader_database_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +94,34 @@ async def test_ticks_signals_orders_and_fills_in_postgres(
             symbol="BTC-USD",
             ts=datetime.now(UTC),
         )
-        await asyncio.sleep(1.5)  # every agent subscribed
+        names = Names(redis_prefix)
+        # Every role reads the ticks; the strategist and the executor also hear signals, and the
+        # executor risk and fills.
+        with redis.Redis.from_url(redis_url) as connection:
+            expected = {names.ticks("BTC-USD"): 6, names.signals: 2, names.risk: 1, names.fills: 1}
+            await pubsub.subscribed(pubsub.redis_count(connection), expected)
         prices = series.uptrend(n=160, start=60_000.0, drift=0.0004, noise=0.0001, seed=11)
         for i, price in enumerate(prices):
             tick = series.tick("BTC-USD", price, at=datetime.now(UTC), size=0.5, side=1 if i % 4 else -1)
             response = await feed.post("/v1/ticks", json={"ticks": [msgspec.to_builtins(tick)]})
             assert response.status_code == 200, response.text
-            await asyncio.sleep(0.01)
-        async with asyncio.timeout(60):
-            while True:
-                fills = (await feed.get("/v1/fills")).json()
-                if fills:
-                    break
-                last = prices[-1] * 1.0002
-                tick = series.tick("BTC-USD", last, at=datetime.now(UTC), size=0.5, side=1)
-                await feed.post("/v1/ticks", json={"ticks": [msgspec.to_builtins(tick)]})
-                await asyncio.sleep(0.3)
-        await asyncio.sleep(1.0)
+
+        async def market_until_filled() -> list[dict[str, Any]] | None:
+            """The market goes on (a tick per poll) until the executor's first order fills."""
+            fills: list[dict[str, Any]] = (await feed.get("/v1/fills")).json()
+            if fills:
+                return fills
+            tick = series.tick("BTC-USD", prices[-1] * 1.0002, at=datetime.now(UTC), size=0.5, side=1)
+            await feed.post("/v1/ticks", json={"ticks": [msgspec.to_builtins(tick)]})
+            return None
+
+        await observe(market_until_filled, within=60, interval=0.3, what="the executor's first fill")
+
+        async def roles_signalled() -> set[str] | None:
+            roles = {s["role"] for s in (await feed.get("/v1/signals", params={"limit": 1000})).json()}
+            return roles if {"momentum", "sentiment", "strategist"} <= roles else None
+
+        await observe(roles_signalled, within=30, what="signals from momentum, sentiment and the strategist")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=15)

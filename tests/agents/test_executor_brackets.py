@@ -22,9 +22,6 @@ from sapphire.trader_api.app import create_app
 from tests.agents.test_end_to_end import LIMITS, agent_settings
 from tests.support.processes import observe
 from tests.trader_api import support
-from tests.trader_api.conftest import migrated_template, trader_database_url
-
-__all__ = ["migrated_template", "trader_database_url"]
 
 logger = logging.getLogger(__name__)
 TICK = Decimal("0.01")

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.support import processes, trader_api
+from tests.support import processes, pubsub, trader_api
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXAMPLES = REPOSITORY / "manifests" / "examples"
@@ -170,24 +170,19 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, redis_url: str, redis_p
     url = f"http://127.0.0.1:{port}"
     ticks = f"{redis_prefix}ticks:BTC-USD"
     with redis.Redis.from_url(redis_url) as client:
-
-        def subscribers() -> int:
-            return int(dict(client.pubsub_numsub(ticks))[ticks.encode()])
-
+        subscribers = pubsub.redis_count(client)
         try:
             processes.wait_until(
                 lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
                 timeout=30,
                 what="sapphire up serving",
             )
-            processes.wait_until(
-                lambda: subscribers() >= 1, timeout=30, what="the momentum agent to subscribe to its ticks"
-            )
+            pubsub.wait_subscribed(subscribers, {ticks: 1}, within=30)  # the momentum agent
             process.send_signal(2)  # SIGINT, as Ctrl-C
             stdout, stderr = process.communicate(timeout=30)
         finally:
             processes.stop_process(process)  # type: ignore[arg-type]
-        assert subscribers() == 0, "an agent's subscription outlived sapphire up"
+        assert subscribers(ticks) == 0, "an agent's subscription outlived sapphire up"
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "final state" in stdout

@@ -2,11 +2,14 @@
 
 :func:`running_trader_api` is the common case (start, serve, shut down cleanly);
 :class:`TraderApiProcess` is for crash and failover tests, which SIGKILL the process and
-start it again on the same port and the same database.
+start it again on the same port and the same database. :class:`ServedApp` is the same app on
+uvicorn inside the test's own event loop, for outage tests that stop and start the server
+often (no process to spawn).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import uvicorn
 
+from sapphire.trader_api.app import create_app
+from sapphire.trader_api.settings import TraderApiSettings
 from tests.support import processes
 
 READ_TOKEN = "e2e-read-token"
@@ -143,6 +149,46 @@ class TraderApiProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@dataclass
+class ServedApp:
+    """The trader API on uvicorn, in this event loop, on a port of its own. :meth:`stop`
+    closes the listening socket (connections are refused, as when the API's pod is gone);
+    :meth:`start` serves a fresh app on the same port, with the same or other settings (an
+    operator's new instrument list)."""
+
+    port: int = field(default_factory=processes.free_port)
+    _server: uvicorn.Server | None = None
+    _serving: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, settings: TraderApiSettings) -> None:
+        if self._server is not None:
+            raise RuntimeError(f"the trader API on port {self.port} is already served")
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+
+        def started() -> bool | None:
+            if serving.done():
+                raise RuntimeError(f"uvicorn on port {self.port} exited before serving")
+            return True if server.started else None
+
+        await processes.observe(started, within=30, what=f"uvicorn serving on port {self.port}")
+        self._server, self._serving = server, serving
+
+    async def stop(self) -> None:
+        if self._server is None or self._serving is None:
+            return
+        self._server.should_exit = True
+        await asyncio.wait_for(self._serving, timeout=15)
+        self._server = self._serving = None
 
 
 @contextmanager

@@ -1,38 +1,18 @@
-"""Trader API fixtures: a migrated Postgres database per test (copied from a template that
-is migrated once per session), the test's own Redis prefix, and the app on httpx's ASGI
-transport with its lifespan running."""
+"""Trader API fixtures: the settings of a test (its own migrated Postgres database, from
+``tests/conftest.py``, and Redis prefix), and the app on httpx's ASGI transport with its
+lifespan running."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 
-from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.settings import TraderApiSettings
-from tests.support import services
 from tests.trader_api import support
-
-
-@pytest.fixture(scope="session")
-def migrated_template(postgres_server: services.PostgresServer) -> Iterator[str]:
-    """The name of a database at alembic head; tests get copies of it."""
-    url = postgres_server.create_database()
-    migrations.upgrade(url)
-    yield str(make_url(url).database)
-    postgres_server.drop_database(url)
-
-
-@pytest.fixture
-def trader_database_url(postgres_server: services.PostgresServer, migrated_template: str) -> Iterator[str]:
-    """A migrated Postgres database of this test's own (``postgresql+psycopg://``)."""
-    url = postgres_server.create_database(template=migrated_template)
-    yield url.replace("postgresql://", "postgresql+psycopg://", 1)
-    postgres_server.drop_database(url)
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ of its fields:
   no ``input``: pydantic's always do): an instrument that is not listed, a quantity off
   the lot size or a price off the tick size, a timestamp more than 60 s ahead, a signal
   whose role is not the one its agent registered;
-* a rule between fields of one model (pydantic's model validators, whose ``loc`` ends at
-  the model, not at a field): a crossed book (bid above ask), the price fields an order
-  type needs, a replace that changes nothing.
+* a rule between fields of one model that JSON Schema cannot state (pydantic's model
+  validators, whose ``loc`` ends at the model, not at a field): a crossed book (bid above
+  ask) compares two values. (The rules it can state are in the document: the price fields
+  each order type needs, the legs of a bracket, a replace that changes something;
+  ``test_contract.py`` shows that schema and model agree on them.)
 
 So ``schemathesis.toml`` lets positive requests be answered 422, and this check takes the
 built-in check's place for them: a schema-valid request may be refused only for such

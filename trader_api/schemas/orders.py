@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from sapphire.trader_api.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from sapphire.trader_api.schemas.common import (
@@ -36,6 +37,8 @@ class AttachedCreate(WireModel):
     from the entry's average fill price and rounded to the tick (a stop toward the entry, a
     take-profit away from it)."""
 
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=_legs_schema()))
+
     stop_price: Price | None = Field(default=None, description="A stop leg at this price.")
     stop_bps: Bps | None = Field(default=None, description="A stop leg this many bps against the entry.")
     trail_amount: Price | None = Field(default=None, description="A trailing stop leg at this distance.")
@@ -47,6 +50,8 @@ class AttachedCreate(WireModel):
 
 
 class OrderCreate(WireModel):
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=_shape_schema()))
+
     client_order_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
         description="Idempotency key: resending the same body returns the same order.",
@@ -86,8 +91,19 @@ class OrderCreate(WireModel):
         return self
 
 
+REPLACED_FIELDS = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_bps")
+"""What a replace may change."""
+
+
 class OrderReplace(WireModel):
     """An amend of an open order: the fields given replace the order's, the others stay."""
+
+    # The document states the rule of ``_changes_something``: at least one field, not null.
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(
+            anyOf=[{"required": [name], "properties": {name: {"type": "string"}}} for name in REPLACED_FIELDS]
+        )
+    )
 
     client_order_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
@@ -109,9 +125,6 @@ class OrderReplace(WireModel):
         if all(getattr(self, name) is None for name in REPLACED_FIELDS):
             raise ValueError(f"a replace changes at least one of {', '.join(REPLACED_FIELDS)}")
         return self
-
-
-REPLACED_FIELDS = ("quantity", "limit_price", "stop_price", "trail_amount", "trail_bps")
 
 
 class OrderShape(Protocol):
@@ -190,6 +203,49 @@ def shape_problem(order: OrderShape) -> str | None:
         field = "trail_amount" if order.trail_amount is not None else "trail_bps"
         return f"{field}: only for trailing_stop orders"
     return attached_problem(order)
+
+
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
+def _omitted(*names: str) -> dict[str, Any]:
+    return {"properties": {name: {"type": "null"} for name in names}}
+
+
+def _at_most_one(names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "anyOf": [_omitted(*names)]
+        + [{"allOf": [_given(name), _omitted(*(set(names) - {name}))]} for name in names]
+    }
+
+
+def _shape_schema() -> list[dict[str, Any]]:
+    """:func:`shape_problem` as JSON Schema, for the document: what each order type needs
+    and forbids, and the attached legs' rules (``_legs_schema``) with no ``oco_group``."""
+    kinds = []
+    for kind in OrderType:
+        rules: list[dict[str, Any]] = [{"properties": {"type": {"const": kind.value}}}]
+        for name, needed in (("limit_price", kind.takes_limit_price), ("stop_price", kind.takes_stop_price)):
+            rules.append(_given(name) if needed else _omitted(name))
+        trails = ("trail_amount", "trail_bps")
+        if kind is OrderType.TRAILING_STOP:
+            rules.append({"oneOf": [_given(name) for name in trails]})
+        else:
+            rules.append(_omitted(*trails))
+        if kind.is_protective:
+            rules.append(_omitted("attached"))
+        kinds.append({"allOf": rules})
+    return [{"anyOf": kinds}, {"anyOf": [_omitted("attached"), _omitted("oco_group")]}]
+
+
+def _legs_schema() -> list[dict[str, Any]]:
+    """:func:`attached_problem`'s rules on the legs themselves, as JSON Schema."""
+    return [
+        _at_most_one(STOP_LEGS),
+        _at_most_one(TAKE_PROFIT_LEGS),
+        {"anyOf": [_given(name) for name in (*STOP_LEGS, *TAKE_PROFIT_LEGS)]},
+    ]
 
 
 class AttachedPublic(PublicModel):

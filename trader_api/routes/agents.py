@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -10,23 +9,10 @@ from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Name
 from sapphire.trader_api.schemas.signals import AgentPublic, AgentStatsPublic, HeartbeatCreate
 from sapphire.trader_api.services import signals
-from sapphire.trader_api.storage import tables
 
 router = APIRouter(tags=["agents"], route_class=contract.Route)
 
 AgentName = Annotated[Name, Path(description="The TradingAgent's name.")]
-
-
-def _public(agent: tables.Agent, now: datetime, stale_after_seconds: float) -> AgentPublic:
-    return AgentPublic(
-        name=agent.name,
-        role=agent.role,
-        symbols=agent.symbols,
-        registered_at=agent.registered_at,
-        last_heartbeat_at=agent.last_heartbeat_at,
-        model=agent.model,
-        alive=signals.is_alive(agent, now, stale_after_seconds),
-    )
 
 
 @router.post("/agents/{name}/heartbeat", response_model=AgentPublic)
@@ -35,14 +21,14 @@ async def heartbeat(
 ) -> AgentPublic:
     """Register the agent on its first heartbeat; later ones refresh it."""
     agent = await signals.heartbeat(runtime, name, request)
-    return _public(agent, runtime.clock(), runtime.settings.agent_stale_after_seconds)
+    return signals.agent_public(agent, runtime.clock(), runtime.settings.agent_stale_after_seconds)
 
 
 @router.get("/agents", response_model=list[AgentPublic])
 async def list_agents(_: ReadScope, runtime: RuntimeDep) -> list[AgentPublic]:
     now = runtime.clock()
     stale_after = runtime.settings.agent_stale_after_seconds
-    return [_public(agent, now, stale_after) for agent in await signals.list_agents(runtime)]
+    return [signals.agent_public(agent, now, stale_after) for agent in await signals.list_agents(runtime)]
 
 
 @router.get("/agents/{name}/stats", response_model=AgentStatsPublic)

@@ -13,7 +13,6 @@ from sapphire.trader_api.schemas.common import Name, Symbol
 from sapphire.trader_api.schemas.dump import Dump
 from sapphire.trader_api.schemas.orders import OrderPublic, OrderReplace
 from sapphire.trader_api.services import trading
-from sapphire.trader_api.storage import books
 
 router = APIRouter(tags=["orders"], route_class=contract.Route)
 _ORDER = Dump.of(OrderPublic)
@@ -73,7 +72,7 @@ async def list_orders(
 @router.get("/orders/{order_id}", response_model=OrderPublic, responses=contract.responses(_NO_ORDER))
 async def get_order(order_id: uuid.UUID, _: ReadScope, runtime: RuntimeDep) -> OrderPublic:
     async with runtime.database.read() as session:
-        order = await books.order_by_id(session, order_id)
+        order = await trading.order_by_id(session, order_id)
     if order is None:
         raise NotFoundError(f"order {order_id} not found")
     return OrderPublic.model_validate(order)

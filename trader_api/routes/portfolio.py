@@ -10,7 +10,6 @@ from sapphire.trader_api.deps import ReadScope, RuntimeDep
 from sapphire.trader_api.schemas.common import Timestamp
 from sapphire.trader_api.schemas.portfolio import EquityPointPublic, HistoryInterval, PortfolioPublic
 from sapphire.trader_api.services import events, risk_control
-from sapphire.trader_api.storage import journal
 
 router = APIRouter(tags=["portfolio"], route_class=contract.Route)
 
@@ -37,8 +36,5 @@ async def get_portfolio_history(
     day, one a minute for 30 days, then one an hour: an ``interval`` finer than a point's age
     allows gives what is kept."""
     start = since if since is not None else runtime.clock() - timedelta(days=1)
-    async with runtime.database.engine.connect() as connection:
-        rows = await journal.equity_history(
-            connection, since=start, width=interval.width, limit=HISTORY_POINTS
-        )
+    rows = await risk_control.equity_history(runtime, since=start, width=interval.width, limit=HISTORY_POINTS)
     return [EquityPointPublic.model_validate(row) for row in rows]

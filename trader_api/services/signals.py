@@ -13,7 +13,13 @@ import sqlalchemy as sa
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import accounting, domain
-from sapphire.trader_api.schemas.signals import HeadlineCreate, HeartbeatCreate, SignalCreate, SignalPublic
+from sapphire.trader_api.schemas.signals import (
+    AgentPublic,
+    HeadlineCreate,
+    HeartbeatCreate,
+    SignalCreate,
+    SignalPublic,
+)
 from sapphire.trader_api.services.publisher import Publication, Publisher
 from sapphire.trader_api.services.runtime import Runtime, dumps
 from sapphire.trader_api.storage import tables
@@ -175,6 +181,19 @@ async def heartbeat(runtime: Runtime, name: str, request: HeartbeatCreate) -> ta
 def is_alive(agent: tables.Agent, now: datetime, stale_after_seconds: float) -> bool:
     """Whether the agent's last heartbeat is at most ``stale_after_seconds`` old."""
     return now - agent.last_heartbeat_at <= timedelta(seconds=stale_after_seconds)
+
+
+def agent_public(agent: tables.Agent, now: datetime, stale_after_seconds: float) -> AgentPublic:
+    """The agent as ``/v1/agents`` shows it."""
+    return AgentPublic(
+        name=agent.name,
+        role=agent.role,
+        symbols=agent.symbols,
+        registered_at=agent.registered_at,
+        last_heartbeat_at=agent.last_heartbeat_at,
+        model=agent.model,
+        alive=is_alive(agent, now, stale_after_seconds),
+    )
 
 
 async def list_agents(runtime: Runtime) -> list[tables.Agent]:

@@ -20,7 +20,7 @@ from sapphire.trader_api.core import domain, records, venue
 from sapphire.trader_api.schemas.orders import REPLACED_FIELDS, OrderReplace, OrderShape
 from sapphire.trader_api.services.runtime import Catalog, Runtime
 from sapphire.trader_api.services.writer import Writer
-from sapphire.trader_api.storage import journal, tables
+from sapphire.trader_api.storage import books, journal, tables
 
 
 class OrderRequest(OrderShape, Protocol):
@@ -181,6 +181,10 @@ async def cancel(runtime: Runtime, writer: Writer, order_id: uuid.UUID) -> recor
     if not isinstance(result, records.OrderAccepted):
         raise TypeError(f"unexpected engine result {result!r}")
     return result.order
+
+
+async def order_by_id(session: AsyncSession, order_id: uuid.UUID) -> tables.Order | None:
+    return await books.order_by_id(session, order_id)
 
 
 async def list_orders(

@@ -77,16 +77,18 @@ class FeedTotals:
     ``max_batch`` of them took to arrive."""
 
 
-_ENCODER = msgspec.json.Encoder(decimal_format="string")
+_ENCODER = msgspec.json.Encoder()
 
 
 def _tick(quote: domain.Quote) -> dict[str, Any]:
+    # Plain notation: str() of a Decimal below 1e-6 is an exponent form (5E-8), which the
+    # API's decimal pattern refuses.
     return {
         "symbol": quote.symbol,
-        "bid": quote.bid,
-        "ask": quote.ask,
-        "last": quote.last,
-        "size": quote.size,
+        "bid": format(quote.bid, "f"),
+        "ask": format(quote.ask, "f"),
+        "last": format(quote.last, "f"),
+        "size": format(quote.size, "f"),
         "ts": quote.ts,
     }
 

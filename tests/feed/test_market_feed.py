@@ -4,6 +4,7 @@ API's ingest route (the ccxt source against the local Binance: test_ccxt_feed_pr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -24,6 +25,7 @@ from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.core.bars import floor_to
+from sapphire.trader_api.schemas.market import TickBatch
 from tests.support import processes
 from tests.support import trader_api as api_process
 from tests.trader_api.support import AGENT_TOKEN, READ, make_settings
@@ -238,3 +240,17 @@ async def test_a_feed_stopped_while_it_waits_for_the_api_ends_quietly(
     stop.set()
     totals = await asyncio.wait_for(feed, 10)
     assert (totals.ticks, totals.batches) == (0, 0)
+
+
+def test_a_tick_batch_carries_plain_decimals_the_api_accepts() -> None:
+    tiny = domain.Quote(
+        "PEPE-USD", Decimal("5E-8"), Decimal("6E-8"), Decimal("5.5E-8"), Decimal("1E+6"), datetime.now(UTC)
+    )
+    body = json.loads(runner.encode_batch([tiny]))["ticks"][0]
+    assert (body["bid"], body["ask"], body["last"], body["size"]) == (
+        "0.00000005",
+        "0.00000006",
+        "0.000000055",
+        "1000000",
+    )
+    TickBatch.model_validate({"ticks": [body]})  # what POST /v1/ticks reads

@@ -63,7 +63,7 @@ import redis.asyncio
 
 from bench import environment, fleet, floor_app, http, procstat, report
 from sapphire import bus as message_bus
-from sapphire.agents import analysts, client, executor, market, trading
+from sapphire.agents import analysts, client, executor, market, runtime, trading
 from sapphire.agents import context as agent_context
 from sapphire.agents.settings import AgentSettings
 from sapphire.domain.risk import NotionalLimits
@@ -258,7 +258,7 @@ async def drive(
     for name, role in (("bench-momentum", "momentum"), ("bench-executor", "executor")):
         settings = agent_settings(api_url, redis_url, prefix, name, role)
         api = client.TraderApiClient(api_url, token=environment.AGENT_TOKEN, transport=Stopwatch(timeline))
-        bus = message_bus.open_bus(redis_url, timeout=2.0)
+        bus = message_bus.open_bus(redis_url, timeout=runtime.AGENT_BUS_TIMEOUT)
         clients.append(api)
         buses.append(bus)
         contexts.append(agent_context.AgentContext(settings, api=api, bus=bus, stop=stop))

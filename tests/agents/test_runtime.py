@@ -269,7 +269,7 @@ async def test_halted_stops_the_executor_at_once(
     names = Names(redis_prefix)
     stop = asyncio.Event()
     api = trader.agent_client()
-    bus = message_bus.open_bus(redis_url, timeout=2.0)
+    bus = message_bus.open_bus(redis_url, timeout=runtime.AGENT_BUS_TIMEOUT)
     context = agent_context.AgentContext(
         executor_settings(redis_url, redis_prefix, executor_decide_seconds=0.1), api=api, bus=bus, stop=stop
     )
@@ -464,7 +464,7 @@ def test_the_executor_coalesces_decisions_per_symbol(redis_url: str, redis_prefi
     context = agent_context.AgentContext(
         executor_settings(redis_url, redis_prefix, risk_max_order_notional="1000"),
         api=client.TraderApiClient("http://unused", token="t"),
-        bus=message_bus.open_bus(redis_url, timeout=2.0),
+        bus=message_bus.open_bus(redis_url, timeout=runtime.AGENT_BUS_TIMEOUT),
         stop=asyncio.Event(),
     )
     agent = trading.ExecutorAgent.from_settings(context)

@@ -28,16 +28,16 @@ async def fake() -> AsyncIterator[FakeBinance]:
         yield exchange
 
 
+def paper_on(fake: FakeBinance, settings: TraderApiSettings, **changes: Any) -> TraderApiSettings:
+    """The paper venue on the local Binance's live feed (the API's own ccxt feed)."""
+    live_feed = {"venue": "paper", "feed": "ccxt", "feed_exchange": "binance", "ccxt_api_origin": fake.url}
+    return settings.model_copy(update={**live_feed, **changes})
+
+
 @pytest.fixture
 async def live(settings: TraderApiSettings, fake: FakeBinance) -> AsyncIterator[httpx.AsyncClient]:
-    paper_on_live = settings.model_copy(
-        update={
-            "venue": "paper",
-            "feed": "ccxt",
-            "feed_exchange": "binance",
-            "ccxt_api_origin": fake.url,
-            "risk": settings.risk.model_copy(update={"stale_quote_seconds": Decimal("1.5")}),
-        }
+    paper_on_live = paper_on(
+        fake, settings, risk=settings.risk.model_copy(update={"stale_quote_seconds": Decimal("1.5")})
     )
     async with support.running_client(paper_on_live) as client:  # the real clock: exchange timestamps
         yield client
@@ -134,15 +134,7 @@ async def test_a_feed_that_cannot_start_is_told_by_readyz_and_logged(
     settings: TraderApiSettings, fake: FakeBinance, caplog: pytest.LogCaptureFixture
 ) -> None:
     # BTC-USD maps to BTC/EUR, which the local Binance does not list: nothing to stream.
-    nothing_listed = settings.model_copy(
-        update={
-            "venue": "paper",
-            "feed": "ccxt",
-            "feed_exchange": "binance",
-            "ccxt_api_origin": fake.url,
-            "ccxt_quote_currencies": {"USD": "EUR"},
-        }
-    )
+    nothing_listed = paper_on(fake, settings, ccxt_quote_currencies={"USD": "EUR"})
     async with support.running_client(nothing_listed) as client:
 
         async def not_ready() -> dict[str, Any] | None:

@@ -20,7 +20,11 @@ per event), so every figure includes the API server's watch delivery, as a user 
   database on the benchmark's Postgres to head.
 
 The floor is the round trip of ``kubectl apply`` of a bare Deployment (zero replicas):
-launching kubectl and one write to the API server, which every apply above pays too.
+launching kubectl and one write to the API server, which every apply above pays too. The
+burst's own floor is one ``kubectl apply`` of as many bare Deployments, just before it, with
+the operator idle. During the burst the benchmark reads the CPU of the operator and of each
+control-plane process (they share the two cores), and counts the operator's API requests
+per agent.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench import environment, report
+from bench import environment, procstat, report
 from sapphire.resources import crdgen, migrationrun
 from tests.support import kube, processes
 from tests.support import node as process_node
@@ -266,12 +270,24 @@ def _scenarios(
         if index:  # the first one also warms the operator's clients
             single.append(seen - started)
 
+    # The burst's floor: as many bare Deployments in one apply, which the controller-manager
+    # answers with their ReplicaSets, while the operator idles.
+    bare = [bare_deployment(f"floor-burst-{index}") for index in range(sizes.agents)]
+    started, applied = _timed_apply(
+        plane, yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": bare}), namespace
+    )
+    burst_floor = applied - started
+
     names = [f"burst-{index}" for index in range(sizes.agents)]
     listing = {"apiVersion": "v1", "kind": "List", "items": [trading_agent(n) for n in names]}
+    meter = _ControlPlaneMeter(plane, operator)
+    cpu_before, requests_before = meter.read(), _metric(operator, "sapphire_operator_api_requests_total{")
     started, applied = _timed_apply(plane, yaml.safe_dump(listing), namespace)
     timeout = 120 + sizes.agents * 2.0
     created = deployments.wait([f"agent-{n}" for n in names], timeout=timeout)
     phased = phases.wait(names, timeout=timeout)
+    burst_cpu = procstat.Meter.spent(cpu_before, meter.read())
+    burst_requests = _metric(operator, "sapphire_operator_api_requests_total{") - requests_before
     calls_per_agent = _calls_per_unchanged_resync(operator, agents=len(names) + sizes.single_applies + 1)
 
     # Before any node runs: delete the agents so that their pods never start.
@@ -304,9 +320,31 @@ def _scenarios(
         "burst_apply": applied - started,
         "burst_deployments": max(created.values()) - started,
         "burst_phases": max(phased.values()) - started,
+        "burst_floor": burst_floor,
+        "burst_cpu": burst_cpu,
+        "burst_requests_per_agent": burst_requests / sizes.agents,
         "migrations": migrations,
         "calls_per_agent_per_resync": calls_per_agent,
     }
+
+
+@dataclass(frozen=True)
+class _ControlPlaneMeter:
+    """CPU seconds of the operator and of each control-plane process (etcd, kube-apiserver,
+    kube-controller-manager), when the plane is one this run started."""
+
+    plane: kube.ControlPlane
+    operator: operator_support.OperatorProcess
+
+    def read(self) -> dict[str, float]:
+        readings = {
+            "operator": procstat.own_seconds(self.operator.process.pid) if self.operator.process else 0.0
+        }
+        for process in self.plane.processes:
+            found = procstat.stat(process.pid)
+            if found is not None:
+                readings[found.comm] = found.own / procstat.TICK
+        return readings
 
 
 def _metric(operator: operator_support.OperatorProcess, prefix: str) -> float:
@@ -380,6 +418,13 @@ async def run(
             "the operator's part, once kubectl is done",
         ),
         "burst_agents_per_s": report.Figure(sizes.agents / measured["burst_phases"], "agents/s"),
+        "burst_api_calls_per_agent": report.Figure(
+            measured["burst_requests_per_agent"], "calls", "the operator's requests, every trigger"
+        ),
+        **{
+            f"burst_cpu_{name.replace('-', '_')}": report.Figure(seconds, "s", "CPU during the burst")
+            for name, seconds in measured["burst_cpu"].items()
+        },
         "migration_exit_to_succeeded_p50": report.Figure(migration, "ms"),
         "api_calls_per_agent_per_unchanged_resync": report.Figure(
             measured["calls_per_agent_per_resync"][0], "calls", "target <= 1"
@@ -389,10 +434,18 @@ async def run(
         ),
     }
     result.floor["kubectl_apply_deployment_p50"] = report.Figure(floor, "ms")
+    result.floor["burst_kubectl_apply_bare_deployments"] = report.Figure(
+        measured["burst_floor"], "s", f"{sizes.agents} zero-replica Deployments, one apply, operator idle"
+    )
     result.ratios = {
         "single_apply_over_floor": report.Figure(single / floor, "x"),
         "burst_over_floor": report.Figure(
             measured["burst_phases"] * 1000 / floor, "x", "all phases / one apply"
+        ),
+        "burst_over_burst_floor": report.Figure(
+            measured["burst_phases"] / measured["burst_floor"],
+            "x",
+            "all phases / the same apply of bare Deployments",
         ),
         "burst_per_agent_over_floor": report.Figure(
             measured["burst_phases"] * 1000 / sizes.agents / floor, "x", "per agent"

@@ -72,6 +72,9 @@ class OperatorState:
         self.figures_read_at: dict[str, float] = {}
         self.indexes: agents.AgentIndexes | None = None
         self.applied: dict[str, agents.Applied] = {}
+        self.written_status: dict[str, tuple[str, Json]] = {}
+        """Per agent, its uid and the status fields this operator wrote since it last read the
+        stored object."""
         self.backtest_runs: kopf.Index[str, payloads.BacktestRun] | None = None
 
     @property
@@ -124,12 +127,18 @@ class OperatorState:
             return False
         return current is None or _deleting(current) or current["metadata"]["uid"] != body["metadata"]["uid"]
 
+    def wrote_status(self, key: str, body: payloads.Resource, update: Json) -> None:
+        uid = body["metadata"]["uid"]
+        earlier_uid, earlier = self.written_status.get(key, (uid, {}))
+        self.written_status[key] = (uid, {**earlier, **update} if earlier_uid == uid else dict(update))
+
     def forget(self, key: str) -> None:
         """Drop the lock of an object that is gone, so the table does not grow forever. The
         holder keeps its reference; a new reconcile of the same key makes a new lock."""
         self.locks.pop(key, None)
         self.figures_read_at.pop(key, None)
         self.applied.pop(key, None)
+        self.written_status.pop(key, None)
 
     async def close(self) -> None:
         if self._trader_api is not None:
@@ -168,7 +177,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
                 return
-            body = await state.api.get(path, payloads.TradingAgent)
+            body = await read_agent(path, namespace, name, key, fresh=trigger == resync.TRIGGER)
             if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
                 state.forget(key)
@@ -179,7 +188,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                 try:
                     reading = specs.read_spec(tradingagent.TradingAgentSpec, body.get("spec") or {})
                 except specs.InvalidSpecError as error:
-                    await refuse_agent(path, body, error)
+                    await refuse_agent(path, key, body, error)
                     raise
                 await notice_ignored(body, reading.ignored)
                 try:
@@ -208,6 +217,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                     current = body.get("status") or {}
                     if any(current.get(field) != value for field, value in update.items()):
                         await state.api.patch_status(path, update)  # else: nothing to write
+                        state.wrote_status(key, body, update)
                 except kubeapi.KubeApiError as error:
                     if await state.deleted_meanwhile(path, body):
                         LOGGER.debug("the agent was deleted during its reconcile", extra={"agent": key})
@@ -217,17 +227,44 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
 
-    async def refuse_agent(path: str, body: payloads.TradingAgent, error: specs.InvalidSpecError) -> None:
+    async def read_agent(
+        path: str, namespace: str, name: str, key: str, *, fresh: bool
+    ) -> payloads.TradingAgent | None:
+        """The agent as kopf's watch last delivered it (its index), with the status this operator
+        wrote since laid over it; a GET when ``fresh`` (the resync) or when the index lacks it.
+
+        An event's reconcile needs no request to read its agent: kopf updates the index before
+        it runs the handlers, and this operator is the one writer of the status, so the index
+        plus what it wrote is the agent now. The resync reads the stored object, so a status
+        someone else changed is found (and written back) within one interval."""
+        if not fresh and state.indexes is not None:
+            indexed = next(iter(state.indexes.agents.get((namespace, name), [])), None)
+            if indexed is not None:
+                uid, written = state.written_status.get(key, ("", {}))
+                if not written or uid != indexed["metadata"]["uid"]:  # none, or an earlier namesake's
+                    return indexed
+                return cast(
+                    payloads.TradingAgent, {**indexed, "status": {**(indexed.get("status") or {}), **written}}
+                )
+        body = await state.api.get(path, payloads.TradingAgent)
+        state.written_status.pop(key, None)  # the stored status is the truth now
+        return body
+
+    async def refuse_agent(
+        path: str, key: str, body: payloads.TradingAgent, error: specs.InvalidSpecError
+    ) -> None:
         previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
         status = agents.invalid_status(
             previous=previous, generation=int(body["metadata"].get("generation", 0)), error=error, now=_now()
         )
+        update = status.to_wire()
         try:
-            await state.api.patch_status(path, status.to_wire())
+            await state.api.patch_status(path, update)
         except kubeapi.KubeApiError as patch_error:
             if await state.deleted_meanwhile(path, body):
                 return
             raise kopf.TemporaryError(f"reporting the invalid spec failed: {patch_error}", delay=5) from None
+        state.wrote_status(key, body, update)
         LOGGER.warning("the agent's spec cannot be used", extra={"agent": body["metadata"]["name"]})
         await state.post(body, ("Warning", "InvalidSpec", f"the operator cannot use this spec: {error}"))
 

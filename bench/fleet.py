@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from bench import environment, procstat
-from tests.support import processes
+from tests.support import processes, pubsub
 
 ANALYSTS = ("momentum", "mean-reversion", "volatility", "microstructure", "sentiment", "strategist")
 EXECUTOR_RISK = {
@@ -122,13 +122,13 @@ def background_feed(symbols: Sequence[str], ticks_per_s: float) -> tuple[Sequenc
 def wait_subscribed(redis_url: str, channels: Mapping[str, int], fleet: Fleet, timeout: float = 120) -> None:
     """Until every channel has its subscribers (the agents are up and listening)."""
     client = redis.Redis.from_url(redis_url)
+    count = pubsub.redis_count(client)
 
     def ready() -> bool:
         for name, process in fleet.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}: {fleet.output(name)[-2000:]}")
-        counts = dict(client.pubsub_numsub(*channels))
-        return all(int(counts.get(channel.encode(), 0)) >= n for channel, n in channels.items())
+        return all(count(channel) >= n for channel, n in channels.items())
 
     try:
         processes.wait_until(ready, timeout=timeout, what="the agents' subscriptions")

@@ -44,6 +44,7 @@ import httpx
 import yaml
 
 from bench import environment, procstat, report
+from sapphire.operator import resync
 from sapphire.resources import crdgen, migrationrun
 from tests.support import kube, processes
 from tests.support import node as process_node
@@ -281,13 +282,13 @@ def _scenarios(
     names = [f"burst-{index}" for index in range(sizes.agents)]
     listing = {"apiVersion": "v1", "kind": "List", "items": [trading_agent(n) for n in names]}
     meter = _ControlPlaneMeter(plane, operator)
-    cpu_before, requests_before = meter.read(), _metric(operator, "sapphire_operator_api_requests_total{")
+    cpu_before, requests_before = meter.read(), operator.metric(REQUESTS)
     started, applied = _timed_apply(plane, yaml.safe_dump(listing), namespace)
     timeout = 120 + sizes.agents * 2.0
     created = deployments.wait([f"agent-{n}" for n in names], timeout=timeout)
     phased = phases.wait(names, timeout=timeout)
     burst_cpu = procstat.Meter.spent(cpu_before, meter.read())
-    burst_requests = _metric(operator, "sapphire_operator_api_requests_total{") - requests_before
+    burst_requests = operator.metric(REQUESTS) - requests_before
     calls_per_agent = _calls_per_unchanged_resync(operator, agents=len(names) + sizes.single_applies + 1)
 
     # Before any node runs: delete the agents so that their pods never start.
@@ -328,6 +329,10 @@ def _scenarios(
     }
 
 
+REQUESTS = "sapphire_operator_api_requests_total"
+"""The operator's Kubernetes API requests, by trigger and verb."""
+
+
 @dataclass(frozen=True)
 class _ControlPlaneMeter:
     """CPU seconds of the operator and of each control-plane process (etcd, kube-apiserver,
@@ -347,14 +352,8 @@ class _ControlPlaneMeter:
         return readings
 
 
-def _metric(operator: operator_support.OperatorProcess, prefix: str) -> float:
-    """The sum of the operator's samples whose line starts with ``prefix``."""
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-
 def _resync_reconciles(operator: operator_support.OperatorProcess) -> float:
-    return _metric(operator, 'sapphire_operator_reconciles_total{kind="TradingAgent",trigger="resync"} ')
+    return operator.metric("sapphire_operator_reconciles_total", kind="TradingAgent", trigger="resync")
 
 
 def _calls_per_unchanged_resync(
@@ -366,17 +365,15 @@ def _calls_per_unchanged_resync(
     operator sent meanwhile, per resync reconcile (the deployments' and pods' events included)."""
     settled = _resync_reconciles(operator) + agents  # a whole pass after every phase was set
     processes.wait_until(lambda: _resync_reconciles(operator) >= settled, timeout=120, what="a settling pass")
-    resync_requests = 'sapphire_operator_api_requests_total{trigger="resync"'
-    every_request = "sapphire_operator_api_requests_total{"
     counted = _resync_reconciles(operator)
-    own, every = _metric(operator, resync_requests), _metric(operator, every_request)
+    own, every = operator.metric(REQUESTS, trigger=resync.TRIGGER), operator.metric(REQUESTS)
     processes.wait_until(
         lambda: _resync_reconciles(operator) >= counted + 2 * agents, timeout=120, what="two resync passes"
     )
     reconciles = _resync_reconciles(operator) - counted
     return (
-        (_metric(operator, resync_requests) - own) / reconciles,
-        (_metric(operator, every_request) - every) / reconciles,
+        (operator.metric(REQUESTS, trigger=resync.TRIGGER) - own) / reconciles,
+        (operator.metric(REQUESTS) - every) / reconciles,
     )
 
 

@@ -67,6 +67,7 @@ from sapphire.agents import analysts, client, executor, market, runtime, trading
 from sapphire.agents import context as agent_context
 from sapphire.agents.settings import AgentSettings
 from sapphire.domain.risk import NotionalLimits
+from tests.support import metrics
 
 NAME = "tick_to_order"
 SYMBOL = "BTC-USD"
@@ -224,19 +225,6 @@ class PassResult:
     background_ticks_per_s: float = 0.0
 
 
-async def _wait_for_subscribers(redis_url: str, channels: dict[str, int]) -> None:
-    probe = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                counts = dict(await probe.pubsub_numsub(*channels))
-                if all(int(counts.get(c.encode(), 0)) >= n for c, n in channels.items()):
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await probe.aclose()
-
-
 async def drive(
     api_url: str,
     redis_url: str,
@@ -380,13 +368,11 @@ async def _background_ticks(connection: http.Connection) -> float:
     status, body = await connection.request("GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"{NAME}: /metrics answered {status}")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith("sapphire_ticks_ingested_total{") and any(
-            f'symbol="{symbol}"' in line for symbol in BACKGROUND_SYMBOLS
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metrics.sample_sum(
+        body.decode(),
+        "sapphire_ticks_ingested_total",
+        where=lambda labels: labels.get("symbol") in BACKGROUND_SYMBOLS,
+    )
 
 
 async def redis_floor(redis_url: str, samples: int) -> list[int]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import prometheus_client.parser
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -28,7 +27,7 @@ from typer.testing import CliRunner
 from sapphire import cli
 from sapphire.backtest import sample
 from tests.local.test_sapphire_up import EXAMPLES, TOKENS, sapphire_up
-from tests.support import processes
+from tests.support import metrics, processes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -75,13 +74,7 @@ class Platform:
 
     def metric(self, sample: str) -> float:
         """The sum of the trader API's ``/metrics`` samples named ``sample``."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        return sum(
-            found.value
-            for family in prometheus_client.parser.text_string_to_metric_families(text)
-            for found in family.samples
-            if found.name == sample
-        )
+        return metrics.sample_sum(httpx.get(f"{self.url}/metrics", timeout=5).text, sample)
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import prometheus_client.parser
 import yaml
 
-from tests.support import kube, processes
+from tests.support import kube, metrics, processes
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(3600)"]
 """The agent command of life-cycle tests: they are about the operator, not the agent."""
@@ -130,9 +129,4 @@ class OperatorProcess:
         """The sum of the operator's ``/metrics`` samples named ``sample`` whose labels include
         ``labels`` (0 when there are none yet): what the operator itself says it has done."""
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        return sum(
-            found.value
-            for family in prometheus_client.parser.text_string_to_metric_families(text)
-            for found in family.samples
-            if found.name == sample and labels.items() <= found.labels.items()
-        )
+        return metrics.sample_sum(text, sample, labels)

@@ -22,9 +22,10 @@ from sapphire.domain import termination
 RATIO_QUANTUM = Decimal("1e-6")
 """The report's ratios (returns, drawdowns, Sharpe) are rounded half-even to this quantum."""
 
-_EXACT = decimal.Context(prec=1000, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact])
-"""Sums and products of the slices' figures: any rounding would raise, not pass silently."""
-_ROUNDED = decimal.Context(prec=1000, rounding=decimal.ROUND_HALF_EVEN)
+_EXACT = decimal.Context(prec=4000, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact])
+"""Sums and products of the slices' figures: any rounding would raise, not pass silently. A
+status ratio has at most 40 characters, so the product of 32 of them has fewer digits."""
+_ROUNDED = decimal.Context(prec=4000, rounding=decimal.ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)

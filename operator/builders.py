@@ -29,6 +29,8 @@ MIGRATION_LABEL = f"{sapphire.GROUP}/migrationrun"
 ATTEMPT_LABEL = f"{sapphire.GROUP}/attempt"
 DATABASE_LABEL = f"{sapphire.GROUP}/database"
 BACKTEST_LABEL = f"{sapphire.GROUP}/backtestrun"
+SLICE_LABEL = f"{sapphire.GROUP}/slice"
+"""On a backtest pod: the number of the period's slice it replays (1 unless parallelism > 1)."""
 SPEC_HASH_ANNOTATION = f"{sapphire.GROUP}/spec-hash"
 AGENT_CONTAINER = "agent"
 TERMINATION_LOG = "/dev/termination-log"
@@ -347,28 +349,48 @@ def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat()
 
 
+def backtest_pod_name(run: str, period: backtestrun.PeriodSlice) -> str:
+    """``<run>-<slice>``: deterministic per slice, so a slice never gets two pods. Slice 1 is
+    ``<run>-1``, the name the single pod of a run has always had."""
+    return attempt_pod_name(run, period.number)
+
+
+def backtest_report_directory(
+    run: str, spec: backtestrun.BacktestRunSpec, period: backtestrun.PeriodSlice
+) -> str:
+    """Where on the claim a slice writes its report: ``<run>``, or ``<run>/<slice>`` when the
+    period is split."""
+    return f"{run}/{period.number}" if spec.parallelism > 1 else run
+
+
 def build_backtest_pod(
     *,
     name: str,
     namespace: str,
     spec: backtestrun.BacktestRunSpec,
+    period: backtestrun.PeriodSlice,
     agents_yaml: str,
     settings: OperatorSettings,
 ) -> Manifest:
-    """The bare Pod of one backtest: ``sapphire backtest`` with the agents in an environment
-    variable, the data fetched from its URL, the report on the claim (when one is named).
+    """The bare Pod of one backtest (of one ``period`` slice): ``sapphire backtest`` with the
+    agents in an environment variable, the data fetched from its URL, the report on the claim
+    (when one is named).
 
     ``restartPolicy: Never`` and a single attempt: a replay is deterministic, so running it
     again gives the same failure. The headline (or the error) is the termination message."""
-    labels = {**common_labels("backtest", name), BACKTEST_LABEL: name}
-    output = f"{BACKTEST_REPORT_MOUNT}/{name}" if spec.report_claim_name else "/tmp/report"  # noqa: S108
+    labels = {**common_labels("backtest", name), BACKTEST_LABEL: name, SLICE_LABEL: str(period.number)}
+    output = (
+        f"{BACKTEST_REPORT_MOUNT}/{backtest_report_directory(name, spec, period)}"
+        if spec.report_claim_name
+        else "/tmp/report"  # noqa: S108 - an emptyDir
+    )
     args = ["backtest", "--agents-env", BACKTEST_AGENTS_ENV, "--data", spec.data.url]
     if spec.data.sha256:
         args += ["--data-sha256", spec.data.sha256]
-    if spec.start is not None:
-        args += ["--from", _timestamp(spec.start)]
-    if spec.end is not None:
-        args += ["--to", _timestamp(spec.end)]
+    if period.start is not None:
+        args += ["--from", _timestamp(period.start)]
+    if period.end is not None:
+        args += ["--to", _timestamp(period.end)]
     args += [
         "--timeframe", str(spec.timeframe_seconds),
         "--spread-bps", str(spec.spread_bps),
@@ -401,7 +423,7 @@ def build_backtest_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": attempt_pod_name(name, 1), "namespace": namespace, "labels": labels},
+        "metadata": {"name": backtest_pod_name(name, period), "namespace": namespace, "labels": labels},
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": spec.active_deadline_seconds,

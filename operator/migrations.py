@@ -313,23 +313,23 @@ async def act_on_pods(
     api: kubeapi.KubeApi,
     *,
     owner: payloads.MigrationRun | payloads.BacktestRun,
-    create: Json | None,
-    kill: str | None,
-    delete: Sequence[str],
+    create: Sequence[Json] = (),
+    kill: Sequence[str] = (),
+    delete: Sequence[str] = (),
 ) -> None:
-    """The I/O a run's decision asks for, in its namespace: create the pod ``create`` (owned by
-    ``owner``) unless a previous reconcile already did, stop ``kill`` (5 s of grace), delete
-    ``delete``. Idempotent: its deterministic name makes a second create AlreadyExists."""
+    """The I/O a run's decision asks for, in its namespace: create the pods ``create`` (owned
+    by ``owner``) unless a previous reconcile already did, stop ``kill`` (5 s of grace), delete
+    ``delete``. Idempotent: a pod's deterministic name makes a second create AlreadyExists."""
     pods_path = kubeapi.namespaced("v1", str(owner["metadata"]["namespace"]), "pods")
-    if create is not None:
-        adopt(create, owner=owner)
+    for manifest in create:
+        adopt(manifest, owner=owner)
         try:
-            await api.create(pods_path, create)
+            await api.create(pods_path, manifest)
         except kubeapi.KubeApiError as error:
             if error.status != 409:  # AlreadyExists: a previous reconcile created this very pod
                 raise
-    if kill is not None:
-        await api.delete(f"{pods_path}/{kill}", grace_seconds=5)
+    for pod_name in kill:
+        await api.delete(f"{pods_path}/{pod_name}", grace_seconds=5)
     for pod_name in delete:
         await api.delete(f"{pods_path}/{pod_name}")
 
@@ -368,5 +368,11 @@ async def reconcile(
             name=name, namespace=namespace, spec=spec, attempt=decision.create_attempt, settings=settings
         )
         decision.status["podName"] = manifest["metadata"]["name"]
-    await act_on_pods(api, owner=body, create=manifest, kill=decision.kill_pod, delete=decision.delete_pods)
+    await act_on_pods(
+        api,
+        owner=body,
+        create=() if manifest is None else (manifest,),
+        kill=() if decision.kill_pod is None else (decision.kill_pod,),
+        delete=decision.delete_pods,
+    )
     return decision

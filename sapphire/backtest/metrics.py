@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sapphire.domain import headline
+
 CONTEXT = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
-RATIO_QUANTUM = Decimal("1e-6")
+RATIO_QUANTUM = headline.RATIO_QUANTUM
 SECONDS_PER_YEAR = Decimal(365 * 86400)
 ZERO = Decimal(0)
 ONE = Decimal(1)

@@ -11,10 +11,21 @@ and the trader API reads it without depending on the backtest package (which dep
 
 from __future__ import annotations
 
+import decimal
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 from sapphire.domain import termination
+
+RATIO_QUANTUM = Decimal("1e-6")
+"""The report's ratios (returns, drawdowns, Sharpe) are rounded half-even to this quantum."""
+
+_EXACT = decimal.Context(prec=4000, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact])
+"""Sums and products of the slices' figures: any rounding would raise, not pass silently. A
+status ratio has at most 40 characters, so the product of 32 of them has fewer digits."""
+_ROUNDED = decimal.Context(prec=4000, rounding=decimal.ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -59,3 +70,33 @@ class Headline:
             return None
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def chain(slices: Sequence[Headline]) -> Headline:
+    """The headline of consecutive slices of one period, each an independent backtest that
+    started flat with the same initial cash (a BacktestRun's ``parallelism``).
+
+    ``total_return`` compounds the slices' returns, prod(1 + r) - 1, computed exactly and then
+    rounded half-even to :data:`RATIO_QUANTUM` as the report rounds its ratios; trades, fees and
+    quotes are sums; ``max_drawdown`` is the worst slice's, a lower bound of the drawdown of the
+    slices' curves chained end to end (a fall across a boundary is not seen). ``sharpe`` and
+    ``final_equity`` are left out: neither follows from the slices' figures. ``data_sha256`` is
+    kept when every slice replayed the same file. Every slice must have succeeded."""
+    if not slices or any(part.error is not None or part.total_return is None for part in slices):
+        raise ValueError("chaining needs the headlines of successful slices")
+    with decimal.localcontext(_EXACT):
+        growth = Decimal(1)
+        for part in slices:
+            growth *= 1 + Decimal(str(part.total_return))
+        compounded = growth - 1
+        fees = sum((Decimal(part.fees or "0") for part in slices), Decimal(0))
+    drawdowns = [Decimal(part.max_drawdown) for part in slices if part.max_drawdown is not None]
+    hashes = {part.data_sha256 for part in slices}
+    return Headline(
+        total_return=format(compounded.quantize(RATIO_QUANTUM, context=_ROUNDED), "f"),
+        max_drawdown=format(max(drawdowns), "f") if drawdowns else None,
+        trades=sum(part.trades or 0 for part in slices),
+        fees=format(fees, "f"),
+        quotes=sum(part.quotes or 0 for part in slices),
+        data_sha256=hashes.pop() if len(hashes) == 1 else None,
+    )

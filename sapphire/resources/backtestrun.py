@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
-from typing import Annotated, Literal, Self
+import itertools
+from typing import Annotated, Literal, NamedTuple, Self
 
 import pydantic
 
@@ -30,6 +31,8 @@ BACKTEST_CONTAINER = "backtest"
 """Name of the container that runs ``sapphire backtest``."""
 
 MAX_AGENTS = 16
+MAX_PARALLELISM = 32
+"""At most this many slices (pods) per run."""
 DATA_URL_PATTERN = r"^https?://\S+$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -91,6 +94,21 @@ class BacktestRunSpec(common.SpecModel):
                 reason="FieldValueInvalid",
             ),
             common.cel_rule(
+                "!has(self.parallelism) || self.parallelism == 1 || (has(self.start) && has(self.end))",
+                "parallelism above 1 needs start and end: the period is split into that many slices",
+                field_path=".parallelism",
+                reason="FieldValueRequired",
+            ),
+            common.cel_rule(
+                "!has(self.parallelism) || self.parallelism == 1 || !has(self.start) || !has(self.end) || "
+                "!has(self.timeframeSeconds) || "
+                "(self.end - self.start).getSeconds() >= self.parallelism * self.timeframeSeconds",
+                "parallelism must not exceed the bars of timeframeSeconds between start and end: "
+                "each slice holds at least one bar",
+                field_path=".parallelism",
+                reason="FieldValueInvalid",
+            ),
+            common.cel_rule(
                 "self == oldSelf",
                 "spec is immutable: a BacktestRun records one backtest; create a new BacktestRun",
                 reason="FieldValueForbidden",
@@ -133,6 +151,11 @@ class BacktestRunSpec(common.SpecModel):
     """PersistentVolumeClaim the pod writes report.json and report.html to, under a directory
     named after this BacktestRun. Without it only the headline figures in status are kept."""
 
+    parallelism: Annotated[pydantic.StrictInt, pydantic.Field(ge=1, le=MAX_PARALLELISM)] = 1
+    """Pods the period [start, end) is split across, one contiguous slice each (1 to 32; above
+    1, start and end are required). Each slice is an independent backtest that starts flat
+    with the initial cash; status aggregates them (see manifests/backtest/README.md)."""
+
     image: common.Image | None = None
     """Image holding Sapphire; defaults to the operator's Sapphire image."""
 
@@ -153,7 +176,47 @@ class BacktestRunSpec(common.SpecModel):
         # Mirrors the CEL rule above (immutability needs the old object: API server only).
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError("start must be before end")
+        if self.parallelism > 1 and (self.start is None or self.end is None):
+            raise ValueError(
+                "parallelism above 1 needs start and end: the period is split into that many slices"
+            )
+        if (
+            self.parallelism > 1
+            and self.start is not None
+            and self.end is not None
+            and self.end - self.start < datetime.timedelta(seconds=self.parallelism * self.timeframe_seconds)
+        ):
+            raise ValueError(
+                "parallelism must not exceed the bars of timeframeSeconds between start and end: "
+                "each slice holds at least one bar"
+            )
         return self
+
+    def slices(self) -> list[PeriodSlice]:
+        """The period cut into ``parallelism`` contiguous slices, numbered from 1.
+
+        With N whole bars of ``timeframeSeconds`` in [start, end), slice k (of p) covers
+        [start + floor((k-1)N/p) bars, start + floor(kN/p) bars); the last ends at ``end``, so a
+        part-bar remainder goes to it. Deterministic, non-overlapping, each at least one bar
+        (the CEL rule guarantees N >= p). With parallelism 1: one slice, the whole period."""
+        if self.parallelism == 1 or self.start is None or self.end is None:
+            return [PeriodSlice(1, self.start, self.end)]
+        bar = datetime.timedelta(seconds=self.timeframe_seconds)
+        bars = (self.end - self.start) // bar
+        bounds = [self.start + bar * (k * bars // self.parallelism) for k in range(self.parallelism)]
+        return [
+            PeriodSlice(k + 1, begin, finish)
+            for k, (begin, finish) in enumerate(itertools.pairwise([*bounds, self.end]))
+        ]
+
+
+class PeriodSlice(NamedTuple):
+    """One slice of a BacktestRun's period: an independent ``sapphire backtest --from --to``."""
+
+    number: int
+    """1 to parallelism, in time order."""
+    start: datetime.datetime | None
+    end: datetime.datetime | None
 
 
 class BacktestRunPhase(enum.StrEnum):
@@ -176,11 +239,10 @@ BacktestRunConditionType = common.RunConditionType
 Ratio = Annotated[str, pydantic.Field(max_length=40, pattern=common.SIGNED_DECIMAL_PATTERN)]
 
 
-class BacktestRunStatus(common.RunStatus):
-    """Observed state of the run and its headline results, written by the operator."""
+class BacktestFigures(common.SpecModel):
+    """The headline figures of a backtest, as its report has them (decimal strings)."""
 
-    phase: BacktestRunPhase | None = None
-    """Pending (waiting for a referenced TradingAgent), Running, Succeeded or Failed."""
+    model_config = pydantic.ConfigDict(extra="ignore")
 
     total_return: Ratio | None = None
     """Total return over the period, as a fraction (0.0123 is +1.23 %)."""
@@ -205,6 +267,54 @@ class BacktestRunStatus(common.RunStatus):
 
     data_sha256: Annotated[str, pydantic.Field(pattern=SHA256_PATTERN)] | None = None
     """SHA-256 of the history replayed, as the report records it."""
+
+
+SliceMessage = Annotated[str, pydantic.Field(max_length=1024)]
+
+
+class BacktestSliceStatus(BacktestFigures):
+    """One slice of a run with parallelism above 1: its period, its pod and its own headline."""
+
+    slice: Annotated[pydantic.StrictInt, pydantic.Field(ge=1, le=MAX_PARALLELISM)]
+    """The slice's number, 1 to parallelism, in time order."""
+
+    start: datetime.datetime | None = None
+    """The slice's first instant (inclusive), as the pod's --from."""
+
+    end: datetime.datetime | None = None
+    """The slice's end (exclusive), as the pod's --to."""
+
+    phase: BacktestRunPhase | None = None
+    """Running, Succeeded or Failed (also when stopped because another slice failed)."""
+
+    pod_name: Annotated[str, pydantic.Field(max_length=63)] | None = None
+    """The slice's pod."""
+
+    report: Annotated[str, pydantic.Field(max_length=600)] | None = None
+    """Where the slice's full report is: persistentVolumeClaim/<claim>/<run>/<slice>/report.json."""
+
+    message: SliceMessage | None = None
+    """The slice's headline, or why it failed."""
+
+
+class BacktestRunStatus(common.RunStatus, BacktestFigures):
+    """Observed state of the run and its headline results, written by the operator.
+
+    With parallelism above 1 the figures aggregate the slices: totalReturn compounds theirs,
+    trades, fees and quotes are sums, maxDrawdown is the worst slice's (a lower bound), and
+    sharpe and finalEquity are absent (see manifests/backtest/README.md)."""
+
+    phase: BacktestRunPhase | None = None
+    """Pending (waiting for a referenced TradingAgent), Running, Succeeded or Failed."""
+
+    slices: Annotated[
+        list[BacktestSliceStatus],
+        pydantic.Field(
+            max_length=MAX_PARALLELISM,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["slice"]},
+        ),
+    ] = pydantic.Field(default_factory=list)
+    """With parallelism above 1: each slice's period, pod, phase and headline."""
 
     report: Annotated[str, pydantic.Field(max_length=600)] | None = None
     """Where the full report is: persistentVolumeClaim/<claim>/<run>/report.json (and report.html)."""

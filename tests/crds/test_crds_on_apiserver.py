@@ -10,16 +10,13 @@ import datetime
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
 from sapphire.resources import common, crdgen, manifests, migrationrun, tradingagent
 from tests.crds.conftest import CRDS, EXAMPLES, INVALID
-
-if TYPE_CHECKING:
-    from tests.support import kube
+from tests.support import kube
 
 pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("installed_crds")]
 
@@ -34,18 +31,6 @@ def expected_message(path: Path) -> str:
 
 def header(output: str) -> list[str]:
     return output.splitlines()[0].split()
-
-
-def rows(output: str) -> list[dict[str, str]]:
-    """``kubectl get``'s table as dicts, cut at the header's column offsets (cells may be empty)."""
-    head, *lines = output.splitlines()
-    starts = [match.start() for match in re.finditer(r"\S+", head)]
-    bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    names = head.split()
-    return [
-        {name: line[start:end].strip() for name, (start, end) in zip(names, bounds, strict=True)}
-        for line in lines
-    ]
 
 
 def test_the_crds_are_established(control_plane: kube.ControlPlane, installed_crds: list[str]) -> None:
@@ -123,7 +108,7 @@ def test_kubectl_get_tradingagents_prints_the_designed_columns(
     )
     output = control_plane.kubectl("get", "-n", namespace, "tradingagents").stdout
     assert header(output) == ["NAME", "ROLE", "SYMBOLS", "MODEL", "PHASE", "READY", "LAST-SIGNAL", "AGE"]
-    (row,) = rows(output)
+    (row,) = kube.table_rows(output)
     assert row["NAME"] == "microstructure-all-market"
     assert (row["ROLE"], row["SYMBOLS"], row["MODEL"], row["PHASE"]) == (
         "microstructure",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,18 @@ def run_path(namespace: str, name: str) -> str:
 
 
 phase_in = operator_support.phase_in
+
+
+def finished(control_plane: kube.ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    """The BacktestRun ``name`` once it is Succeeded or Failed."""
+    return kube.wait_for(
+        control_plane, run_path(namespace, name), phase_in("Succeeded", "Failed"), timeout=120
+    )
+
+
+def inline_momentum() -> dict[str, Any]:
+    """The example momentum agent written inline: no TradingAgent to create first."""
+    return {"name": "momentum", "spec": example("momentum")["spec"]}
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +121,7 @@ def test_a_backtest_waits_for_its_agent_then_reports_what_sapphire_backtest_repo
     momentum["spec"]["paused"] = True  # a paused agent is backtested too (and starts no pod here)
     kube.apply(control_plane, momentum, namespace)
 
-    body = kube.wait_for(
-        control_plane, run_path(namespace, "tuesday"), phase_in("Succeeded", "Failed"), timeout=120
-    )
+    body = finished(control_plane, namespace, "tuesday")
     status = body["status"]
     assert status["phase"] == "Succeeded", status.get("message")
     built, report_bytes = local_report(tmp_path, bars)
@@ -156,12 +168,10 @@ def test_a_backtest_whose_data_cannot_be_fetched_fails_naming_the_option(
     history_server: http_server.LocalHttpServer,
 ) -> None:
     start_operator()
-    inline = {"name": "momentum", "spec": example("momentum")["spec"]}
+    inline = inline_momentum()
     url = f"{history_server.url}/history/missing.csv"
     kube.apply(control_plane, backtest("lost", url, agents=[inline]), namespace)
-    body = kube.wait_for(
-        control_plane, run_path(namespace, "lost"), phase_in("Succeeded", "Failed"), timeout=120
-    )
+    body = finished(control_plane, namespace, "lost")
     status = body["status"]
     assert status["phase"] == "Failed"
     assert f"--data: cannot download {url}: HTTP 404" in status["message"]
@@ -192,3 +202,119 @@ def test_the_api_server_refuses_a_changed_spec(
     )
     assert result.returncode != 0
     assert "spec is immutable: a BacktestRun records one backtest" in result.stderr
+
+
+def test_a_parallel_backtest_runs_one_pod_per_slice_and_chains_their_figures(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    history_server: http_server.LocalHttpServer,
+) -> None:
+    start_operator()
+    kube.apply(control_plane, example("momentum"), namespace)
+    url = f"{history_server.url}/history/bars.csv"
+    manifest = backtest("halves", url, parallelism=2, reportClaimName="reports", ttlSecondsAfterFinished=300)
+    kube.apply(control_plane, manifest, namespace)
+    body = finished(control_plane, namespace, "halves")
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    first, second = status["slices"]
+    assert (first["slice"], first["start"], first["end"]) == (1, START, "2026-01-05T01:00:00Z")
+    assert (second["slice"], second["start"], second["end"]) == (2, "2026-01-05T01:00:00Z", END)
+    assert (first["phase"], second["phase"]) == ("Succeeded", "Succeeded")
+    assert (first["podName"], second["podName"]) == ("halves-1", "halves-2")
+
+    # Each slice's figures are its own pod's report, which replayed only its half of the hour.
+    assert control_plane.node is not None
+    on_claim = control_plane.node.claim_directory(namespace, "reports") / "halves"
+    for entry in (first, second):
+        report = json.loads((on_claim / str(entry["slice"]) / "report.json").read_text())
+        assert entry["report"] == f"persistentVolumeClaim/reports/halves/{entry['slice']}/report.json"
+        replayed = [datetime.fromisoformat(report["data"][key]) for key in ("from", "to")]
+        assert datetime.fromisoformat(entry["start"]) <= replayed[0] <= replayed[1]
+        assert replayed[1] < datetime.fromisoformat(entry["end"])
+        figures = report["metrics"]
+        assert (entry["totalReturn"], entry["maxDrawdown"], entry["trades"], entry["fees"]) == (
+            figures["total_return"],
+            figures["max_drawdown"]["depth"],
+            figures["trades"],
+            figures["fees"],
+        )
+        assert entry["quotes"] == report["data"]["quotes"] > 0
+    assert int(first["trades"]) + int(second["trades"]) > 0  # something traded: the sums mean something
+
+    # The run's figures chain the slices': compounded return, summed counts, worst drawdown.
+    compounded = (1 + Decimal(first["totalReturn"])) * (1 + Decimal(second["totalReturn"])) - 1
+    assert Decimal(status["totalReturn"]) == compounded.quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
+    assert status["trades"] == first["trades"] + second["trades"]
+    assert Decimal(status["fees"]) == Decimal(first["fees"]) + Decimal(second["fees"])
+    assert status["quotes"] == first["quotes"] + second["quotes"]
+    assert status["maxDrawdown"] == max(first["maxDrawdown"], second["maxDrawdown"], key=Decimal)
+    assert "sharpe" not in status
+    assert "finalEquity" not in status
+    assert "sharpe" in first
+    assert "finalEquity" in first
+    assert status["report"] == "persistentVolumeClaim/reports/halves/"
+    assert status["message"].startswith("2 slices chained: return ")
+
+    selector = "trading.sapphire-ai.com/backtestrun=halves"
+    pods = json.loads(
+        control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    )["items"]
+    assert sorted(
+        (pod["metadata"]["name"], pod["metadata"]["labels"]["trading.sapphire-ai.com/slice"]) for pod in pods
+    ) == [("halves-1", "1"), ("halves-2", "2")]
+    assert {ref["uid"] for pod in pods for ref in pod["metadata"]["ownerReferences"]} == {
+        body["metadata"]["uid"]
+    }
+    output = control_plane.kubectl("get", "backtestruns", "-n", namespace).stdout
+    print(output, yaml.safe_dump({"status": {"slices": status["slices"]}}), sep="\n")  # shown with -s
+    (row,) = kube.table_rows(output)
+    assert row == {
+        "NAME": "halves",
+        "PHASE": "Succeeded",
+        "RETURN": status["totalReturn"],
+        "SHARPE": "",  # no Sharpe ratio for chained slices
+        "MAX-DD": status["maxDrawdown"],
+        "TRADES": str(status["trades"]),
+        "AGE": row["AGE"],
+    }
+
+
+def test_a_parallel_backtest_fails_naming_the_slice_that_failed(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    history_server: http_server.LocalHttpServer,
+) -> None:
+    start_operator()
+    inline = inline_momentum()
+    url = f"{history_server.url}/history/bars.csv"
+    # The data ends at 03:00: the second slice, 03:00 to 04:00, has no quotes.
+    manifest = backtest(
+        "overrun",
+        url,
+        agents=[inline],
+        start="2026-01-05T02:00:00Z",
+        end="2026-01-05T04:00:00Z",
+        parallelism=2,
+    )
+    kube.apply(control_plane, manifest, namespace)
+    body = finished(control_plane, namespace, "overrun")
+    status = body["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith(
+        "slice 2 of 2 (2026-01-05T03:00:00Z to 2026-01-05T04:00:00Z) failed: exit code "
+    )
+    assert status["message"].endswith("no quotes between --from and --to")
+    first, second = status["slices"]
+    assert second["phase"] == "Failed"
+    assert "no quotes between --from and --to" in second["message"]
+    # The first slice either finished before the second failed or was stopped then; never left running.
+    assert first["phase"] == "Succeeded" or first == {
+        **first,
+        "phase": "Failed",
+        "message": "stopped: slice 2 failed",
+    }
+    assert "totalReturn" not in status
+    assert "BacktestFailed" in {c["reason"] for c in status["conditions"]}

@@ -159,7 +159,7 @@ def test_a_backtest_pod_is_non_root_without_a_token_and_carries_its_agents_in_it
     )
     agents = builders.backtest_agents_yaml({"momo": {"role": "momentum", "paused": True}})
     pod = builders.build_backtest_pod(
-        name="bt", namespace="ns", spec=run, agents_yaml=agents, settings=SETTINGS
+        name="bt", namespace="ns", spec=run, period=run.slices()[0], agents_yaml=agents, settings=SETTINGS
     )
     assert pod["metadata"]["name"] == "bt-1"
     assert pod["metadata"]["labels"]["trading.sapphire-ai.com/backtestrun"] == "bt"

@@ -333,3 +333,15 @@ def apply(plane: ControlPlane, manifest: Mapping[str, Any] | str, namespace: str
     text = manifest if isinstance(manifest, str) else yaml.safe_dump(dict(manifest))
     args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
     return plane.kubectl(*args, input=text).stdout
+
+
+def table_rows(output: str) -> list[dict[str, str]]:
+    """``kubectl get``'s table as dicts, cut at the header's column offsets (cells may be empty)."""
+    head, *lines = output.splitlines()
+    starts = [match.start() for match in re.finditer(r"\S+", head)]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    names = head.split()
+    return [
+        {name: line[start:end].strip() for name, (start, end) in zip(names, bounds, strict=True)}
+        for line in lines
+    ]

@@ -10,7 +10,7 @@ Deployment or its pods). The status is a pure function of what was observed
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -337,6 +337,28 @@ class Convergence:
     status: tradingagent.TradingAgentStatus
     event: tuple[str, str, str] | None
     applied: Applied
+    observation: AgentObservation
+    """What the status was computed from (with the Deployment as applied, if it was)."""
+
+
+def observation_digest(observation: AgentObservation) -> Hashable:
+    """The part of ``observation`` that :func:`agent_status` and :func:`converge` read: the
+    Deployment's identity and rollout counters, a problem its conditions or the pods report,
+    and the schema gate. Two observations with one digest give one status and no apply, so an
+    event that leaves the digest as it was (a controller's bookkeeping, a resourceVersion
+    bump, a pod's IP) needs no reconcile."""
+    deployment = observation.deployment
+    deployed: Hashable = None
+    if deployment is not None:
+        status: payloads.DeploymentStatus = deployment.get("status", {})
+        deployed = (
+            Applied.of(deployment),
+            int(status.get("readyReplicas") or 0),
+            int(status.get("observedGeneration") or 0),
+            int(status.get("updatedReplicas") or 0),
+            _deployment_problem(deployment),
+        )
+    return (deployed, _waiting_problem(observation.pods), observation.schema)
 
 
 async def converge(
@@ -374,16 +396,17 @@ async def converge(
             desired,
             payloads.Deployment,
         )
+    seen = AgentObservation(deployment=deployment, pods=observation.pods, schema=observation.schema)
     status = agent_status(
         name=name,
         spec=spec,
         generation=int(metadata.get("generation", 0)),
         previous=previous,
-        observation=AgentObservation(deployment=deployment, pods=observation.pods, schema=observation.schema),
+        observation=seen,
         now=now,
     )
     event = transition_event(previous.phase, status.phase or Phase.PENDING, status)
-    return Convergence(status=status, event=event, applied=Applied.of(deployment))
+    return Convergence(status=status, event=event, applied=Applied.of(deployment), observation=seen)
 
 
 def adopt(child: Json, *, owner: payloads.Resource) -> None:

@@ -15,7 +15,7 @@ import datetime
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -43,6 +43,8 @@ VERSION = common.VERSION
 TA = (sapphire.GROUP, VERSION, tradingagent.PLURAL)
 MR = (sapphire.GROUP, VERSION, migrationrun.PLURAL)
 BT = (sapphire.GROUP, VERSION, backtestrun.PLURAL)
+CHILD = "child"
+"""The trigger of a reconcile that an event of the agent's Deployment or pods started."""
 LOGGER = logging.getLogger(__name__)
 
 
@@ -72,9 +74,9 @@ class OperatorState:
         self.figures_read_at: dict[str, float] = {}
         self.indexes: agents.AgentIndexes | None = None
         self.applied: dict[str, agents.Applied] = {}
-        self.written_status: dict[str, tuple[str, Json]] = {}
-        """Per agent, its uid and the status fields this operator wrote since it last read the
-        stored object."""
+        self.reconciled: dict[str, tuple[str | None, Hashable]] = {}
+        """Per agent, what its last completed reconcile observed: the schema revision its spec
+        requires and the digest of its children (``agents.observation_digest``)."""
         self.backtest_runs: kopf.Index[str, payloads.BacktestRun] | None = None
 
     @property
@@ -127,10 +129,20 @@ class OperatorState:
             return False
         return current is None or _deleting(current) or current["metadata"]["uid"] != body["metadata"]["uid"]
 
-    def wrote_status(self, key: str, body: payloads.Resource, update: Json) -> None:
-        uid = body["metadata"]["uid"]
-        earlier_uid, earlier = self.written_status.get(key, (uid, {}))
-        self.written_status[key] = (uid, {**earlier, **update} if earlier_uid == uid else dict(update))
+    def unchanged_since_last_reconcile(self, key: str, *, namespace: str, name: str) -> bool:
+        """Whether the agent's children, as kopf's indexes hold them now, are what its last
+        completed reconcile saw (as far as its status and Deployment depend on them): then a
+        child's event has nothing to tell, and is answered without a request.
+
+        Only a child's event is answered so: the agent's own events (a spec change, a deletion)
+        always reconcile, and so does the resync, which reads the stored agent and so finds a
+        status someone else changed."""
+        seen = self.reconciled.get(key)
+        if seen is None or self.indexes is None:
+            return False
+        required, digest = seen
+        now = agents.observe_indexed(self.indexes, name=name, namespace=namespace, required_schema=required)
+        return agents.observation_digest(now) == digest
 
     def forget(self, key: str) -> None:
         """Drop the lock of an object that is gone, so the table does not grow forever. The
@@ -138,7 +150,7 @@ class OperatorState:
         self.locks.pop(key, None)
         self.figures_read_at.pop(key, None)
         self.applied.pop(key, None)
-        self.written_status.pop(key, None)
+        self.reconciled.pop(key, None)
 
     async def close(self) -> None:
         if self._trader_api is not None:
@@ -177,7 +189,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             if trigger == resync.TRIGGER and not await state.resync.may_act():
                 # kopf pauses its own handlers while a peer leads; only our loops ask (resync.py).
                 return
-            body = await read_agent(path, namespace, name, key, fresh=trigger == resync.TRIGGER)
+            if trigger == CHILD and state.unchanged_since_last_reconcile(key, namespace=namespace, name=name):
+                metrics.UNCHANGED_CHILD_EVENTS.labels(tradingagent.KIND).inc()
+                return
+            state.reconciled.pop(key, None)  # until this reconcile has written what it found
+            body = await state.api.get(path, payloads.TradingAgent)
             if body is None or _deleting(body):
                 metrics.record_phase(tradingagent.KIND, key, None)
                 state.forget(key)
@@ -188,7 +204,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                 try:
                     reading = specs.read_spec(tradingagent.TradingAgentSpec, body.get("spec") or {})
                 except specs.InvalidSpecError as error:
-                    await refuse_agent(path, key, body, error)
+                    await refuse_agent(path, body, error)
                     raise
                 await notice_ignored(body, reading.ignored)
                 try:
@@ -217,7 +233,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
                     current = body.get("status") or {}
                     if any(current.get(field) != value for field, value in update.items()):
                         await state.api.patch_status(path, update)  # else: nothing to write
-                        state.wrote_status(key, body, update)
+                    state.reconciled[key] = (required, agents.observation_digest(converged.observation))
                 except kubeapi.KubeApiError as error:
                     if await state.deleted_meanwhile(path, body):
                         LOGGER.debug("the agent was deleted during its reconcile", extra={"agent": key})
@@ -227,44 +243,17 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
             await state.post(body, event)
         metrics.record_phase(tradingagent.KIND, key, status.phase)
 
-    async def read_agent(
-        path: str, namespace: str, name: str, key: str, *, fresh: bool
-    ) -> payloads.TradingAgent | None:
-        """The agent as kopf's watch last delivered it (its index), with the status this operator
-        wrote since laid over it; a GET when ``fresh`` (the resync) or when the index lacks it.
-
-        An event's reconcile needs no request to read its agent: kopf updates the index before
-        it runs the handlers, and this operator is the one writer of the status, so the index
-        plus what it wrote is the agent now. The resync reads the stored object, so a status
-        someone else changed is found (and written back) within one interval."""
-        if not fresh and state.indexes is not None:
-            indexed = next(iter(state.indexes.agents.get((namespace, name), [])), None)
-            if indexed is not None:
-                uid, written = state.written_status.get(key, ("", {}))
-                if not written or uid != indexed["metadata"]["uid"]:  # none, or an earlier namesake's
-                    return indexed
-                return cast(
-                    payloads.TradingAgent, {**indexed, "status": {**(indexed.get("status") or {}), **written}}
-                )
-        body = await state.api.get(path, payloads.TradingAgent)
-        state.written_status.pop(key, None)  # the stored status is the truth now
-        return body
-
-    async def refuse_agent(
-        path: str, key: str, body: payloads.TradingAgent, error: specs.InvalidSpecError
-    ) -> None:
+    async def refuse_agent(path: str, body: payloads.TradingAgent, error: specs.InvalidSpecError) -> None:
         previous = tradingagent.TradingAgentStatus.model_validate(body.get("status") or {})
         status = agents.invalid_status(
             previous=previous, generation=int(body["metadata"].get("generation", 0)), error=error, now=_now()
         )
-        update = status.to_wire()
         try:
-            await state.api.patch_status(path, update)
+            await state.api.patch_status(path, status.to_wire())
         except kubeapi.KubeApiError as patch_error:
             if await state.deleted_meanwhile(path, body):
                 return
             raise kopf.TemporaryError(f"reporting the invalid spec failed: {patch_error}", delay=5) from None
-        state.wrote_status(key, body, update)
         LOGGER.warning("the agent's spec cannot be used", extra={"agent": body["metadata"]["name"]})
         await state.post(body, ("Warning", "InvalidSpec", f"the operator cannot use this spec: {error}"))
 
@@ -296,7 +285,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, *, ide
         name = labels.get(builders.AGENT_LABEL)
         if name and namespace:
             with contextlib.suppress(specs.InvalidSpecError):  # reported by the reconcile
-                await reconcile_agent(namespace, name, trigger="child")
+                await reconcile_agent(namespace, name, trigger=CHILD)
 
     agent_children = builders.managed_selector("agent")
 

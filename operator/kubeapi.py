@@ -86,11 +86,17 @@ class ReloadingCredentials(httpx.Auth):
         yield request
 
 
-# As many idle connections kept as may be open: with httpx's default (20 kept of 100), a burst
-# of reconciles (300 agents applied at once) closed most connections after one request and
-# opened new ones, and TLS handshakes took a sixth of the operator's CPU and more of the API
-# server's (bench/operator_scale).
-CONNECTION_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+CONNECTIONS = 16
+"""Requests in flight to the API server at most, each on a connection kept alive.
+
+Kept alive: with httpx's default (20 kept of 100), a burst of reconciles (300 agents applied
+at once) closed most connections after one request and opened new ones, and TLS handshakes
+took a sixth of the operator's CPU and more of the API server's. At most 16 in flight, the
+rest waiting on a semaphore rather than in the pool: httpcore's pool scans every connection
+for each queued request, and each scan asks every connection whether it is idle, so with 64
+connections and a queue of hundreds the scans alone took half of the operator's CPU
+(bench/operator_scale, py-spy)."""
+CONNECTION_LIMITS = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
 
 
 class KubeApi:
@@ -98,6 +104,7 @@ class KubeApi:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
+        self._in_flight = asyncio.Semaphore(CONNECTIONS)
 
     @classmethod
     def from_environment(cls, *, timeout: float = 30.0) -> KubeApi:
@@ -133,13 +140,14 @@ class KubeApi:
         content_type: str = "application/json",
     ) -> Json:
         metrics.count_request(method)
-        response = await self._client.request(
-            method,
-            path,
-            content=json.dumps(body) if body is not None else None,
-            params=params,
-            headers={"Content-Type": content_type} if body is not None else None,
-        )
+        async with self._in_flight:
+            response = await self._client.request(
+                method,
+                path,
+                content=json.dumps(body) if body is not None else None,
+                params=params,
+                headers={"Content-Type": content_type} if body is not None else None,
+            )
         if response.status_code >= 400:
             try:
                 message = str(response.json().get("message", response.text))

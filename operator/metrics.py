@@ -17,6 +17,13 @@ RECONCILES = prometheus_client.Counter(
     ["kind", "trigger"],
     registry=REGISTRY,
 )
+UNCHANGED_CHILD_EVENTS = prometheus_client.Counter(
+    "sapphire_operator_unchanged_child_events",
+    "Events of an agent's Deployment or pods that changed nothing its status or Deployment depend"
+    " on, answered without a reconcile (and without any request), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 ERRORS = prometheus_client.Counter(
     "sapphire_operator_reconcile_errors", "Reconciles that raised, by kind.", ["kind"], registry=REGISTRY
 )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, cast
 
-from sapphire.operator import agents, migrations, payloads
+from sapphire.operator import agents, builders, migrations, payloads
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import tradingagent
 
@@ -295,3 +295,66 @@ def test_an_agent_restarted_by_its_health_is_degraded_with_its_reason_until_read
     deployment["status"]["readyReplicas"] = 1
     recovered = status_of(deployment)
     assert recovered.phase is tradingagent.TradingAgentPhase.RUNNING
+
+
+def test_the_observation_digest_changes_exactly_when_the_status_or_the_apply_could() -> None:
+    """A child's event is answered without a reconcile when the digest is unchanged, so every
+    input of the status must move the digest, and bookkeeping must not."""
+    spec = tradingagent.TradingAgentSpec.model_validate({"role": "momentum"})
+    gate = agents.SchemaGate(True, "NoSchemaRequired", "")
+
+    def deployment(**status: Any) -> payloads.Deployment:
+        annotations = {builders.SPEC_HASH_ANNOTATION: "h1"}
+        counters = {"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 0, **status}
+        return cast(
+            payloads.Deployment,
+            {
+                "metadata": {"name": "agent-a", "uid": "d1", "generation": 1, "annotations": annotations},
+                "status": counters,
+            },
+        )
+
+    def pod(ready: bool, restarts: int = 0, **extra: Any) -> payloads.Pod:
+        container: payloads.ContainerStatus = {"name": "agent", "ready": ready, "restartCount": restarts}
+        return cast(
+            payloads.Pod,
+            {"metadata": {"name": "agent-a-1"}, "status": {"containerStatuses": [container], **extra}},
+        )
+
+    def seen(found: payloads.Deployment | None, pods: list[payloads.Pod]) -> agents.AgentObservation:
+        return agents.AgentObservation(deployment=found, pods=pods, schema=gate)
+
+    def status(observation: agents.AgentObservation) -> str:
+        result = agents.agent_status(
+            name="a", spec=spec, generation=1, previous=tradingagent.TradingAgentStatus(),
+            observation=observation, now=NOW,
+        )  # fmt: skip
+        return result.model_dump_json()
+
+    base = seen(deployment(), [pod(False)])
+    same = [  # a controller's bookkeeping: nothing the status reads
+        seen({**deployment(replicas=1, unavailableReplicas=1), "kind": "Deployment"}, [pod(False)]),
+        seen(deployment(), [pod(False, podIP="10.0.0.7", phase="Pending")]),
+    ]
+    moved = [
+        seen(None, [pod(False)]),
+        seen(deployment(readyReplicas=1), [pod(True)]),
+        seen(deployment(observedGeneration=0), [pod(False)]),
+        seen(deployment(updatedReplicas=0), [pod(False)]),
+        seen(
+            deployment(conditions=[{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}]),
+            [],
+        ),
+        seen(deployment(), [pod(False, restarts=1)]),
+        agents.AgentObservation(
+            deployment=deployment(), pods=[pod(False)], schema=agents.SchemaGate(False, "x", "y")
+        ),
+    ]
+    for other in same:
+        assert agents.observation_digest(other) == agents.observation_digest(base)
+        assert status(other) == status(base)
+    for other in moved:
+        assert agents.observation_digest(other) != agents.observation_digest(base), other
+    redeployed = deployment()
+    redeployed["metadata"] = {**redeployed["metadata"], "generation": 2}  # someone edited it: re-apply
+    assert agents.observation_digest(seen(redeployed, [pod(False)])) != agents.observation_digest(base)

@@ -32,6 +32,13 @@ def shelf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         assert result.exit_code == 0, result.output
     os.utime(root / "first-run" / "report.json", (1_700_000_000, 1_700_000_000))  # the older one
+    # A BacktestRun split in two slices writes NAME/1 and NAME/2 (operator.builders); slice 2
+    # still running has no report yet. Slice 1 is a copy of a real report.
+    (root / "split-run" / "1").mkdir(parents=True)
+    (root / "split-run" / "2").mkdir()
+    for file in ("report.json", "report.html"):
+        (root / "split-run" / "1" / file).write_bytes((root / "first-run" / file).read_bytes())
+    os.utime(root / "split-run" / "1" / "report.json", (1_600_000_000, 1_600_000_000))  # the oldest
     (root / "damaged").mkdir()
     (root / "damaged" / "report.json").write_text('{"metrics": {}}', encoding="utf-8")
     (root / "notes.txt").write_text("not a backtest", encoding="utf-8")
@@ -51,7 +58,8 @@ async def test_backtests_are_listed_newest_first_with_their_headline(client: htt
     response = await client.get("/v1/backtests", headers=READ)
     assert response.status_code == 200, response.text
     listed = response.json()
-    assert [b["name"] for b in listed] == ["damaged", "second-run", "first-run"]  # notes.txt is no backtest
+    names = [(b["name"], b["slice"]) for b in listed]  # notes.txt is no backtest
+    assert names == [("damaged", None), ("second-run", None), ("first-run", None), ("split-run", 1)]
     by_name = {b["name"]: b for b in listed}
     run = by_name["second-run"]
     assert run["error"] is None
@@ -62,6 +70,25 @@ async def test_backtests_are_listed_newest_first_with_their_headline(client: htt
     assert run["report"] == "/v1/backtests/second-run/report.html"
     assert by_name["damaged"]["error"].startswith("report.json unreadable: no 'total_return'")
     assert by_name["damaged"]["report"] is None
+
+
+async def test_a_slice_of_a_split_run_is_listed_and_served_as_its_own_backtest(
+    client: httpx.AsyncClient,
+) -> None:
+    listed = {(b["name"], b["slice"]): b for b in (await client.get("/v1/backtests", headers=READ)).json()}
+    first = listed[("split-run", 1)]
+    assert first["report"] == "/v1/backtests/split-run/slices/1/report.html"
+    assert first["total_return"] == listed[("first-run", None)]["total_return"]
+    assert ("split-run", 2) not in listed  # still running: no report yet
+    page = await client.get(first["report"], headers=READ)
+    assert page.status_code == 200
+    assert "Plotly.newPlot" in page.text
+    running = await client.get("/v1/backtests/split-run/slices/2/report.html", headers=READ)
+    assert running.status_code == 404
+    assert "slice 2 of backtest 'split-run' has no HTML report" in running.json()["detail"]
+    beyond = await client.get("/v1/backtests/split-run/slices/33/report.html", headers=READ)
+    assert beyond.status_code == 422
+    assert "slice" in beyond.text
 
 
 async def test_a_report_is_served_behind_the_read_token(client: httpx.AsyncClient) -> None:

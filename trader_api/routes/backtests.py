@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse
 
+from sapphire.resources.backtestrun import MAX_PARALLELISM
 from sapphire.trader_api import contract
 from sapphire.trader_api.deps import BacktestsDep, ReadScope
 from sapphire.trader_api.schemas.backtests import BacktestPublic
@@ -33,8 +34,15 @@ def _public(backtest: backtests.Backtest) -> BacktestPublic:
         data_to=backtest.data_to,
         symbols=list(backtest.symbols),
         agents=list(backtest.agents),
-        report=f"/v1/backtests/{backtest.name}/report.html" if backtest.has_html else None,
+        report=_report_path(backtest) if backtest.has_html else None,
+        slice=backtest.slice,
     )
+
+
+def _report_path(backtest: backtests.Backtest) -> str:
+    if backtest.slice is None:
+        return f"/v1/backtests/{backtest.name}/report.html"
+    return f"/v1/backtests/{backtest.name}/slices/{backtest.slice}/report.html"
 
 
 @router.get("/backtests", response_model=list[BacktestPublic])
@@ -54,3 +62,23 @@ def list_backtests(_: ReadScope, shelf: BacktestsDep) -> list[BacktestPublic]:
 def backtest_report(name: BacktestName, _: ReadScope, shelf: BacktestsDep) -> FileResponse:
     """One backtest's HTML report (plotly inlined: it works offline)."""
     return FileResponse(shelf.html(name), media_type="text/html; charset=utf-8")
+
+
+@router.get(
+    "/backtests/{name}/slices/{slice}/report.html",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The self-contained HTML report of the slice."},
+        **contract.responses(
+            contract.NOT_FOUND.saying("No such backtest or slice, or it has no HTML report")
+        ),
+    },
+)
+def backtest_slice_report(
+    name: BacktestName,
+    slice: Annotated[int, Path(ge=1, le=MAX_PARALLELISM, description="The slice's number (1-based).")],
+    _: ReadScope,
+    shelf: BacktestsDep,
+) -> FileResponse:
+    """The HTML report of one slice of a BacktestRun split by ``spec.parallelism``."""
+    return FileResponse(shelf.html(name, slice), media_type="text/html; charset=utf-8")

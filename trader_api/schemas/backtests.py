@@ -27,3 +27,8 @@ class BacktestPublic(PublicModel):
         default=None, description="Path of the self-contained HTML report under this API, when there is one."
     )
     error: str | None = Field(default=None, description="Why the report could not be read.")
+    slice: int | None = Field(
+        default=None,
+        description="For a BacktestRun split by spec.parallelism: the slice (1-based) this report is of."
+        " Each slice is an independent backtest of its part of the period.",
+    )

@@ -442,10 +442,13 @@ function renderBacktests(backtests) {
   body.replaceChildren(...backtests.slice(0, MAX_ROWS).map((b) => {
     const tr = document.createElement("tr");
     tr.dataset.name = b.name;
+    if (b.slice != null) tr.dataset.slice = String(b.slice);
+    // A BacktestRun split by spec.parallelism: one row per slice, each its own backtest.
+    const title = b.slice == null ? b.name : `${b.name} · slice ${b.slice}`;
     const cells = b.error
-      ? [[b.name], [day(b.finished_at)], [b.error, "neg"], [""], [""], [""], [""], [""], [""]]
+      ? [[title], [day(b.finished_at)], [b.error, "neg"], [""], [""], [""], [""], [""], [""]]
       : [
-          [b.name], [day(b.finished_at)], [`${day(b.data_from)} → ${day(b.data_to)}`], [b.symbols.join(" ")],
+          [title], [day(b.finished_at)], [`${day(b.data_from)} → ${day(b.data_to)}`], [b.symbols.join(" ")],
           [percent(b.total_return), signClass(b.total_return)], [b.sharpe ?? "–"],
           [percent(b.max_drawdown), "neg"], [String(b.trades ?? "–")], [b.fees == null ? "–" : money(b.fees)],
         ];

@@ -86,12 +86,12 @@ class ReloadingCredentials(httpx.Auth):
         yield request
 
 
-CONNECTIONS = 16
+CONNECTIONS = 8
 """Requests in flight to the API server at most, each on a connection kept alive.
 
 Kept alive: with httpx's default (20 kept of 100), a burst of reconciles (300 agents applied
 at once) closed most connections after one request and opened new ones, and TLS handshakes
-took a sixth of the operator's CPU and more of the API server's. At most 16 in flight, the
+took a sixth of the operator's CPU and more of the API server's. At most 8 in flight, the
 rest waiting on a semaphore rather than in the pool: httpcore's pool scans every connection
 for each queued request, and each scan asks every connection whether it is idle, so with 64
 connections and a queue of hundreds the scans alone took half of the operator's CPU

@@ -305,9 +305,23 @@ function markFill(stage, id) {
   }
 }
 
+// The order events of the charted symbol heard while loadPrice's requests run: replayed in
+// order over the fetched resting orders, since the fetch may predate any of them (an order
+// canceled meanwhile would come back, one placed meanwhile would be missing). Replaying one
+// the fetch already reflects is harmless: a later event of the same order follows it.
+let ordersHeardWhileLoading = null;
+
+function withOrderEvent(open, order) {
+  const others = open.filter((o) => o.id !== order.id);
+  const resting = order.status === "new" || order.status === "partially_filled";
+  return resting && (order.limit_price || order.stop_price) ? [...others, order] : others;
+}
+
 async function loadPrice() {
   const symbol = state.price.symbol;
   if (!symbol) return;
+  const heard = [];
+  ordersHeardWhileLoading = heard;
   const path = encodeURIComponent(symbol);
   const [minutes, fills, open] = await Promise.all([
     api(`/v1/bars/${path}?interval=1m&limit=240`), api(`/v1/fills?symbol=${path}&limit=500`),
@@ -316,11 +330,13 @@ async function loadPrice() {
   // A young market has few minutes to show: 1-second candles until it has 20.
   const bars = minutes.length >= 20 ? minutes : await api(`/v1/bars/${path}?interval=1s&limit=600`);
   if (symbol !== state.price.symbol) return;  // the picker moved on meanwhile
+  if (ordersHeardWhileLoading === heard) ordersHeardWhileLoading = null;
   // Fills the event stream delivered while these requests ran stay on the chart.
   const fetched = new Set(fills.map((f) => f.id));
   fills.unshift(...state.price.fills.filter((f) => !fetched.has(f.id)));
   const seconds = minutes.length >= 20 ? 60 : 1;
-  Object.assign(state.price, { bars, seconds, fills, open: open.filter((o) => o.limit_price || o.stop_price) });
+  const resting = heard.reduce(withOrderEvent, open.filter((o) => o.limit_price || o.stop_price));
+  Object.assign(state.price, { bars, seconds, fills, open: resting });
   $("#price-interval").textContent = minutes.length >= 20 ? "1-minute" : "1-second";
   renderPrice();
 }
@@ -353,9 +369,8 @@ function onPriceEvent(type, data) {
     undrawnFills.add(data.id);
     price.fills.unshift(data);
   } else {
-    price.open = price.open.filter((o) => o.id !== data.id);
-    const resting = data.status === "new" || data.status === "partially_filled";
-    if (resting && (data.limit_price || data.stop_price)) price.open.push(data);
+    if (ordersHeardWhileLoading !== null) ordersHeardWhileLoading.push(data);
+    price.open = withOrderEvent(price.open, data);
   }
   renderPrice();
 }

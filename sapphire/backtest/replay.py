@@ -107,9 +107,13 @@ class Rejection:
     message: str
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Recording:
-    """What happened, for the report."""
+    """What happened, for the report.
+
+    Its repr is a summary: Python 3.11's ``asyncio.run`` formats the repr of the main task,
+    result included, when it restores the SIGINT handler, and the dataclass repr of a long
+    replay's every signal, order and fill cost more than a tenth of the replay."""
 
     samples: list[Sample] = dataclasses.field(default_factory=list)
     signals: list[market.Signal] = dataclasses.field(default_factory=list)
@@ -120,6 +124,12 @@ class Recording:
     events: int = 0
     """Quotes replayed."""
     final_account: records.Account | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Recording(events={self.events}, samples={len(self.samples)}, signals={len(self.signals)}, "
+            f"orders={len(self.orders)}, fills={len(self.fills)}, rejections={len(self.rejections)})"
+        )
 
 
 @dataclasses.dataclass

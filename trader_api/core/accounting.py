@@ -56,7 +56,9 @@ class Position:
 
     # Positions and portfolios are immutable values (every change makes a new one), so each
     # figure is computed once: the risk rules, the engine and the published portfolio read
-    # the same figures several times for every order.
+    # the same figures several times for every order. The figures every tick recomputes call
+    # CONTEXT's own methods: the same operations in the same context as ``localcontext``,
+    # without copying the context each time.
     @functools.cached_property
     def average_price(self) -> Decimal:
         if self.quantity == 0:
@@ -66,13 +68,11 @@ class Position:
 
     @functools.cached_property
     def market_value(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.quantity * self.mark
+        return CONTEXT.multiply(self.quantity, self.mark)
 
     @functools.cached_property
     def unrealized_pnl(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.quantity * self.mark - self.cost_basis
+        return CONTEXT.subtract(CONTEXT.multiply(self.quantity, self.mark), self.cost_basis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +87,24 @@ class Portfolio:
 
     @functools.cached_property
     def equity(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.cash + sum((p.market_value for p in self.positions.values()), ZERO)
+        held = ZERO
+        for position in self.positions.values():
+            held = CONTEXT.add(held, position.market_value)
+        return CONTEXT.add(self.cash, held)
 
     @functools.cached_property
     def unrealized_pnl(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+        total = ZERO
+        for position in self.positions.values():
+            total = CONTEXT.add(total, position.unrealized_pnl)
+        return total
 
     @functools.cached_property
     def gross_exposure(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
+        total = ZERO
+        for position in self.positions.values():
+            total = CONTEXT.add(total, CONTEXT.abs(position.market_value))
+        return total
 
 
 def average_fill_price(filled_notional: Decimal, filled_quantity: Decimal) -> Decimal | None:
@@ -158,8 +164,18 @@ def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
 
 def mark_to_market(portfolio: Portfolio, symbol: str, mark: Decimal) -> Portfolio:
     """Value ``symbol`` at ``mark`` from now on; a symbol without a position is left alone."""
-    if symbol not in portfolio.positions:
+    held = portfolio.positions.get(symbol)
+    if held is None:
         return portfolio
+    # Built field by field rather than by dataclasses.replace: this runs for every tick.
     positions = dict(portfolio.positions)
-    positions[symbol] = dataclasses.replace(positions[symbol], mark=mark)
-    return dataclasses.replace(portfolio, positions=positions)
+    positions[symbol] = Position(
+        symbol=held.symbol,
+        quantity=held.quantity,
+        cost_basis=held.cost_basis,
+        realized_pnl=held.realized_pnl,
+        mark=mark,
+    )
+    return Portfolio(
+        cash=portfolio.cash, fees=portfolio.fees, realized_pnl=portfolio.realized_pnl, positions=positions
+    )

@@ -67,8 +67,10 @@ def merge(bar: Bar, other: Bar) -> Bar:
     """Two partial bars of the same bucket as one."""
     first = bar if bar.open_ts <= other.open_ts else other
     closing = other if other.close_ts >= bar.close_ts else bar  # on a tie the later arrival closes
-    return dataclasses.replace(
-        bar,
+    return Bar(  # every field named (not dataclasses.replace): a merge per bar per tick batch
+        symbol=bar.symbol,
+        interval=bar.interval,
+        start=bar.start,
         open=first.open,
         open_ts=first.open_ts,
         close=closing.close,

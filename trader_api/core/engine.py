@@ -234,6 +234,7 @@ class Engine:
         self.intakes = state.intakes
         self.changes = Changes()
         self._portfolio_moved = False
+        self._new_bars = False
 
     # The shell's side ------------------------------------------------------------------
 
@@ -249,8 +250,11 @@ class Engine:
             self.changes.equity_point = EquityPoint.of(self.account.portfolio, second)
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
-        if changes.bars:  # only ticks (after prime_bars) add bars: an order batch has none to evict
+        # Only ticks (after prime_bars) add bars: an order batch has none to evict. And only a
+        # bar of a new bucket since the last eviction can have made an older one closed.
+        if changes.bars and self._new_bars:
             self._evict_closed_bars()
+            self._new_bars = False
         return changes
 
     def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:
@@ -266,6 +270,7 @@ class Engine:
     def prime_bars(self, loaded: Iterable[bars.Bar]) -> None:
         for bar in loaded:
             self.bars.setdefault((bar.symbol, bar.interval, bar.start), bar)
+        self._new_bars = True
 
     def order(self, order_id: uuid.UUID) -> Order | None:
         """An open order, or a recently closed one."""
@@ -1008,16 +1013,21 @@ class Engine:
 
     def _after_books_change(self, now: datetime, *, changed: bool) -> None:
         """Move the watermarks and halt on a daily-loss or drawdown breach."""
-        equity = self.account.portfolio.equity
-        marks = risk.roll_watermarks(self.account.watermarks, equity=equity, today=now.date())
-        self.account = dataclasses.replace(self.account, watermarks=marks)
+        account = self.account
+        equity = account.portfolio.equity
+        marks = risk.roll_watermarks(account.watermarks, equity=equity, today=now.date())
         if changed:
             self._portfolio_moved = True
-        if self.account.risk_state is not domain.RiskState.HALTED:
-            reason = risk.breach(marks, equity=equity, limits=self.account.limits)
+        if account.risk_state is not domain.RiskState.HALTED:
+            reason = risk.breach(marks, equity=equity, limits=account.limits)
             if reason is not None:
+                self.account = dataclasses.replace(account, watermarks=marks)
                 self._change_state(domain.RiskState.HALTED, f"auto: {reason}", now)
-        self._touch_account(now)
+                self._touch_account(now)
+                return
+        # One copy of the account for both changes: this runs after every command and tick batch.
+        self.account = dataclasses.replace(account, watermarks=marks, updated_at=now)
+        self.changes.account = self.account
 
     def _change_state(self, state: domain.RiskState, reason: str, now: datetime) -> None:
         self.account = dataclasses.replace(self.account, risk_state=state, risk_reason=reason, updated_at=now)
@@ -1037,7 +1047,11 @@ class Engine:
             for (symbol, start), partial in bars.aggregate(quotes, interval).items():
                 key = (symbol, interval, start)
                 held = self.bars.get(key)
-                merged = partial if held is None else bars.merge(held, partial)
+                if held is None:
+                    merged = partial
+                    self._new_bars = True
+                else:
+                    merged = bars.merge(held, partial)
                 self.bars[key] = merged
                 self.changes.bars[key] = merged
 

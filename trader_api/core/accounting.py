@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
-import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any, Generic, TypeVar, overload
 
 from sapphire.domain.decimals import CONTEXT as CONTEXT
 from sapphire.trader_api.core import domain
@@ -29,6 +29,34 @@ COST_QUANTUM = Decimal("1e-12")
 FEE_QUANTUM = Decimal("1e-8")
 """Rounding step of fees (rounded up: the venue never undercharges)."""
 ZERO = Decimal(0)
+
+_T = TypeVar("_T")
+
+
+class _computed_once(Generic[_T]):  # noqa: N801 (named like the decorator it stands for)
+    """``functools.cached_property`` without its lock: Python 3.11's takes an RLock on every
+    first read, which cost more than the sums below (a new portfolio for every tick). The
+    values are immutable and the engine runs on one thread: two threads computing the same
+    figure at once would store the same value."""
+
+    def __init__(self, function: Callable[[Any], _T]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _computed_once[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> _T | _computed_once[_T]:
+        if instance is None:
+            return self
+        value = self.function(instance)
+        instance.__dict__[self.name] = value  # read from the instance from now on, past this descriptor
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,18 +87,18 @@ class Position:
     # the same figures several times for every order. The figures every tick recomputes call
     # CONTEXT's own methods: the same operations in the same context as ``localcontext``,
     # without copying the context each time.
-    @functools.cached_property
+    @_computed_once
     def average_price(self) -> Decimal:
         if self.quantity == 0:
             return ZERO
         with decimal.localcontext(CONTEXT):
             return (self.cost_basis / self.quantity).quantize(COST_QUANTUM).normalize()
 
-    @functools.cached_property
+    @_computed_once
     def market_value(self) -> Decimal:
         return CONTEXT.multiply(self.quantity, self.mark)
 
-    @functools.cached_property
+    @_computed_once
     def unrealized_pnl(self) -> Decimal:
         return CONTEXT.subtract(CONTEXT.multiply(self.quantity, self.mark), self.cost_basis)
 
@@ -85,21 +113,21 @@ class Portfolio:
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol)
 
-    @functools.cached_property
+    @_computed_once
     def equity(self) -> Decimal:
         held = ZERO
         for position in self.positions.values():
             held = CONTEXT.add(held, position.market_value)
         return CONTEXT.add(self.cash, held)
 
-    @functools.cached_property
+    @_computed_once
     def unrealized_pnl(self) -> Decimal:
         total = ZERO
         for position in self.positions.values():
             total = CONTEXT.add(total, position.unrealized_pnl)
         return total
 
-    @functools.cached_property
+    @_computed_once
     def gross_exposure(self) -> Decimal:
         total = ZERO
         for position in self.positions.values():

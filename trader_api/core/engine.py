@@ -22,7 +22,7 @@ import collections
 import dataclasses
 import decimal
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -665,12 +665,15 @@ class Engine:
         for order in self.open_orders:
             if venue.day_expired(order.working, now):
                 self._withdraw(order, "day order expired", now)
-        portfolio_before = self.account.portfolio
+        portfolio_before = marked = self.account.portfolio
         for quote in sorted(command.quotes, key=lambda q: q.ts):
             instrument = self.instruments(quote.symbol)
             if instrument is None:
                 continue
             book = self.open[quote.symbol]
+            worked = bool(book)  # the book may be empty once its orders have filled
+            if worked and marked is not self.account.portfolio:
+                self._set_portfolio(marked)  # the orders below are worked against the marks so far
             for order_id in list(book):
                 resting = book.get(order_id)
                 if resting is None:  # canceled meanwhile by an OCO sibling's fill
@@ -686,10 +689,15 @@ class Engine:
                     self._emit("order", executed)
                     self._cancel_group_of(executed, now)
                     self._attach(executed, quote, instrument, now)
-            marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
-            if marked is not self.account.portfolio:
-                self._set_portfolio(marked)
+            if worked:
+                marked = self.account.portfolio  # the orders' fills may have moved it
+            moved = accounting.mark_to_market(marked, quote.symbol, quote.mid)
+            if moved is not marked:
+                marked = moved
                 self.changes.positions.add(quote.symbol)
+        # The account takes the marks once per batch (not once per tick) unless an order needed them.
+        if marked is not self.account.portfolio:
+            self._set_portfolio(marked)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         return TicksApplied(len(command.quotes))
 
@@ -1039,20 +1047,23 @@ class Engine:
         self._emit("risk", self.account)
         self._touch_account(now)
 
-    def _add_to_bars(self, quotes: Iterable[domain.Quote]) -> None:
+    def _add_to_bars(self, quotes: Sequence[domain.Quote]) -> None:
         """Fold a batch of ticks into the bars: aggregated per bucket first (a batch of a
-        thousand ticks of three symbols touches six bars), then merged into the held bars;
-        each changed bar is written once per batch, as an upsert."""
+        thousand ticks of three symbols touches six bars) and merged into the held bars in
+        the same step; each changed bar is written once per batch, as an upsert."""
+        epochs = [int(quote.ts.timestamp()) for quote in quotes]  # once, for every interval
+        held = self.bars
         for interval in bars.Interval:
-            for (symbol, start), partial in bars.aggregate(quotes, interval).items():
+
+            def bar_of(symbol: str, start: datetime, interval: bars.Interval = interval) -> bars.Bar | None:
+                return held.get((symbol, interval, start))
+
+            folded = bars.aggregate(quotes, interval, epochs=epochs, held=bar_of)
+            for (symbol, start), merged in folded.items():
                 key = (symbol, interval, start)
-                held = self.bars.get(key)
-                if held is None:
-                    merged = partial
+                if key not in held:
                     self._new_bars = True
-                else:
-                    merged = bars.merge(held, partial)
-                self.bars[key] = merged
+                held[key] = merged
                 self.changes.bars[key] = merged
 
     def _evict_closed_bars(self) -> None:

@@ -67,20 +67,19 @@ def merge(bar: Bar, other: Bar) -> Bar:
     """Two partial bars of the same bucket as one."""
     return _merged(
         bar,
-        open_ts=other.open_ts,
-        open_=other.open,
-        close_ts=other.close_ts,
-        close=other.close,
-        high=other.high,
-        low=other.low,
-        volume=other.volume,
-        trades=other.trades,
+        other.open_ts,
+        other.open,
+        other.close_ts,
+        other.close,
+        other.high,
+        other.low,
+        other.volume,
+        other.trades,
     )
 
 
 def _merged(
     bar: Bar,
-    *,
     open_ts: datetime,
     open_: Decimal,
     close_ts: datetime,
@@ -90,7 +89,8 @@ def _merged(
     volume: Decimal,
     trades: int,
 ) -> Bar:
-    """``bar`` merged with a later partial bar of its bucket, given by its figures."""
+    """``bar`` merged with a later partial bar of its bucket, given by its figures (in the
+    order of :func:`aggregate`'s runs)."""
     first_ts, first = (bar.open_ts, bar.open) if bar.open_ts <= open_ts else (open_ts, open_)
     # On a tie the later arrival closes.
     closing_ts, closing = (close_ts, close) if close_ts >= bar.close_ts else (bar.close_ts, bar.close)
@@ -148,17 +148,7 @@ def aggregate(
         start = datetime.fromtimestamp(epoch, UTC)
         earlier = None if held is None else held(symbol, start)
         if earlier is not None:
-            aggregated[symbol, start] = _merged(
-                earlier,
-                open_ts=run[0],
-                open_=run[1],
-                close_ts=run[2],
-                close=run[3],
-                high=run[4],
-                low=run[5],
-                volume=run[6],
-                trades=run[7],
-            )
+            aggregated[symbol, start] = _merged(earlier, *run)
             continue
         aggregated[symbol, start] = Bar(
             symbol=symbol,

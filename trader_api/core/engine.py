@@ -663,7 +663,9 @@ class Engine:
             counts[symbol] = counts.get(symbol, 0) + 1
         self._add_to_bars(command.quotes)
         for order in self.open_orders:
-            if venue.day_expired(order.working, now):
+            # Only a day order can expire: the time-in-force test first spares building the
+            # working order of every resting order (bracket legs pile up) on every batch.
+            if order.time_in_force is domain.TimeInForce.DAY and venue.day_expired(order.working, now):
                 self._withdraw(order, "day order expired", now)
         portfolio_before = marked = self.account.portfolio
         for quote in sorted(command.quotes, key=lambda q: q.ts):

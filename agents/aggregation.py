@@ -108,9 +108,9 @@ def aggregate(
         age = (now - signal.ts).total_seconds()
         if age > signal.horizon_seconds:
             continue
-        weight = (signal.confidence * decay(age_seconds=age, half_life_seconds=half_life_seconds)).quantize(
-            _GRID
-        )
+        if half_life_seconds <= 0:  # decay()'s check, inlined with it: this runs per vote per decision
+            raise ValueError("half_life_seconds must be > 0")
+        weight = (signal.confidence * _decay(max(age, 0.0), half_life_seconds)).quantize(_GRID)
         if weight <= 0:
             continue
         # The sign comes from the direction: a malformed "long, -0.5" still votes long.

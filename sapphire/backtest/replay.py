@@ -21,7 +21,9 @@ The in-process bus is this loop's dispatch, in a fixed order per timestamp ``t``
 4. analysts whose cadence (``spec.intervalSeconds``, on a grid from the first quote) has come
    assess their symbols at ``t``; each signal reaches the executor and the strategists;
 5. the executor, which has just read the account, decides each symbol that got a signal,
-   and every symbol once per ``executor_decide_seconds``; each order is applied at ``t``.
+   and every symbol once per ``executor_decide_seconds``; each order is applied at ``t``;
+6. the engine's changes of ``t`` (orders, fills) are taken as one batch, as the live writer
+   takes the changes of a batch of commands.
 
 Determinism: the engine's ids come from a counter and the executor's epoch is fixed, so
 the same inputs give the same orders, fills and report.
@@ -32,13 +34,13 @@ from __future__ import annotations
 import dataclasses
 import gc
 import itertools
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import fastapi.exceptions
+import msgspec
 
 from sapphire.agents import analysts, executor, market, sizing, trading
 from sapphire.agents import runtime as agent_runtime
@@ -107,9 +109,13 @@ class Rejection:
     message: str
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Recording:
-    """What happened, for the report."""
+    """What happened, for the report.
+
+    Its repr is a summary: Python 3.11's ``asyncio.run`` formats the repr of the main task,
+    result included, when it restores the SIGINT handler, and the dataclass repr of a long
+    replay's every signal, order and fill cost more than a tenth of the replay."""
 
     samples: list[Sample] = dataclasses.field(default_factory=list)
     signals: list[market.Signal] = dataclasses.field(default_factory=list)
@@ -120,6 +126,12 @@ class Recording:
     events: int = 0
     """Quotes replayed."""
     final_account: records.Account | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Recording(events={self.events}, samples={len(self.samples)}, signals={len(self.signals)}, "
+            f"orders={len(self.orders)}, fills={len(self.fills)}, rejections={len(self.rejections)})"
+        )
 
 
 @dataclasses.dataclass
@@ -210,6 +222,8 @@ class Backtest:
                 self.strategists.append(analyst)
         self.recording = Recording()
         self._risk_state = domain.RiskState.ACTIVE
+        self._refreshed: records.Account | None = None
+        """The account the executor was last told of."""
 
     def _answers(self, agent: plan_module.LocalAgent) -> bool:
         """Whether ``agent``'s model is answered (from the cache) rather than left out."""
@@ -318,6 +332,7 @@ class Backtest:
                 while next_decision <= ts:
                     next_decision += self.decide_every
             self._decide(pending, ts)
+            self._collect()
             rec.events += len(batch)
             if progress is not None:
                 progress(len(batch))
@@ -361,6 +376,9 @@ class Backtest:
 
     def _refresh_portfolio(self, trader: executor.Executor, now: datetime) -> None:
         account = self.engine.account
+        if account is self._refreshed:
+            return  # the executor already holds this account (the engine makes a new one on any change)
+        self._refreshed = account
         portfolio = account.portfolio
         trader.on_day_start(account.watermarks.trading_day, account.watermarks.day_start_equity)
         trader.on_portfolio(
@@ -373,7 +391,7 @@ class Backtest:
     def _submit(self, order: executor.OrderRequest, now: datetime) -> None:
         """The order through the API's own decoding and intake checks, then the engine."""
         try:
-            request = wire.decode_order(json.dumps(order.to_request()).encode())
+            request = wire.decode_order(msgspec.json.encode(order.to_request()))
             self._apply(api_trading.submit_command(request, self.catalog))
         except errors.RiskRefusedError as error:
             self.recording.rejections.append(Rejection(now, order.plan.symbol, error.rule, str(error)))
@@ -383,12 +401,16 @@ class Backtest:
 
     def _apply(self, command: records.Command) -> None:
         self.engine.apply(command)
-        changes = self.engine.take_changes()
-        self.recording.orders.update(changes.orders)
-        self.recording.fills.extend(changes.fills)
         state = self.engine.account.risk_state
         if state is not self._risk_state:
             self._risk_state = state
             self.recording.risk_changes.append((self.clock.now, state.value, self.engine.account.risk_reason))
             if self.executor is not None:
                 self.executor.on_risk_state(market.RiskState(state.value))
+
+    def _collect(self) -> None:
+        """The effects of one timestamp's commands, taken as one batch (as the live writer
+        takes a batch of commands): the orders in their latest state, the fills in order."""
+        changes = self.engine.take_changes()
+        self.recording.orders.update(changes.orders)
+        self.recording.fills.extend(changes.fills)

@@ -31,6 +31,7 @@ def round_to_step(value: Decimal, step: Decimal, rounding: str = decimal.ROUND_F
     """
     if step <= 0:
         return value
-    with decimal.localcontext(CONTEXT):
-        units = (value / step).to_integral_value(rounding=rounding)
-        return units * step if units else _ZERO
+    # CONTEXT's own methods: the operations of ``localcontext(CONTEXT)`` without copying the
+    # context (the executor rounds five values per decision, the venue one per fill).
+    units = CONTEXT.divide(value, step).to_integral_value(rounding=rounding, context=CONTEXT)
+    return CONTEXT.multiply(units, step) if units else _ZERO

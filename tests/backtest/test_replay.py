@@ -63,6 +63,20 @@ def test_the_books_balance_and_fees_are_the_paper_venue_settings(
     assert Decimal(built["metrics"]["fees"]) == sum((f.fee for f in recording.fills), Decimal(0))
 
 
+def test_the_recording_repr_is_a_summary_not_every_fill(bars: Path) -> None:
+    """Python 3.11's asyncio.run formats the main task's repr, its result included, on the way
+    out: a repr of every signal, order and fill of a year's replay would cost minutes."""
+    backtest = command.load(options(bars, Path("unused")), Path("unused"))
+    recording = asyncio.run(backtest.run())
+    assert len(recording.fills) > 10
+    assert len(recording.signals) > 10
+    assert repr(recording) == (
+        f"Recording(events={recording.events}, samples={len(recording.samples)}, "
+        f"signals={len(recording.signals)}, orders={len(recording.orders)}, "
+        f"fills={len(recording.fills)}, rejections={len(recording.rejections)})"
+    )
+
+
 class Clairvoyant(base.Analyst):
     """An analyst that would go long whenever it knew a price from after ``now``."""
 

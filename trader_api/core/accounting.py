@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
-import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any, Generic, TypeVar, overload
 
 from sapphire.domain.decimals import CONTEXT as CONTEXT
 from sapphire.trader_api.core import domain
@@ -29,6 +29,34 @@ COST_QUANTUM = Decimal("1e-12")
 FEE_QUANTUM = Decimal("1e-8")
 """Rounding step of fees (rounded up: the venue never undercharges)."""
 ZERO = Decimal(0)
+
+_T = TypeVar("_T")
+
+
+class _computed_once(Generic[_T]):  # noqa: N801 (named like the decorator it stands for)
+    """``functools.cached_property`` without its lock: Python 3.11's takes an RLock on every
+    first read, which cost more than the sums below (a new portfolio for every tick). The
+    values are immutable and the engine runs on one thread: two threads computing the same
+    figure at once would store the same value."""
+
+    def __init__(self, function: Callable[[Any], _T]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _computed_once[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> _T | _computed_once[_T]:
+        if instance is None:
+            return self
+        value = self.function(instance)
+        instance.__dict__[self.name] = value  # read from the instance from now on, past this descriptor
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,23 +84,23 @@ class Position:
 
     # Positions and portfolios are immutable values (every change makes a new one), so each
     # figure is computed once: the risk rules, the engine and the published portfolio read
-    # the same figures several times for every order.
-    @functools.cached_property
+    # the same figures several times for every order. The figures every tick recomputes call
+    # CONTEXT's own methods: the same operations in the same context as ``localcontext``,
+    # without copying the context each time.
+    @_computed_once
     def average_price(self) -> Decimal:
         if self.quantity == 0:
             return ZERO
         with decimal.localcontext(CONTEXT):
             return (self.cost_basis / self.quantity).quantize(COST_QUANTUM).normalize()
 
-    @functools.cached_property
+    @_computed_once
     def market_value(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.quantity * self.mark
+        return CONTEXT.multiply(self.quantity, self.mark)
 
-    @functools.cached_property
+    @_computed_once
     def unrealized_pnl(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.quantity * self.mark - self.cost_basis
+        return CONTEXT.subtract(CONTEXT.multiply(self.quantity, self.mark), self.cost_basis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,20 +113,26 @@ class Portfolio:
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol)
 
-    @functools.cached_property
+    @_computed_once
     def equity(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return self.cash + sum((p.market_value for p in self.positions.values()), ZERO)
+        held = ZERO
+        for position in self.positions.values():
+            held = CONTEXT.add(held, position.market_value)
+        return CONTEXT.add(self.cash, held)
 
-    @functools.cached_property
+    @_computed_once
     def unrealized_pnl(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+        total = ZERO
+        for position in self.positions.values():
+            total = CONTEXT.add(total, position.unrealized_pnl)
+        return total
 
-    @functools.cached_property
+    @_computed_once
     def gross_exposure(self) -> Decimal:
-        with decimal.localcontext(CONTEXT):
-            return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
+        total = ZERO
+        for position in self.positions.values():
+            total = CONTEXT.add(total, CONTEXT.abs(position.market_value))
+        return total
 
 
 def average_fill_price(filled_notional: Decimal, filled_quantity: Decimal) -> Decimal | None:
@@ -158,8 +192,18 @@ def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
 
 def mark_to_market(portfolio: Portfolio, symbol: str, mark: Decimal) -> Portfolio:
     """Value ``symbol`` at ``mark`` from now on; a symbol without a position is left alone."""
-    if symbol not in portfolio.positions:
+    held = portfolio.positions.get(symbol)
+    if held is None:
         return portfolio
+    # Built field by field rather than by dataclasses.replace: this runs for every tick.
     positions = dict(portfolio.positions)
-    positions[symbol] = dataclasses.replace(positions[symbol], mark=mark)
-    return dataclasses.replace(portfolio, positions=positions)
+    positions[symbol] = Position(
+        symbol=held.symbol,
+        quantity=held.quantity,
+        cost_basis=held.cost_basis,
+        realized_pnl=held.realized_pnl,
+        mark=mark,
+    )
+    return Portfolio(
+        cash=portfolio.cash, fees=portfolio.fees, realized_pnl=portfolio.realized_pnl, positions=positions
+    )

@@ -4,7 +4,7 @@ latest ticks by timestamp, so ticks that arrive out of order still give the righ
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -65,28 +65,67 @@ def bar_from_tick(quote: domain.Quote, interval: Interval) -> Bar:
 
 def merge(bar: Bar, other: Bar) -> Bar:
     """Two partial bars of the same bucket as one."""
-    first = bar if bar.open_ts <= other.open_ts else other
-    closing = other if other.close_ts >= bar.close_ts else bar  # on a tie the later arrival closes
-    return dataclasses.replace(
+    return _merged(
         bar,
-        open=first.open,
-        open_ts=first.open_ts,
-        close=closing.close,
-        close_ts=closing.close_ts,
-        high=max(bar.high, other.high),
-        low=min(bar.low, other.low),
-        volume=bar.volume + other.volume,
-        trades=bar.trades + other.trades,
+        other.open_ts,
+        other.open,
+        other.close_ts,
+        other.close,
+        other.high,
+        other.low,
+        other.volume,
+        other.trades,
     )
 
 
-def aggregate(quotes: Iterable[domain.Quote], interval: Interval) -> dict[tuple[str, datetime], Bar]:
+def _merged(
+    bar: Bar,
+    open_ts: datetime,
+    open_: Decimal,
+    close_ts: datetime,
+    close: Decimal,
+    high: Decimal,
+    low: Decimal,
+    volume: Decimal,
+    trades: int,
+) -> Bar:
+    """``bar`` merged with a later partial bar of its bucket, given by its figures (in the
+    order of :func:`aggregate`'s runs)."""
+    first_ts, first = (bar.open_ts, bar.open) if bar.open_ts <= open_ts else (open_ts, open_)
+    # On a tie the later arrival closes.
+    closing_ts, closing = (close_ts, close) if close_ts >= bar.close_ts else (bar.close_ts, bar.close)
+    return Bar(  # every field named (not dataclasses.replace): a merge per bar per tick batch
+        symbol=bar.symbol,
+        interval=bar.interval,
+        start=bar.start,
+        open=first,
+        open_ts=first_ts,
+        close=closing,
+        close_ts=closing_ts,
+        high=max(bar.high, high),
+        low=min(bar.low, low),
+        volume=bar.volume + volume,
+        trades=bar.trades + trades,
+    )
+
+
+def aggregate(
+    quotes: Sequence[domain.Quote],
+    interval: Interval,
+    *,
+    epochs: Sequence[int] | None = None,
+    held: Callable[[str, datetime], Bar | None] | None = None,
+) -> dict[tuple[str, datetime], Bar]:
     """The partial bars a batch of ticks makes, by (symbol, bucket start). One pass of plain
-    comparisons per tick: a batch holds thousands of ticks and a handful of bars."""
+    comparisons per tick: a batch holds thousands of ticks and a handful of bars. ``epochs``:
+    each quote's whole seconds since the epoch, when the caller has them already. ``held``:
+    the bar already held for a bucket, if any; each bar returned is then ``merge(held,
+    partial)``, made in one step (one bar per bucket, not two)."""
     seconds = interval.seconds
     runs: dict[tuple[str, int], list[Any]] = {}
-    for quote in quotes:
-        epoch = int(quote.ts.timestamp())
+    if epochs is None:
+        epochs = [int(quote.ts.timestamp()) for quote in quotes]
+    for quote, epoch in zip(quotes, epochs, strict=True):
         key = (quote.symbol, epoch - epoch % seconds)
         run = runs.get(key)
         if run is None:
@@ -107,6 +146,10 @@ def aggregate(quotes: Iterable[domain.Quote], interval: Interval) -> dict[tuple[
     aggregated = {}
     for (symbol, epoch), run in runs.items():
         start = datetime.fromtimestamp(epoch, UTC)
+        earlier = None if held is None else held(symbol, start)
+        if earlier is not None:
+            aggregated[symbol, start] = _merged(earlier, *run)
+            continue
         aggregated[symbol, start] = Bar(
             symbol=symbol,
             interval=interval,

@@ -22,7 +22,7 @@ import collections
 import dataclasses
 import decimal
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -234,6 +234,7 @@ class Engine:
         self.intakes = state.intakes
         self.changes = Changes()
         self._portfolio_moved = False
+        self._new_bars = False
 
     # The shell's side ------------------------------------------------------------------
 
@@ -249,8 +250,11 @@ class Engine:
             self.changes.equity_point = EquityPoint.of(self.account.portfolio, second)
         changes, self.changes = self.changes, Changes()
         changes.sequence = self.sequence
-        if changes.bars:  # only ticks (after prime_bars) add bars: an order batch has none to evict
+        # Only ticks (after prime_bars) add bars: an order batch has none to evict. And only a
+        # bar of a new bucket since the last eviction can have made an older one closed.
+        if changes.bars and self._new_bars:
             self._evict_closed_bars()
+            self._new_bars = False
         return changes
 
     def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:
@@ -266,6 +270,7 @@ class Engine:
     def prime_bars(self, loaded: Iterable[bars.Bar]) -> None:
         for bar in loaded:
             self.bars.setdefault((bar.symbol, bar.interval, bar.start), bar)
+        self._new_bars = True
 
     def order(self, order_id: uuid.UUID) -> Order | None:
         """An open order, or a recently closed one."""
@@ -658,14 +663,19 @@ class Engine:
             counts[symbol] = counts.get(symbol, 0) + 1
         self._add_to_bars(command.quotes)
         for order in self.open_orders:
-            if venue.day_expired(order.working, now):
+            # Only a day order can expire: the time-in-force test first spares building the
+            # working order of every resting order (bracket legs pile up) on every batch.
+            if order.time_in_force is domain.TimeInForce.DAY and venue.day_expired(order.working, now):
                 self._withdraw(order, "day order expired", now)
-        portfolio_before = self.account.portfolio
+        portfolio_before = marked = self.account.portfolio
         for quote in sorted(command.quotes, key=lambda q: q.ts):
             instrument = self.instruments(quote.symbol)
             if instrument is None:
                 continue
             book = self.open[quote.symbol]
+            worked = bool(book)  # the book may be empty once its orders have filled
+            if worked and marked is not self.account.portfolio:
+                self._set_portfolio(marked)  # the orders below are worked against the marks so far
             for order_id in list(book):
                 resting = book.get(order_id)
                 if resting is None:  # canceled meanwhile by an OCO sibling's fill
@@ -681,10 +691,15 @@ class Engine:
                     self._emit("order", executed)
                     self._cancel_group_of(executed, now)
                     self._attach(executed, quote, instrument, now)
-            marked = accounting.mark_to_market(self.account.portfolio, quote.symbol, quote.mid)
-            if marked is not self.account.portfolio:
-                self._set_portfolio(marked)
+            if worked:
+                marked = self.account.portfolio  # the orders' fills may have moved it
+            moved = accounting.mark_to_market(marked, quote.symbol, quote.mid)
+            if moved is not marked:
+                marked = moved
                 self.changes.positions.add(quote.symbol)
+        # The account takes the marks once per batch (not once per tick) unless an order needed them.
+        if marked is not self.account.portfolio:
+            self._set_portfolio(marked)
         self._after_books_change(now, changed=self.account.portfolio is not portfolio_before)
         return TicksApplied(len(command.quotes))
 
@@ -1008,16 +1023,21 @@ class Engine:
 
     def _after_books_change(self, now: datetime, *, changed: bool) -> None:
         """Move the watermarks and halt on a daily-loss or drawdown breach."""
-        equity = self.account.portfolio.equity
-        marks = risk.roll_watermarks(self.account.watermarks, equity=equity, today=now.date())
-        self.account = dataclasses.replace(self.account, watermarks=marks)
+        account = self.account
+        equity = account.portfolio.equity
+        marks = risk.roll_watermarks(account.watermarks, equity=equity, today=now.date())
         if changed:
             self._portfolio_moved = True
-        if self.account.risk_state is not domain.RiskState.HALTED:
-            reason = risk.breach(marks, equity=equity, limits=self.account.limits)
+        if account.risk_state is not domain.RiskState.HALTED:
+            reason = risk.breach(marks, equity=equity, limits=account.limits)
             if reason is not None:
+                self.account = dataclasses.replace(account, watermarks=marks)
                 self._change_state(domain.RiskState.HALTED, f"auto: {reason}", now)
-        self._touch_account(now)
+                self._touch_account(now)
+                return
+        # One copy of the account for both changes: this runs after every command and tick batch.
+        self.account = dataclasses.replace(account, watermarks=marks, updated_at=now)
+        self.changes.account = self.account
 
     def _change_state(self, state: domain.RiskState, reason: str, now: datetime) -> None:
         self.account = dataclasses.replace(self.account, risk_state=state, risk_reason=reason, updated_at=now)
@@ -1029,16 +1049,23 @@ class Engine:
         self._emit("risk", self.account)
         self._touch_account(now)
 
-    def _add_to_bars(self, quotes: Iterable[domain.Quote]) -> None:
+    def _add_to_bars(self, quotes: Sequence[domain.Quote]) -> None:
         """Fold a batch of ticks into the bars: aggregated per bucket first (a batch of a
-        thousand ticks of three symbols touches six bars), then merged into the held bars;
-        each changed bar is written once per batch, as an upsert."""
+        thousand ticks of three symbols touches six bars) and merged into the held bars in
+        the same step; each changed bar is written once per batch, as an upsert."""
+        epochs = [int(quote.ts.timestamp()) for quote in quotes]  # once, for every interval
+        held = self.bars
         for interval in bars.Interval:
-            for (symbol, start), partial in bars.aggregate(quotes, interval).items():
+
+            def bar_of(symbol: str, start: datetime, interval: bars.Interval = interval) -> bars.Bar | None:
+                return held.get((symbol, interval, start))
+
+            folded = bars.aggregate(quotes, interval, epochs=epochs, held=bar_of)
+            for (symbol, start), merged in folded.items():
                 key = (symbol, interval, start)
-                held = self.bars.get(key)
-                merged = partial if held is None else bars.merge(held, partial)
-                self.bars[key] = merged
+                if key not in held:
+                    self._new_bars = True
+                held[key] = merged
                 self.changes.bars[key] = merged
 
     def _evict_closed_bars(self) -> None:

@@ -214,7 +214,9 @@ def roll_watermarks(watermarks: Watermarks, *, equity: Decimal, today: date) -> 
         return Watermarks(
             trading_day=today, day_start_equity=equity, peak_equity=max(watermarks.peak_equity, equity)
         )
-    return dataclasses.replace(watermarks, peak_equity=max(watermarks.peak_equity, equity))
+    if equity > watermarks.peak_equity:
+        return dataclasses.replace(watermarks, peak_equity=equity)
+    return watermarks  # unchanged (the usual case): no copy
 
 
 def breach(watermarks: Watermarks, *, equity: Decimal, limits: RiskLimits) -> str | None:

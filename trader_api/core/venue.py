@@ -65,8 +65,9 @@ class Arrival:
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:
-    with decimal.localcontext(accounting.CONTEXT):
-        return value % step == 0
+    # CONTEXT's remainder is ``value % step`` in ``localcontext(CONTEXT)``, without copying the
+    # context: the intake checks every order's quantity and prices.
+    return accounting.CONTEXT.remainder(value, step) == 0
 
 
 def market_price(

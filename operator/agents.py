@@ -134,6 +134,38 @@ def _waiting_problem(pods: Sequence[payloads.Pod]) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class StatusInputs:
+    """What of an observation the agent's status is computed from, and nothing else."""
+
+    deployed: bool
+    ready_replicas: int
+    rolled_out: bool
+    """The Deployment has seen its current generation and updated a replica to it."""
+    problem: tuple[str, str] | None
+    """(reason, message) of a Deployment or container that cannot run."""
+    schema: SchemaGate
+
+
+def status_inputs(observation: AgentObservation) -> StatusInputs:
+    deployment = observation.deployment
+    deployment_status: payloads.DeploymentStatus = (
+        deployment.get("status", {}) if deployment is not None else {}
+    )
+    rolled_out = deployment is not None and (
+        int(deployment_status.get("observedGeneration") or 0)
+        >= int(deployment["metadata"].get("generation", 0))
+        and int(deployment_status.get("updatedReplicas") or 0) >= 1
+    )
+    return StatusInputs(
+        deployed=deployment is not None,
+        ready_replicas=int(deployment_status.get("readyReplicas") or 0),
+        rolled_out=rolled_out,
+        problem=_deployment_problem(deployment) or _waiting_problem(observation.pods),
+        schema=observation.schema,
+    )
+
+
 def agent_status(
     *,
     name: str,
@@ -144,24 +176,16 @@ def agent_status(
     now: datetime.datetime,
 ) -> tradingagent.TradingAgentStatus:
     """The status an agent should have, given what was observed. Pure."""
-    deployment = observation.deployment
-    deployment_status: payloads.DeploymentStatus = (
-        deployment.get("status", {}) if deployment is not None else {}
-    )
-    ready_replicas = int(deployment_status.get("readyReplicas") or 0)
-    rolled_out = deployment is not None and (
-        int(deployment_status.get("observedGeneration") or 0)
-        >= int(deployment["metadata"].get("generation", 0))
-        and int(deployment_status.get("updatedReplicas") or 0) >= 1
-    )
-    problem = _deployment_problem(deployment) or _waiting_problem(observation.pods)
+    inputs = status_inputs(observation)
+    ready_replicas, problem = inputs.ready_replicas, inputs.problem
     phase: Phase
     ready: tuple[bool, str, str]
     progressing: tuple[bool, str, str]
-    if not observation.schema.ready:
+    schema = inputs.schema
+    if not schema.ready:
         phase = Phase.WAITING_FOR_SCHEMA
-        ready = (False, "WaitingForSchema", observation.schema.message)
-        progressing = (False, "WaitingForSchema", observation.schema.message)
+        ready = (False, "WaitingForSchema", schema.message)
+        progressing = (False, "WaitingForSchema", schema.message)
     elif spec.paused:
         phase = Phase.PAUSED
         ready = (False, "Paused", "spec.paused is true: scaled to zero")
@@ -170,7 +194,7 @@ def agent_status(
         phase = Phase.DEGRADED
         ready = (False, problem[0], problem[1])
         progressing = (True, problem[0], "waiting for the agent's container to start")
-    elif deployment is None:
+    elif not inputs.deployed:
         phase = Phase.PENDING
         ready = (
             False,
@@ -178,7 +202,7 @@ def agent_status(
             f"Deployment {builders.agent_deployment_name(name)} does not exist yet",
         )
         progressing = (True, "Creating", "creating the agent's Deployment")
-    elif ready_replicas >= 1 and rolled_out:
+    elif ready_replicas >= 1 and inputs.rolled_out:
         phase = Phase.RUNNING
         ready = (True, "AgentReady", "the agent's pod is running and ready")
         progressing = (False, "RolledOut", "the Deployment has rolled out the current spec")
@@ -194,7 +218,7 @@ def agent_status(
         (Condition.PROGRESSING, progressing),
         (
             Condition.SCHEMA_READY,
-            (observation.schema.ready, observation.schema.reason, observation.schema.message),
+            (schema.ready, schema.reason, schema.message),
         ),
     ):
         conditions = common.set_condition(
@@ -342,23 +366,13 @@ class Convergence:
 
 
 def observation_digest(observation: AgentObservation) -> Hashable:
-    """The part of ``observation`` that :func:`agent_status` and :func:`converge` read: the
-    Deployment's identity and rollout counters, a problem its conditions or the pods report,
-    and the schema gate. Two observations with one digest give one status and no apply, so an
-    event that leaves the digest as it was (a controller's bookkeeping, a resourceVersion
-    bump, a pod's IP) needs no reconcile."""
+    """What of ``observation`` :func:`agent_status` (its :func:`status_inputs`) and
+    :func:`converge` (the Deployment's identity, :class:`Applied`) read. Two observations with
+    one digest give one status and no apply, so an event that leaves the digest as it was (a
+    controller's bookkeeping, a resourceVersion bump, a pod's IP) needs no reconcile."""
     deployment = observation.deployment
-    deployed: Hashable = None
-    if deployment is not None:
-        status: payloads.DeploymentStatus = deployment.get("status", {})
-        deployed = (
-            Applied.of(deployment),
-            int(status.get("readyReplicas") or 0),
-            int(status.get("observedGeneration") or 0),
-            int(status.get("updatedReplicas") or 0),
-            _deployment_problem(deployment),
-        )
-    return (deployed, _waiting_problem(observation.pods), observation.schema)
+    applied = Applied.of(deployment) if deployment is not None else None
+    return (applied, status_inputs(observation))
 
 
 async def converge(

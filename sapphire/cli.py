@@ -18,7 +18,7 @@ import pydantic
 import typer
 
 import sapphire
-from sapphire import config, logs
+from sapphire import collector, config, logs
 from sapphire.domain.migration import Direction
 
 SettingsT = TypeVar("SettingsT", bound=config.ServiceSettings)
@@ -157,6 +157,7 @@ def agent_run() -> None:
     from sapphire.agents.settings import AgentSettings
 
     settings = load_settings(AgentSettings)
+    collector.settle_for_service()
     # /metrics, /healthz and /readyz are served by the agent itself, on SAPPHIRE_METRICS_PORT.
     if uvloop.run(runtime.run_agent(settings)):  # uvloop: a tick costs less of the loop's time
         raise typer.Exit(1)  # unhealthy: the reason is in the log and the termination message
@@ -238,6 +239,7 @@ def feed(
         )
     except pydantic.ValidationError as error:
         fail("; ".join(str(issue["msg"]) for issue in error.errors(include_url=False)))
+    collector.settle_for_service()
     try:
         market_totals = uvloop.run(runner.run_market_feed(settings, source))
     except runner.FeedError as error:
@@ -313,6 +315,7 @@ def up(
         database_file=database_file,
         reset=reset,
     )
+    collector.settle_for_service()
     try:
         runner.run(options)
     except (plan.PlanError, setup.UpError) as error:

@@ -82,3 +82,48 @@ def test_folding_into_a_held_bar_is_merging_with_the_batch_bar(
     partial = bars.aggregate(batch, bars.Interval.MINUTE)[key]
     folded = bars.aggregate(batch, bars.Interval.MINUTE, held=lambda _s, _t: held)[key]
     assert folded == bars.merge(held, partial)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    raw=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=179_999),  # three minutes: buckets of both intervals
+            st.sampled_from([Decimal("99.5"), Decimal("100"), Decimal("100.25"), Decimal("101")]),
+            st.sampled_from([Decimal(0), Decimal("0.5"), Decimal("1.25")]),
+            st.sampled_from(["BTC-USD", "ETH-USD"]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    earlier=ticks,
+)
+def test_every_interval_at_once_is_each_interval_on_its_own(
+    raw: list[tuple[int, Decimal, Decimal, str]], earlier: list[tuple[int, Decimal, Decimal]]
+) -> None:
+    """What the engine runs (the ticks read once, the minute folded from the seconds) gives
+    the bars of one ``aggregate`` per interval, with a bar already held for some buckets."""
+    quotes = [
+        domain.Quote(
+            symbol=symbol, bid=last - 1, ask=last + 1, last=last, size=size, ts=START + timedelta(milliseconds=ms)
+        )
+        for ms, last, size, symbol in raw
+    ]
+    held = {
+        (symbol, interval, start): bar
+        for interval in bars.Interval
+        for (symbol, start), bar in bars.aggregate(_quotes(earlier), interval).items()
+    }
+    expected = {
+        (symbol, interval, start): bar
+        for interval in bars.Interval
+        for (symbol, start), bar in bars.aggregate(
+            quotes, interval, held=lambda s, t, interval=interval: held.get((s, interval, t))
+        ).items()
+    }
+    epochs = [int(quote.ts.timestamp()) for quote in quotes]
+    every = bars.aggregate_every_interval(
+        quotes, epochs=epochs, held=lambda s, interval, t: held.get((s, interval, t))
+    )
+    assert every == expected
+    assert {interval for _, interval, _ in every} == set(bars.Interval)

@@ -109,27 +109,18 @@ def _merged(
     )
 
 
-def aggregate(
-    quotes: Sequence[domain.Quote],
-    interval: Interval,
-    *,
-    epochs: Sequence[int] | None = None,
-    held: Callable[[str, datetime], Bar | None] | None = None,
-) -> dict[tuple[str, datetime], Bar]:
-    """The partial bars a batch of ticks makes, by (symbol, bucket start). One pass of plain
-    comparisons per tick: a batch holds thousands of ticks and a handful of bars. ``epochs``:
-    each quote's whole seconds since the epoch, when the caller has them already. ``held``:
-    the bar already held for a bucket, if any; each bar returned is then ``merge(held,
-    partial)``, made in one step (one bar per bucket, not two)."""
-    seconds = interval.seconds
-    runs: dict[tuple[str, int], list[Any]] = {}
-    if epochs is None:
-        epochs = [int(quote.ts.timestamp()) for quote in quotes]
+Run = list[Any]
+"""A bucket's figures as :func:`_runs` folds them: first ts, open, last ts, close, high, low,
+volume, trades."""
+
+
+def _runs(quotes: Sequence[domain.Quote], epochs: Sequence[int], seconds: int) -> dict[tuple[str, int], Run]:
+    """One pass of plain comparisons per tick: the figures of each (symbol, bucket epoch)."""
+    runs: dict[tuple[str, int], Run] = {}
     for quote, epoch in zip(quotes, epochs, strict=True):
         key = (quote.symbol, epoch - epoch % seconds)
         run = runs.get(key)
         if run is None:
-            # first ts, open, last ts, close, high, low, volume, trades
             runs[key] = [quote.ts, quote.last, quote.ts, quote.last, quote.last, quote.last, quote.size, 1]
             continue
         ts, last = quote.ts, quote.last
@@ -143,6 +134,36 @@ def aggregate(
             run[5] = last
         run[6] += quote.size
         run[7] += 1
+    return runs
+
+
+def _coarser(runs: dict[tuple[str, int], Run], seconds: int) -> dict[tuple[str, int], Run]:
+    """The runs of a coarser interval, folded from a finer one's (a handful, not the ticks).
+    Exact: buckets of both are aligned on the epoch, so each coarse bucket is a union of fine
+    ones, and two fine runs never share a timestamp (ties were settled inside each run)."""
+    coarse: dict[tuple[str, int], Run] = {}
+    for (symbol, epoch), run in runs.items():
+        key = (symbol, epoch - epoch % seconds)
+        into = coarse.get(key)
+        if into is None:
+            coarse[key] = list(run)
+            continue
+        if run[0] < into[0]:
+            into[0], into[1] = run[0], run[1]
+        if run[2] > into[2]:
+            into[2], into[3] = run[2], run[3]
+        if run[4] > into[4]:
+            into[4] = run[4]
+        if run[5] < into[5]:
+            into[5] = run[5]
+        into[6] += run[6]
+        into[7] += run[7]
+    return coarse
+
+
+def _bars_of(
+    runs: dict[tuple[str, int], Run], interval: Interval, held: Callable[[str, datetime], Bar | None] | None
+) -> dict[tuple[str, datetime], Bar]:
     aggregated = {}
     for (symbol, epoch), run in runs.items():
         start = datetime.fromtimestamp(epoch, UTC)
@@ -164,6 +185,47 @@ def aggregate(
             trades=run[7],
         )
     return aggregated
+
+
+def aggregate(
+    quotes: Sequence[domain.Quote],
+    interval: Interval,
+    *,
+    epochs: Sequence[int] | None = None,
+    held: Callable[[str, datetime], Bar | None] | None = None,
+) -> dict[tuple[str, datetime], Bar]:
+    """The partial bars a batch of ticks makes, by (symbol, bucket start). One pass of plain
+    comparisons per tick: a batch holds thousands of ticks and a handful of bars. ``epochs``:
+    each quote's whole seconds since the epoch, when the caller has them already. ``held``:
+    the bar already held for a bucket, if any; each bar returned is then ``merge(held,
+    partial)``, made in one step (one bar per bucket, not two)."""
+    if epochs is None:
+        epochs = [int(quote.ts.timestamp()) for quote in quotes]
+    return _bars_of(_runs(quotes, epochs, interval.seconds), interval, held)
+
+
+def aggregate_every_interval(
+    quotes: Sequence[domain.Quote],
+    *,
+    epochs: Sequence[int],
+    held: Callable[[str, Interval, datetime], Bar | None],
+) -> dict[tuple[str, Interval, datetime], Bar]:
+    """:func:`aggregate` for every interval at once, by (symbol, interval, bucket start): the
+    ticks are read once, for the finest interval, and each coarser one is folded from its
+    runs. The same bars as one :func:`aggregate` per interval."""
+    intervals = sorted(Interval, key=lambda interval: interval.seconds)
+    runs = _runs(quotes, epochs, intervals[0].seconds)
+    every: dict[tuple[str, Interval, datetime], Bar] = {}
+    for interval in intervals:
+        if interval is not intervals[0]:
+            runs = _coarser(runs, interval.seconds)
+
+        def held_for(symbol: str, start: datetime, interval: Interval = interval) -> Bar | None:
+            return held(symbol, interval, start)
+
+        for (symbol, start), bar in _bars_of(runs, interval, held_for).items():
+            every[symbol, interval, start] = bar
+    return every
 
 
 def window_start(now: datetime, interval: Interval, limit: int) -> datetime:

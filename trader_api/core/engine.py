@@ -22,7 +22,7 @@ import collections
 import dataclasses
 import decimal
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -257,9 +257,10 @@ class Engine:
             self._new_bars = False
         return changes
 
-    def missing_bars(self, quotes: Iterable[domain.Quote]) -> set[BarKey]:
+    def missing_bars(self, command: ApplyTicks) -> set[BarKey]:
         """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
-        seconds = {(q.symbol, int(q.ts.timestamp())) for q in quotes}  # per second, not per tick
+        # Per second, not per tick.
+        seconds = set(zip((q.symbol for q in command.quotes), command.epochs, strict=True))
         keys = {
             (symbol, interval, datetime.fromtimestamp(epoch - epoch % interval.seconds, UTC))
             for symbol, epoch in seconds
@@ -661,7 +662,7 @@ class Engine:
             if newest is None or quote.ts >= newest.ts:
                 ticks[symbol] = quote
             counts[symbol] = counts.get(symbol, 0) + 1
-        self._add_to_bars(command.quotes)
+        self._add_to_bars(command)
         for order in self.open_orders:
             # Only a day order can expire: the time-in-force test first spares building the
             # working order of every resting order (bracket legs pile up) on every batch.
@@ -693,6 +694,8 @@ class Engine:
                     self._attach(executed, quote, instrument, now)
             if worked:
                 marked = self.account.portfolio  # the orders' fills may have moved it
+            if quote.symbol not in marked.positions:  # nothing to mark: the mid is not worked out
+                continue
             moved = accounting.mark_to_market(marked, quote.symbol, quote.mid)
             if moved is not marked:
                 marked = moved
@@ -1049,24 +1052,21 @@ class Engine:
         self._emit("risk", self.account)
         self._touch_account(now)
 
-    def _add_to_bars(self, quotes: Sequence[domain.Quote]) -> None:
+    def _add_to_bars(self, command: ApplyTicks) -> None:
         """Fold a batch of ticks into the bars: aggregated per bucket first (a batch of a
         thousand ticks of three symbols touches six bars) and merged into the held bars in
         the same step; each changed bar is written once per batch, as an upsert."""
-        epochs = [int(quote.ts.timestamp()) for quote in quotes]  # once, for every interval
         held = self.bars
-        for interval in bars.Interval:
 
-            def bar_of(symbol: str, start: datetime, interval: bars.Interval = interval) -> bars.Bar | None:
-                return held.get((symbol, interval, start))
+        def held_bar(symbol: str, interval: bars.Interval, start: datetime) -> bars.Bar | None:
+            return held.get((symbol, interval, start))
 
-            folded = bars.aggregate(quotes, interval, epochs=epochs, held=bar_of)
-            for (symbol, start), merged in folded.items():
-                key = (symbol, interval, start)
-                if key not in held:
-                    self._new_bars = True
-                held[key] = merged
-                self.changes.bars[key] = merged
+        folded = bars.aggregate_every_interval(command.quotes, epochs=command.epochs, held=held_bar)
+        for key, merged in folded.items():
+            if key not in held:
+                self._new_bars = True
+            held[key] = merged
+            self.changes.bars[key] = merged
 
     def _evict_closed_bars(self) -> None:
         """Keep only the newest bar of each series: older buckets are reloaded if ticked again."""

@@ -9,6 +9,7 @@ the engine handed them while the engine moves on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -250,6 +251,12 @@ class ReplaceOrder:
 class ApplyTicks:
     quotes: tuple[domain.Quote, ...]
     """In arrival order."""
+
+    @functools.cached_property
+    def epochs(self) -> list[int]:
+        """Each quote's whole seconds since the epoch, in the same order: computed once per
+        batch, for both the bars the shell loads first and the bars the engine folds."""
+        return [int(quote.ts.timestamp()) for quote in self.quotes]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,10 +9,11 @@ live to the stale-quote check while keeping its own spacing.
 from __future__ import annotations
 
 import csv
-import dataclasses
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+
+import msgspec
 
 from sapphire.trader_api.core import domain
 
@@ -51,4 +52,4 @@ def shift_to(quotes: Iterable[domain.Quote], start: datetime) -> Iterator[domain
     for quote in quotes:
         if offset is None:
             offset = start - quote.ts
-        yield dataclasses.replace(quote, ts=quote.ts + offset)
+        yield msgspec.structs.replace(quote, ts=quote.ts + offset)

@@ -261,7 +261,7 @@ class Writer:
         wanted: set[records.BarKey] = set()
         for pending in batch:
             if isinstance(pending.command, records.ApplyTicks):
-                wanted |= engine_.missing_bars(pending.command.quotes)
+                wanted |= engine_.missing_bars(pending.command)
         if wanted:
             async with self.runtime.database.engine.connect() as reader:
                 engine_.prime_bars(await journal.load_bars(reader, wanted))

@@ -66,6 +66,14 @@ def finished(control_plane: kube.ControlPlane, namespace: str, name: str) -> dic
     )
 
 
+def backtest_pods(control_plane: kube.ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The pods of BacktestRun ``name``, as the API server has them."""
+    selector = f"trading.sapphire-ai.com/backtestrun={name}"
+    output = control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    pods: list[dict[str, Any]] = json.loads(output)["items"]
+    return pods
+
+
 def inline_momentum() -> dict[str, Any]:
     """The example momentum agent written inline: no TradingAgent to create first."""
     return {"name": "momentum", "spec": example("momentum")["spec"]}
@@ -257,10 +265,7 @@ def test_a_parallel_backtest_runs_one_pod_per_slice_and_chains_their_figures(
     assert status["report"] == "persistentVolumeClaim/reports/halves/"
     assert status["message"].startswith("2 slices chained: return ")
 
-    selector = "trading.sapphire-ai.com/backtestrun=halves"
-    pods = json.loads(
-        control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
-    )["items"]
+    pods = backtest_pods(control_plane, namespace, "halves")
     assert sorted(
         (pod["metadata"]["name"], pod["metadata"]["labels"]["trading.sapphire-ai.com/slice"]) for pod in pods
     ) == [("halves-1", "1"), ("halves-2", "2")]
@@ -350,10 +355,7 @@ def test_a_grid_backtest_runs_one_pod_per_trial_with_its_settings_and_reports_th
     assert [t["phase"] for t in trials] == ["Succeeded"] * 4
 
     # One pod per trial, given the agents with its settings and nothing else changed.
-    selector = "trading.sapphire-ai.com/backtestrun=sweep"
-    pods = json.loads(
-        control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
-    )["items"]
+    pods = backtest_pods(control_plane, namespace, "sweep")
     by_trial = {int(pod["metadata"]["labels"]["trading.sapphire-ai.com/trial"]): pod for pod in pods}
     assert sorted(by_trial) == [1, 2, 3, 4]
     for (interval, notional), entry in zip(expected, trials, strict=True):
@@ -406,3 +408,27 @@ def test_a_grid_backtest_runs_one_pod_per_trial_with_its_settings_and_reports_th
         str(best["trades"]),
         str(best["trial"]),
     )
+
+
+def test_a_grid_whose_trial_the_agents_spec_refuses_fails_naming_the_axis_before_any_pod(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    history_server: http_server.LocalHttpServer,
+) -> None:
+    start_operator()
+    kube.apply(control_plane, example("momentum"), namespace)
+    url = f"{history_server.url}/history/bars.csv"
+    # The API server admits "2" (whole seconds); the TradingAgent spec wants at least 5.
+    grid = [{"agent": "momentum", "parameter": "intervalSeconds", "values": ["30", "2"]}]
+    kube.apply(control_plane, backtest("too-fast", url, grid=grid), namespace)
+    status = finished(control_plane, namespace, "too-fast")["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        "grid[0] (momentum.intervalSeconds=2): agent momentum: spec.intervalSeconds: "
+        "Input should be greater than or equal to 5"
+    )
+    assert "InvalidGrid" in {c["reason"] for c in status["conditions"]}
+    assert "trials" not in status
+    assert backtest_pods(control_plane, namespace, "too-fast") == []  # not even the valid trial ran
+    assert history_server.received("/history/bars.csv") == []

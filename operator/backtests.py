@@ -2,9 +2,13 @@
 
 A run has one pod per slice of its period (``spec.parallelism``, 1 by default:
 :meth:`sapphire.resources.backtestrun.BacktestRunSpec.slices`), each labelled with its slice's
-number and named ``<run>-<slice>``. Each slice is an independent backtest; the run succeeds
-when all of them did (the figures chained by :func:`sapphire.domain.headline.chain`) and fails
-as soon as one fails, stopping the others.
+number and named ``<run>-<slice>``; or, with a ``spec.grid``, one pod per trial
+(:meth:`~sapphire.resources.backtestrun.BacktestRunSpec.trials`, labelled with the trial's
+number), ``parallelism`` of them at a time, each given the agents with its settings
+(:func:`sapphire.operator.builders.trial_agents`). Each slice or trial is an independent
+backtest; the run succeeds when all of them did (the slices' figures chained by
+:func:`sapphire.domain.headline.chain`, or the best trial's by
+:func:`sapphire.domain.headline.best`) and fails as soon as one fails, stopping the others.
 
 The machinery is MigrationRun's (:mod:`sapphire.operator.migrations`): a bare Pod with a
 deterministic name, so a restarted operator finds the run in progress and a duplicate create

@@ -2,9 +2,13 @@
 
 A run has one pod per slice of its period (``spec.parallelism``, 1 by default:
 :meth:`sapphire.resources.backtestrun.BacktestRunSpec.slices`), each labelled with its slice's
-number and named ``<run>-<slice>``. Each slice is an independent backtest; the run succeeds
-when all of them did (the figures chained by :func:`sapphire.domain.headline.chain`) and fails
-as soon as one fails, stopping the others.
+number and named ``<run>-<slice>``; or, with a ``spec.grid``, one pod per trial
+(:meth:`~sapphire.resources.backtestrun.BacktestRunSpec.trials`, labelled with the trial's
+number), ``parallelism`` of them at a time, each given the agents with its settings
+(:func:`sapphire.operator.builders.trial_agents`). Each slice or trial is an independent
+backtest; the run succeeds when all of them did (the slices' figures chained by
+:func:`sapphire.domain.headline.chain`, or the best trial's by
+:func:`sapphire.domain.headline.best`) and fails as soon as one fails, stopping the others.
 
 The machinery is MigrationRun's (:mod:`sapphire.operator.migrations`): a bare Pod with a
 deterministic name, so a restarted operator finds the run in progress and a duplicate create
@@ -21,12 +25,12 @@ A reference to a TradingAgent that does not exist (yet) keeps the run Pending.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sapphire import config
-from sapphire.domain.headline import Headline, chain
+from sapphire.domain.headline import Headline, Objective, best, chain
 from sapphire.operator import builders, kubeapi, migrations, payloads
 from sapphire.operator.payloads import Json
 from sapphire.operator.settings import OperatorSettings
@@ -37,26 +41,75 @@ Phase = backtestrun.BacktestRunPhase
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do now, and the status that follows. ``create_slices``/``delete_pods`` are I/O."""
+    """What to do now, and the status that follows. ``create``/``delete_pods`` are I/O."""
 
     status: Json
-    create_slices: tuple[backtestrun.PeriodSlice, ...] = ()
+    create: tuple[int, ...] = ()
+    """The numbers of the slices (or trials) whose pods to create."""
     delete_pods: tuple[str, ...] = ()
     kill_pods: tuple[str, ...] = ()
     event: tuple[str, str, str] | None = None
 
 
-def report_location(
-    name: str, spec: backtestrun.BacktestRunSpec, period: backtestrun.PeriodSlice | None = None
-) -> str | None:
-    """Where the pod of ``period`` writes its full report, as status.report says it; for the
-    whole of a split run (``period`` None), the directory holding one report per slice."""
+@dataclass(frozen=True)
+class Part:
+    """What one pod of a run replays: a slice of the period, a trial of the grid, or the whole."""
+
+    number: int
+    """The slice's or trial's number, 1 for the whole run; the pod is ``<run>-<number>``."""
+    title: str
+    """How messages name it: ``slice 2 of 4 (<start> to <end>)``, ``trial 3 of 4 (<settings>)``."""
+    entry: Json
+    """The fields that identify it in its status entry (``slice``, ``start``, ``end`` / ``trial``,
+    ``parameters``)."""
+
+
+def run_parts(spec: backtestrun.BacktestRunSpec) -> list[Part]:
+    """The pods' shares of a run, in order: its grid's trials, its period's slices, or the whole."""
+    trials = spec.trials()
+    if trials:
+        return [
+            Part(
+                trial.number,
+                f"trial {trial.number} of {len(trials)} ({trial.label()})",
+                {
+                    "trial": trial.number,
+                    "parameters": [
+                        {"agent": setting.agent, "parameter": setting.parameter.value, "value": setting.value}
+                        for setting in trial.settings
+                    ],
+                },
+            )
+            for trial in trials
+        ]
+    periods = spec.slices()
+    if len(periods) == 1:
+        return [Part(1, "the backtest", {})]
+    return [
+        Part(
+            period.number,
+            f"slice {period.number} of {len(periods)} "
+            f"({migrations.iso(period.start)} to {migrations.iso(period.end)})",
+            {
+                "slice": period.number,
+                "start": migrations.iso(period.start),
+                "end": migrations.iso(period.end),
+            },
+        )
+        for period in periods
+    ]
+
+
+def report_location(name: str, spec: backtestrun.BacktestRunSpec, number: int | None = None) -> str | None:
+    """Where the pod of slice (or trial) ``number`` writes its full report, as status.report
+    says it; for the whole of a split run or a grid (``number`` None), the directory holding
+    one report per slice or trial."""
     if spec.report_claim_name is None:
         return None
     claim = f"persistentVolumeClaim/{spec.report_claim_name}"
-    if period is None and spec.parallelism > 1:
+    if number is None and (spec.parallelism > 1 or spec.grid is not None):
         return f"{claim}/{name}/"
-    directory = builders.backtest_report_directory(name, spec, period or spec.slices()[0])
+    directory = builders.backtest_report_directory(name, spec, number or 1)
     return f"{claim}/{directory}/report.json"
 
 
@@ -83,7 +136,7 @@ def _summary(headline: Headline) -> str:
 
 @dataclass(frozen=True)
 class SliceOutcome:
-    """Where one slice's pod is: running (``phase`` Running), or its result."""
+    """Where one slice's (or trial's) pod is: not created yet, running, or its result."""
 
     phase: Phase
     reason: str = ""
@@ -118,19 +171,14 @@ def slice_outcome(
     return SliceOutcome(Phase.FAILED, "BacktestFailed", message)
 
 
-def _slice_status(
-    name: str,
-    spec: backtestrun.BacktestRunSpec,
-    period: backtestrun.PeriodSlice,
-    outcome: SliceOutcome,
-) -> Json:
+def _part_status(name: str, spec: backtestrun.BacktestRunSpec, part: Part, outcome: SliceOutcome) -> Json:
     entry: Json = {
-        "slice": period.number,
-        "start": migrations.iso(period.start),
-        "end": migrations.iso(period.end),
+        **part.entry,
         "phase": outcome.phase.value,
-        "podName": builders.backtest_pod_name(name, period),
-        "report": report_location(name, spec, period),
+        "podName": builders.backtest_pod_name(name, part.number)
+        if outcome.phase is not Phase.PENDING
+        else None,
+        "report": report_location(name, spec, part.number),
         "message": config.redact_url(outcome.message)[-SLICE_MESSAGE_LIMIT:] or None,
         **(_figures(outcome.headline) if outcome.headline is not None else {}),
     }
@@ -139,6 +187,12 @@ def _slice_status(
 
 SLICE_MESSAGE_LIMIT = 1024
 
+OBJECTIVES: dict[backtestrun.BacktestObjective, Objective] = {
+    backtestrun.BacktestObjective.TOTAL_RETURN: "total_return",
+    backtestrun.BacktestObjective.SHARPE: "sharpe",
+}
+"""Each objective a spec may name, as the headline's figure."""
+
 
 def decide(
     *,
@@ -146,13 +200,18 @@ def decide(
     attempts: Mapping[int, migrations.Attempt],
     missing_agents: Sequence[str],
     now: datetime.datetime,
+    invalid_grid: str | None = None,
 ) -> Decision:
-    """The next step of one BacktestRun, from its slices' pods (``attempts``, by slice number).
+    """The next step of one BacktestRun, from its slices' (or trials') pods (``attempts``, by
+    number). ``invalid_grid`` says why a trial's agents cannot be built, when one cannot.
     Pure: everything it needs is passed in."""
     name = str(run["metadata"]["name"])
     spec = backtestrun.BacktestRunSpec.model_validate(run["spec"])
-    periods = spec.slices()
-    split = len(periods) > 1
+    parts = run_parts(spec)
+    grid = spec.grid is not None
+    noun = "trial" if grid else "slice"
+    listed = "trials" if grid else "slices" if len(parts) > 1 else None
+    """The status list of the parts; none for a run of one pod, which has podName."""
     status: Json = dict(run.get("status") or {})
     generation = int(run["metadata"].get("generation", 0))
     status["observedGeneration"] = generation
@@ -184,78 +243,109 @@ def decide(
         )
         return Decision(status=status, delete_pods=delete)
 
-    missing = tuple(period for period in periods if period.number not in attempts)
+    running = tuple(attempt.pod_name for attempt in attempts.values() if not attempt.finished)
+    if not attempts and missing_agents:
+        message = f"waiting for TradingAgent {', '.join(missing_agents)} in this namespace"
+        event = None if status.get("message") == message else ("Warning", "AgentNotFound", message)
+        status.update(phase=Phase.PENDING.value, message=message)
+        status["conditions"] = conditions(Progressing=(False, "AgentNotFound", message))
+        return Decision(status=status, event=event)
+    if invalid_grid is not None:
+        return finish(False, "InvalidGrid", invalid_grid, kill=tuple(sorted(running)))
+
+    # A pod for each part that has none, as long as fewer than parallelism are running: all at
+    # once for the slices of a period (as many as parallelism), parallelism at a time for trials.
+    missing = [part.number for part in parts if part.number not in attempts]
+    create = tuple(missing[: max(0, spec.parallelism - len(running))])
+    waiting_for_pod = SliceOutcome(
+        Phase.PENDING, message=f"waiting for a free pod (parallelism {spec.parallelism})"
+    )
+    outcomes = [
+        slice_outcome(attempts[part.number], spec=spec, now=now)
+        if part.number in attempts
+        else slice_outcome(None, spec=spec, now=now)
+        if part.number in create
+        else waiting_for_pod
+        for part in parts
+    ]
+    failed = next((i for i, outcome in enumerate(outcomes) if outcome.phase is Phase.FAILED), None)
+    kill: tuple[str, ...] = ()
+    if failed is not None:
+        # One failed part fails the run: stop the others, their result would not be used, and
+        # start no more.
+        culprit = parts[failed]
+        stop = SliceOutcome(Phase.FAILED, message=f"stopped: {noun} {culprit.number} failed")
+        never = SliceOutcome(Phase.FAILED, message=f"not run: {noun} {culprit.number} failed")
+        outcomes = [
+            never if part.number not in attempts else stop if outcome.phase is Phase.RUNNING else outcome
+            for part, outcome in zip(parts, outcomes, strict=True)
+        ]
+        kill = tuple(
+            builders.backtest_pod_name(name, part.number)
+            for part in parts
+            if part.number in attempts and not attempts[part.number].finished
+        )
+    if listed is not None:
+        status[listed] = [
+            _part_status(name, spec, part, outcome) for part, outcome in zip(parts, outcomes, strict=True)
+        ]
+    else:
+        status["podName"] = attempts[1].pod_name if 1 in attempts else builders.backtest_pod_name(name, 1)
+    if failed is not None:
+        reason, message = outcomes[failed].reason, outcomes[failed].message
+        if listed is not None:
+            message = f"{parts[failed].title} failed: {message}"
+        return finish(False, reason, message, kill=kill)
+    headlines = [outcome.headline for outcome in outcomes if outcome.headline is not None]
+    if len(headlines) == len(parts):
+        if grid:
+            return _finish_grid(status, spec, parts, headlines, finish)
+        headline = chain(headlines) if listed is not None else headlines[0]
+        status.update(_figures(headline))
+        prefix = f"{len(parts)} slices chained: " if listed is not None else ""
+        return finish(True, "Backtested", prefix + _summary(headline))
+    status["phase"] = Phase.RUNNING.value
     if not attempts:
-        if missing_agents:
-            message = f"waiting for TradingAgent {', '.join(missing_agents)} in this namespace"
-            event = None if status.get("message") == message else ("Warning", "AgentNotFound", message)
-            status.update(phase=Phase.PENDING.value, message=message)
-            status["conditions"] = conditions(Progressing=(False, "AgentNotFound", message))
-            return Decision(status=status, event=event)
-        slices = f" in {len(periods)} slices" if split else ""
-        message = f"replaying {spec.data.url} through {len(spec.agents)} agent(s){slices}"
+        shares = f" in {len(parts)} slices" if listed == "slices" else ""
+        if grid:
+            shares = f" in {len(parts)} trials, {min(spec.parallelism, len(parts))} at a time"
+        message = f"replaying {spec.data.url} through {len(spec.agents)} agent(s){shares}"
         status.update(
-            phase=Phase.RUNNING.value,
             message=config.redact_url(message),
             startedAt=status.get("startedAt") or migrations.iso(now),
             report=report_location(name, spec),
         )
-        if split:
-            status["slices"] = [
-                _slice_status(name, spec, period, SliceOutcome(Phase.RUNNING)) for period in periods
-            ]
-        else:
-            status["podName"] = builders.backtest_pod_name(name, periods[0])
         status["conditions"] = conditions(Progressing=(True, "Replaying", status["message"]))
-        return Decision(
-            status=status, create_slices=missing, event=("Normal", "BacktestStarted", status["message"])
-        )
-
-    outcomes = [slice_outcome(attempts.get(period.number), spec=spec, now=now) for period in periods]
-    failed = next((i for i, outcome in enumerate(outcomes) if outcome.phase is Phase.FAILED), None)
-    kill: tuple[str, ...] = ()
-    if failed is not None:
-        # One failed slice fails the run: stop the others, their result would not be used.
-        culprit = periods[failed]
-        stop = f"stopped: slice {culprit.number} failed"
-        outcomes = [
-            SliceOutcome(Phase.FAILED, message=stop) if outcome.phase is Phase.RUNNING else outcome
-            for outcome in outcomes
-        ]
-        kill = tuple(
-            builders.backtest_pod_name(name, period)
-            for period, outcome in zip(periods, outcomes, strict=True)
-            if period.number in attempts and not attempts[period.number].finished
-        )
-    if split:
-        status["slices"] = [
-            _slice_status(name, spec, period, outcome)
-            for period, outcome in zip(periods, outcomes, strict=True)
-        ]
-    else:
-        status["podName"] = attempts[1].pod_name if 1 in attempts else status.get("podName")
-    if failed is not None:
-        reason, message = outcomes[failed].reason, outcomes[failed].message
-        if split:
-            culprit = periods[failed]
-            period = f"{migrations.iso(culprit.start)} to {migrations.iso(culprit.end)}"
-            message = f"slice {culprit.number} of {len(periods)} ({period}) failed: {message}"
-        return finish(False, reason, message, kill=kill)
-    headlines = [outcome.headline for outcome in outcomes if outcome.headline is not None]
-    if len(headlines) == len(periods):
-        headline = chain(headlines) if split else headlines[0]
-        status.update(_figures(headline))
-        prefix = f"{len(periods)} slices chained: " if split else ""
-        return finish(True, "Backtested", prefix + _summary(headline))
-    status["phase"] = Phase.RUNNING.value
+        return Decision(status=status, create=create, event=("Normal", "BacktestStarted", status["message"]))
     waiting = [
         outcome.message for outcome in outcomes if outcome.message.startswith("the backtest pod is waiting")
     ]
-    if split:
-        status["message"] = f"{len(headlines)} of {len(periods)} slices finished"
+    if listed is not None:
+        status["message"] = f"{len(headlines)} of {len(parts)} {listed} finished"
     if waiting:
         status["message"] = config.redact_url(waiting[0])[-migrations.MESSAGE_LIMIT :]
-    return Decision(status=status, create_slices=missing)
+    return Decision(status=status, create=create)
+
+
+def _finish_grid(
+    status: Json,
+    spec: backtestrun.BacktestRunSpec,
+    parts: Sequence[Part],
+    headlines: Sequence[Headline],
+    finish: Callable[[bool, str, str], Decision],
+) -> Decision:
+    """Every trial succeeded: the run's figures are the best trial's, all of them."""
+    objective = spec.objective.value
+    index = best(headlines, OBJECTIVES[spec.objective])
+    if index is None:
+        return finish(
+            True, "Backtested", f"{len(parts)} trials finished; none has a {objective}: no best trial"
+        )
+    status.update(_figures(headlines[index]), bestTrial=parts[index].number)
+    message = (
+        f"best of {len(parts)} trials by {objective}: {parts[index].title}: {_summary(headlines[index])}"
+    )
+    return finish(True, "Backtested", message)
 
 
 async def resolve_agents(
@@ -280,19 +370,33 @@ async def resolve_agents(
     return specs, missing
 
 
-def slice_number(pod: payloads.Pod) -> int:
-    """The slice a backtest pod replays; 1 for a pod without the label (an older operator's)."""
-    return int(pod["metadata"].get("labels", {}).get(builders.SLICE_LABEL, "1"))
+def part_number(pod: payloads.Pod) -> int:
+    """The trial or slice a backtest pod replays; 1 for a pod without either label (an older
+    operator's)."""
+    labels = pod["metadata"].get("labels", {})
+    return int(labels.get(builders.TRIAL_LABEL) or labels.get(builders.SLICE_LABEL, "1"))
 
 
 def agents_of(pod: payloads.Pod) -> str | None:
-    """The agents' YAML an existing slice pod was given, so a slice created later (after a
-    restart of the operator between two creates) replays the very same agents."""
+    """The agents' YAML an existing slice (or trial) pod was given, so a slice created later
+    (after a restart of the operator between two creates) replays the very same agents, and a
+    trial created later the same agents with its own settings."""
     for container in pod.get("spec", {}).get("containers", []):
         for variable in container.get("env", []):
             if variable.get("name") == builders.BACKTEST_AGENTS_ENV and "value" in variable:
                 return str(variable["value"])
     return None
+
+
+def trials_agents(
+    spec: backtestrun.BacktestRunSpec, agents: Mapping[str, Mapping[str, Any]]
+) -> dict[int, str]:
+    """The agents' YAML of each trial of the grid, by trial number (``ValueError`` naming the
+    axis when a trial's agents are not valid). Pure."""
+    return {
+        trial.number: builders.backtest_agents_yaml(builders.trial_agents(agents, trial))
+        for trial in spec.trials()
+    }
 
 
 async def reconcile(
@@ -307,7 +411,7 @@ async def reconcile(
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
     pods = await migrations.owned_pods(api, body, label=builders.BACKTEST_LABEL)
     attempts = {
-        slice_number(pod): migrations.read_attempt(pod, container_name=backtestrun.BACKTEST_CONTAINER)
+        part_number(pod): migrations.read_attempt(pod, container_name=backtestrun.BACKTEST_CONTAINER)
         for pod in pods
     }
     spec = backtestrun.BacktestRunSpec.model_validate(body["spec"])
@@ -315,18 +419,31 @@ async def reconcile(
     missing: list[str] = []
     if not attempts and not migrations.is_finished(body):
         agents, missing = await resolve_agents(api, namespace=namespace, spec=spec)
-    decision = decide(run=body, attempts=attempts, missing_agents=missing, now=now)
-    agents_yaml = next(filter(None, map(agents_of, pods)), None) or builders.backtest_agents_yaml(agents)
+    given = next(filter(None, map(agents_of, pods)), None)
+    agents_yaml = given or builders.backtest_agents_yaml(agents)
+    by_trial: dict[int, str] = {}
+    invalid_grid: str | None = None
+    if spec.grid is not None and not missing and not migrations.is_finished(body):
+        # The agents as the run started: resolved now, or as an earlier trial's pod has them.
+        base = builders.backtest_agents_of_yaml(given) if given is not None else agents
+        try:
+            by_trial = trials_agents(spec, base)
+        except ValueError as error:
+            invalid_grid = str(error)
+    decision = decide(run=body, attempts=attempts, missing_agents=missing, now=now, invalid_grid=invalid_grid)
+    trials = {trial.number: trial for trial in spec.trials()}
+    periods = {period.number: period for period in spec.slices()}
     manifests = [
         builders.build_backtest_pod(
             name=name,
             namespace=namespace,
             spec=spec,
-            period=period,
-            agents_yaml=agents_yaml,
+            period=periods[1] if number in trials else periods[number],
+            agents_yaml=by_trial[number] if number in trials else agents_yaml,
             settings=settings,
+            trial=trials.get(number),
         )
-        for period in decision.create_slices
+        for number in decision.create
     ]
     await migrations.act_on_pods(
         api, owner=body, create=manifests, kill=decision.kill_pods, delete=decision.delete_pods

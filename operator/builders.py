@@ -18,6 +18,7 @@ import yaml
 
 import sapphire
 from sapphire.agents import settings as agent_settings
+from sapphire.operator import specs
 from sapphire.operator.payloads import Json as Manifest
 from sapphire.operator.settings import OperatorSettings
 from sapphire.resources import backtestrun, migrationrun, tradingagent
@@ -31,6 +32,8 @@ DATABASE_LABEL = f"{sapphire.GROUP}/database"
 BACKTEST_LABEL = f"{sapphire.GROUP}/backtestrun"
 SLICE_LABEL = f"{sapphire.GROUP}/slice"
 """On a backtest pod: the number of the period's slice it replays (1 unless parallelism > 1)."""
+TRIAL_LABEL = f"{sapphire.GROUP}/trial"
+"""On a backtest pod of a grid (instead of the slice label): the number of the trial it runs."""
 SPEC_HASH_ANNOTATION = f"{sapphire.GROUP}/spec-hash"
 AGENT_CONTAINER = "agent"
 TERMINATION_LOG = "/dev/termination-log"
@@ -345,22 +348,68 @@ def backtest_agents_yaml(agents: Mapping[str, Mapping[str, Any]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=True)
 
 
+def backtest_agents_of_yaml(text: str) -> dict[str, dict[str, Any]]:
+    """The agents' specs by name, read back from :func:`backtest_agents_yaml`'s text."""
+    return {str(document["metadata"]["name"]): document["spec"] for document in yaml.safe_load_all(text)}
+
+
+def trial_agents(
+    agents: Mapping[str, Mapping[str, Any]], trial: backtestrun.Trial
+) -> dict[str, dict[str, Any]]:
+    """The agents' specs (wire form, by name) with ``trial``'s settings applied: each sets one
+    field of one agent's spec to its value, converted to the field's wire type. Pure.
+
+    Every trial of a grid sets every axis's field, so applying trial k to the agents of any
+    other trial of the same grid gives trial k's agents exactly: a trial created later (with
+    parallelism below the number of trials, or after a restart) is built from the agents an
+    earlier trial's pod was given, as read when the run started.
+
+    Raises ``ValueError`` naming the axis (``grid[1] (executor.risk.stopLossBps=20000)``) when
+    the changed spec is not a valid TradingAgent spec, or the field is not that agent's."""
+    applied = {name: copy.deepcopy(dict(spec)) for name, spec in agents.items()}
+    for index, setting in enumerate(trial.settings):
+        where = f"grid[{index}] ({setting.label()})"
+        spec = applied[setting.agent]
+        is_executor = spec.get("role") == tradingagent.Role.EXECUTOR.value
+        if setting.parameter.is_risk and not is_executor:
+            raise ValueError(f"{where}: agent {setting.agent} has no risk limits: only the executor has")
+        if not setting.parameter.is_risk and is_executor:
+            raise ValueError(f"{where}: intervalSeconds is an analyst's: the executor reacts to signals")
+        *parents, leaf = setting.parameter.path
+        target = spec
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = setting.parameter.wire_value(setting.value)
+    for name in dict.fromkeys(setting.agent for setting in trial.settings):
+        try:
+            specs.read_spec(tradingagent.TradingAgentSpec, applied[name])
+        except specs.InvalidSpecError as error:
+            axes = ", ".join(
+                f"grid[{index}] ({setting.label()})"
+                for index, setting in enumerate(trial.settings)
+                if setting.agent == name
+            )
+            raise ValueError(f"{axes}: agent {name}: {error}") from None
+    return applied
+
+
 def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat()
 
 
-def backtest_pod_name(run: str, period: backtestrun.PeriodSlice) -> str:
-    """``<run>-<slice>``: deterministic per slice, so a slice never gets two pods. Slice 1 is
-    ``<run>-1``, the name the single pod of a run has always had."""
-    return attempt_pod_name(run, period.number)
+def backtest_pod_name(run: str, number: int) -> str:
+    """``<run>-<n>`` for slice (or trial) n: deterministic, so a slice never gets two pods.
+    Slice 1 is ``<run>-1``, the name the single pod of a run has always had."""
+    return attempt_pod_name(run, number)
 
 
-def backtest_report_directory(
-    run: str, spec: backtestrun.BacktestRunSpec, period: backtestrun.PeriodSlice
-) -> str:
-    """Where on the claim a slice writes its report: ``<run>``, or ``<run>/<slice>`` when the
-    period is split."""
-    return f"{run}/{period.number}" if spec.parallelism > 1 else run
+def backtest_report_directory(run: str, spec: backtestrun.BacktestRunSpec, number: int) -> str:
+    """Where on the claim slice (or trial) ``number`` writes its report: ``<run>``,
+    ``<run>/<slice>`` when the period is split, ``<run>/trial-<trial>`` for a grid's trial (a
+    name apart, so nothing reads a trial as a slice of one period)."""
+    if spec.grid is not None:
+        return f"{run}/trial-{number}"
+    return f"{run}/{number}" if spec.parallelism > 1 else run
 
 
 def build_backtest_pod(
@@ -371,16 +420,19 @@ def build_backtest_pod(
     period: backtestrun.PeriodSlice,
     agents_yaml: str,
     settings: OperatorSettings,
+    trial: backtestrun.Trial | None = None,
 ) -> Manifest:
-    """The bare Pod of one backtest (of one ``period`` slice): ``sapphire backtest`` with the
-    agents in an environment variable, the data fetched from its URL, the report on the claim
-    (when one is named).
+    """The bare Pod of one backtest (of one ``period`` slice, or of one ``trial`` of a grid
+    over the whole period): ``sapphire backtest`` with the agents in an environment variable,
+    the data fetched from its URL, the report on the claim (when one is named).
 
     ``restartPolicy: Never`` and a single attempt: a replay is deterministic, so running it
     again gives the same failure. The headline (or the error) is the termination message."""
-    labels = {**common_labels("backtest", name), BACKTEST_LABEL: name, SLICE_LABEL: str(period.number)}
+    number = period.number if trial is None else trial.number
+    part = {SLICE_LABEL: str(number)} if trial is None else {TRIAL_LABEL: str(number)}
+    labels = {**common_labels("backtest", name), BACKTEST_LABEL: name, **part}
     output = (
-        f"{BACKTEST_REPORT_MOUNT}/{backtest_report_directory(name, spec, period)}"
+        f"{BACKTEST_REPORT_MOUNT}/{backtest_report_directory(name, spec, number)}"
         if spec.report_claim_name
         else "/tmp/report"  # noqa: S108 - an emptyDir
     )
@@ -423,7 +475,7 @@ def build_backtest_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": backtest_pod_name(name, period), "namespace": namespace, "labels": labels},
+        "metadata": {"name": backtest_pod_name(name, number), "namespace": namespace, "labels": labels},
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": spec.active_deadline_seconds,

@@ -15,7 +15,7 @@ import decimal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sapphire.domain import termination
 
@@ -100,3 +100,19 @@ def chain(slices: Sequence[Headline]) -> Headline:
         quotes=sum(part.quotes or 0 for part in slices),
         data_sha256=hashes.pop() if len(hashes) == 1 else None,
     )
+
+
+Objective = Literal["total_return", "sharpe"]
+"""The figure of a :class:`Headline` the best of several backtests has the most of."""
+
+
+def best(trials: Sequence[Headline], objective: Objective) -> int | None:
+    """The index of the trial with the highest ``objective`` (a BacktestRun's grid), compared
+    exactly as decimals; a tie goes to the first. A trial without the figure (a Sharpe ratio
+    is undefined without variance) is not ranked; None when no trial has it. Every trial must
+    have succeeded: the best of part of a grid is not the best of the grid."""
+    if any(trial.error is not None or trial.total_return is None for trial in trials):
+        raise ValueError("ranking needs the headlines of successful trials")
+    figures = [trial.total_return if objective == "total_return" else trial.sharpe for trial in trials]
+    ranked = [(Decimal(figure), -index) for index, figure in enumerate(figures) if figure is not None]
+    return -max(ranked)[1] if ranked else None

@@ -154,6 +154,13 @@ BACKTEST_RUN = Resource(
         _AGE,
         PrinterColumn("Data", "string", ".spec.data.url", "History replayed.", priority=1),
         PrinterColumn("Report", "string", ".status.report", "Where the full report is.", priority=1),
+        PrinterColumn(
+            "Best-Trial",
+            "integer",
+            ".status.bestTrial",
+            "With a grid: the trial the figures are of.",
+            priority=1,
+        ),
     ),
     # The name is a label value on the backtest pod.
     name_max_length=63,

@@ -53,6 +53,15 @@ def test_every_example_is_accepted(control_plane: kube.ControlPlane, namespace: 
         assert f"/{name} created" in output
 
 
+def test_the_backtestrun_examples_are_accepted(control_plane: kube.ControlPlane, namespace: str) -> None:
+    backtest = EXAMPLES.parent / "backtest" / "backtestrun-examples.yaml"
+    output = control_plane.kubectl("apply", "-n", namespace, "-f", str(backtest)).stdout
+    assert output.split("\n")[:2] == [
+        "backtestrun.trading.sapphire-ai.com/momentum-sample-day created",
+        "backtestrun.trading.sapphire-ai.com/momentum-grid-day created",
+    ]
+
+
 @pytest.mark.parametrize("path", INVALID_FILES, ids=lambda path: path.stem)
 def test_each_invalid_manifest_is_refused_naming_the_field(
     control_plane: kube.ControlPlane, namespace: str, path: Path

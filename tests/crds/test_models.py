@@ -86,11 +86,14 @@ class TestExamples:
         assert "cloud-sql-proxy" in sidecar.image
         assert "startupProbe" in sidecar.to_wire()
 
-    def test_the_backtestrun_example_is_valid(self) -> None:
+    def test_the_backtestrun_examples_are_valid(self) -> None:
         backtest = EXAMPLES.parent / "backtest" / "backtestrun-examples.yaml"
-        (run,) = [manifests.parse_resource(document) for document in manifests.load_documents(backtest)]
-        assert isinstance(run, backtestrun.BacktestRun)
-        assert [agent.name for agent in run.spec.agents] == ["momentum", "executor"]
+        day, grid = [manifests.parse_resource(document) for document in manifests.load_documents(backtest)]
+        assert isinstance(day, backtestrun.BacktestRun)
+        assert [agent.name for agent in day.spec.agents] == ["momentum", "executor"]
+        assert isinstance(grid, backtestrun.BacktestRun)
+        assert len(grid.spec.trials()) == 9
+        assert grid.spec.slices() == [backtestrun.PeriodSlice(1, grid.spec.start, grid.spec.end)]
 
     def test_examples_declare_no_namespace_so_they_apply_anywhere(self) -> None:
         assert all(resource.metadata.namespace is None for resource in examples())

@@ -111,7 +111,7 @@ class TestChain:
 class TestDecide:
     def test_the_first_reconcile_creates_one_pod_per_slice(self) -> None:
         decision = backtests.decide(run=run(parallelism=3), attempts={}, missing_agents=[], now=NOW)
-        assert [period.number for period in decision.create_slices] == [1, 2, 3]
+        assert list(decision.create) == [1, 2, 3]
         assert [entry["podName"] for entry in decision.status["slices"]] == ["bt-1", "bt-2", "bt-3"]
         assert "podName" not in decision.status
 
@@ -119,7 +119,7 @@ class TestDecide:
         decision = backtests.decide(
             run=run(parallelism=2), attempts={1: attempt(1)}, missing_agents=[], now=NOW
         )
-        assert [period.number for period in decision.create_slices] == [2]
+        assert list(decision.create) == [2]
         assert decision.status["phase"] == "Running"
 
     def test_a_failed_slice_fails_the_run_and_stops_the_others(self) -> None:

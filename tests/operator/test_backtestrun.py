@@ -66,6 +66,14 @@ def finished(control_plane: kube.ControlPlane, namespace: str, name: str) -> dic
     )
 
 
+def backtest_pods(control_plane: kube.ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The pods of BacktestRun ``name``, as the API server has them."""
+    selector = f"trading.sapphire-ai.com/backtestrun={name}"
+    output = control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    pods: list[dict[str, Any]] = json.loads(output)["items"]
+    return pods
+
+
 def inline_momentum() -> dict[str, Any]:
     """The example momentum agent written inline: no TradingAgent to create first."""
     return {"name": "momentum", "spec": example("momentum")["spec"]}
@@ -257,10 +265,7 @@ def test_a_parallel_backtest_runs_one_pod_per_slice_and_chains_their_figures(
     assert status["report"] == "persistentVolumeClaim/reports/halves/"
     assert status["message"].startswith("2 slices chained: return ")
 
-    selector = "trading.sapphire-ai.com/backtestrun=halves"
-    pods = json.loads(
-        control_plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
-    )["items"]
+    pods = backtest_pods(control_plane, namespace, "halves")
     assert sorted(
         (pod["metadata"]["name"], pod["metadata"]["labels"]["trading.sapphire-ai.com/slice"]) for pod in pods
     ) == [("halves-1", "1"), ("halves-2", "2")]
@@ -318,3 +323,112 @@ def test_a_parallel_backtest_fails_naming_the_slice_that_failed(
     }
     assert "totalReturn" not in status
     assert "BacktestFailed" in {c["reason"] for c in status["conditions"]}
+
+
+def test_a_grid_backtest_runs_one_pod_per_trial_with_its_settings_and_reports_the_best(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    history_server: http_server.LocalHttpServer,
+) -> None:
+    start_operator()
+    momentum = example("momentum")
+    kube.apply(control_plane, momentum, namespace)
+    executor = example("executor")["spec"]
+    url = f"{history_server.url}/history/bars.csv"
+    grid = [
+        {"agent": "momentum", "parameter": "intervalSeconds", "values": ["30", "300"]},
+        {"agent": "executor", "parameter": "risk.maxOrderNotional", "values": ["250", "1000"]},
+    ]
+    manifest = backtest(
+        "sweep", url, grid=grid, parallelism=2, reportClaimName="reports", ttlSecondsAfterFinished=300
+    )
+    kube.apply(control_plane, manifest, namespace)
+    body = finished(control_plane, namespace, "sweep")
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    trials = status["trials"]
+    expected = [("30", "250"), ("30", "1000"), ("300", "250"), ("300", "1000")]  # the last axis fastest
+    assert [(t["trial"], tuple(p["value"] for p in t["parameters"])) for t in trials] == [
+        (number, values) for number, values in enumerate(expected, start=1)
+    ]
+    assert [t["phase"] for t in trials] == ["Succeeded"] * 4
+
+    # One pod per trial, given the agents with its settings and nothing else changed.
+    pods = backtest_pods(control_plane, namespace, "sweep")
+    by_trial = {int(pod["metadata"]["labels"]["trading.sapphire-ai.com/trial"]): pod for pod in pods}
+    assert sorted(by_trial) == [1, 2, 3, 4]
+    for (interval, notional), entry in zip(expected, trials, strict=True):
+        pod = by_trial[entry["trial"]]
+        assert pod["metadata"]["name"] == entry["podName"] == f"sweep-{entry['trial']}"
+        (container,) = pod["spec"]["containers"]
+        given = next(e["value"] for e in container["env"] if e["name"] == "SAPPHIRE_BACKTEST_AGENTS")
+        agents = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(given)}
+        assert agents["momentum"] == {**momentum["spec"], "intervalSeconds": int(interval)}
+        written = {key: value for key, value in agents["executor"].items() if key in executor}  # not defaults
+        assert written == {**executor, "risk": {**executor["risk"], "maxOrderNotional": notional}}
+        # ... and the replay ran with them: the trial's own report on the claim says so.
+        assert control_plane.node is not None
+        on_claim = (
+            control_plane.node.claim_directory(namespace, "reports") / "sweep" / f"trial-{entry['trial']}"
+        )
+        assert entry["report"] == f"persistentVolumeClaim/reports/sweep/trial-{entry['trial']}/report.json"
+        report = json.loads((on_claim / "report.json").read_text())
+        replayed = {agent["name"]: agent["interval_seconds"] for agent in report["agents"]}
+        assert replayed["momentum"] == int(interval)
+        figures = report["metrics"]
+        assert (entry["totalReturn"], entry["sharpe"], entry["trades"], entry["finalEquity"]) == (
+            figures["total_return"],
+            figures["sharpe"],
+            figures["trades"],
+            figures["final_equity"],
+        )
+    # parallelism 2: the third and fourth trials' pods came only once an earlier one had finished.
+    first_done = min(
+        by_trial[n]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] for n in (1, 2)
+    )
+    assert by_trial[3]["metadata"]["creationTimestamp"] >= first_done
+    assert by_trial[4]["metadata"]["creationTimestamp"] >= first_done
+
+    # The run's figures are the best trial's by totalReturn (the first of equals).
+    returns = [Decimal(t["totalReturn"]) for t in trials]
+    assert len(set(returns)) > 1  # the settings changed the result: "best" means something
+    best = trials[returns.index(max(returns))]
+    assert status["bestTrial"] == best["trial"]
+    keys = ("totalReturn", "sharpe", "maxDrawdown", "trades", "fees", "finalEquity", "quotes", "dataSha256")
+    assert {key: status.get(key) for key in keys} == {key: best.get(key) for key in keys}
+    assert status["message"].startswith(f"best of 4 trials by totalReturn: trial {best['trial']} of 4 (")
+    assert status["report"] == "persistentVolumeClaim/reports/sweep/"
+    output = control_plane.kubectl("get", "backtestruns", "-n", namespace, "-o", "wide").stdout
+    print(output, yaml.safe_dump({"status": {"trials": trials}}), sep="\n")  # shown with -s
+    (row,) = kube.table_rows(output)
+    assert (row["RETURN"], row["SHARPE"], row["TRADES"], row["BEST-TRIAL"]) == (
+        best["totalReturn"],
+        best["sharpe"],
+        str(best["trades"]),
+        str(best["trial"]),
+    )
+
+
+def test_a_grid_whose_trial_the_agents_spec_refuses_fails_naming_the_axis_before_any_pod(
+    control_plane: kube.ControlPlane,
+    namespace: str,
+    start_operator: StartOperator,
+    history_server: http_server.LocalHttpServer,
+) -> None:
+    start_operator()
+    kube.apply(control_plane, example("momentum"), namespace)
+    url = f"{history_server.url}/history/bars.csv"
+    # The API server admits "2" (whole seconds); the TradingAgent spec wants at least 5.
+    grid = [{"agent": "momentum", "parameter": "intervalSeconds", "values": ["30", "2"]}]
+    kube.apply(control_plane, backtest("too-fast", url, grid=grid), namespace)
+    status = finished(control_plane, namespace, "too-fast")["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        "grid[0] (momentum.intervalSeconds=2): agent momentum: spec.intervalSeconds: "
+        "Input should be greater than or equal to 5"
+    )
+    assert "InvalidGrid" in {c["reason"] for c in status["conditions"]}
+    assert "trials" not in status
+    assert backtest_pods(control_plane, namespace, "too-fast") == []  # not even the valid trial ran
+    assert history_server.received("/history/bars.csv") == []

@@ -99,7 +99,7 @@ else:
     WireTimestamp = str
 
 
-_TICK_DECIMALS: dict[str, Decimal] = {}
+_TICK_DECIMALS: dict[object, Decimal] = {}
 """Decimals already converted, by their JSON string. A batch of ticks repeats a few hundred
 prices and sizes (they sit on the tick and lot grid) thousands of times, and a lookup costs
 a fraction of a conversion; bounded, cleared when full. A price is kept only once it is
@@ -185,7 +185,8 @@ class OrderCreateWire(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """``schemas.market.TickCreate``. ``gc=False``: only scalars, and up to 5000 per batch."""
+    """``schemas.market.TickCreate``. ``gc=False``: only scalars, and up to 5000 per batch.
+    Its values are checked and converted by its batch (:class:`TickBatchWire`), in one loop."""
 
     symbol: str
     bid: WireDecimal
@@ -194,21 +195,28 @@ class TickCreateWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     size: WireDecimal
     ts: WireTimestamp
 
-    def __post_init__(self) -> None:
-        _symbol(self.symbol)
-        self.bid = _tick_decimal(common.POSITIVE, self.bid)
-        self.ask = _tick_decimal(common.POSITIVE, self.ask)
-        self.last = _tick_decimal(common.POSITIVE, self.last)
-        self.size = _tick_decimal(common.NON_NEGATIVE, self.size)
-        self.ts = _parsed(common.TIMESTAMP, self.ts)
-        if self.bid > self.ask:
-            raise ValueError(f"ask: must be >= bid ({self.bid}), got {self.ask}")
-
 
 class TickBatchWire(msgspec.Struct, forbid_unknown_fields=True):
     """``schemas.market.TickBatch``."""
 
     ticks: Annotated[list[TickCreateWire], msgspec.Meta(min_length=1, max_length=_MAX_TICKS)]
+
+    def __post_init__(self) -> None:
+        # The checks of schemas.market.TickCreate for every tick, in one loop rather than a
+        # __post_init__ per tick: a batch is thousands of ticks, and a known decimal string
+        # (a positive one, valid for every field) is one dict lookup.
+        known = _TICK_DECIMALS.get
+        for tick in self.ticks:
+            if tick.symbol not in _KNOWN_SYMBOLS:
+                _symbol(tick.symbol)
+            bid = known(tick.bid) or _tick_decimal(common.POSITIVE, tick.bid)
+            ask = known(tick.ask) or _tick_decimal(common.POSITIVE, tick.ask)
+            last = known(tick.last) or _tick_decimal(common.POSITIVE, tick.last)
+            size = known(tick.size) or _tick_decimal(common.NON_NEGATIVE, tick.size)
+            tick.ts = _parsed(common.TIMESTAMP, tick.ts)
+            if bid > ask:
+                raise ValueError(f"ask: must be >= bid ({bid}), got {ask}")
+            tick.bid, tick.ask, tick.last, tick.size = bid, ask, last, size
 
 
 _W = TypeVar("_W", bound=msgspec.Struct)

@@ -24,6 +24,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,8 +71,11 @@ def make_batches(ticks: int, batch: int) -> list[list[dict[str, Any]]]:
     return [rows[i : i + batch] for i in range(0, len(rows), batch)]
 
 
-async def through_api(url: str, sizes: Sizes, ticks: int) -> tuple[float, int]:
-    """(ticks/s, failed requests)."""
+async def through_api(
+    url: str, sizes: Sizes, ticks: int, on_start: Callable[[], None] | None = None
+) -> tuple[float, int, float]:
+    """(ticks/s, failed requests, seconds on the clock). The bodies are encoded before the
+    clock starts; ``on_start`` is called as it starts (the CPU meters are read then)."""
     connections = [
         await http.Connection.open(url, token=environment.AGENT_TOKEN) for _ in range(sizes.clients)
     ]
@@ -91,6 +95,8 @@ async def through_api(url: str, sizes: Sizes, ticks: int) -> tuple[float, int]:
             else:
                 failed += 1
 
+    if on_start is not None:
+        on_start()
     started = time.perf_counter()
     try:
         await asyncio.gather(*(client(c) for c in connections))
@@ -98,7 +104,7 @@ async def through_api(url: str, sizes: Sizes, ticks: int) -> tuple[float, int]:
         elapsed = time.perf_counter() - started
         for connection in connections:
             await connection.close()
-    return accepted / elapsed, failed
+    return accepted / elapsed, failed, elapsed
 
 
 async def redis_floor(redis_url: str, prefix: str, sizes: Sizes) -> float:
@@ -143,11 +149,15 @@ async def _with_api(
                     postgres=procstat.postmaster_pid(database),
                     redis=services.redis.process.pid if services.redis.process else None,
                 )
-                before, agents_before = meter.read(), agents.cpu()
-                api.start_profile()
-                started = time.perf_counter()
-                rate, failed = await through_api(api.url, sizes, ticks)
-                elapsed = time.perf_counter() - started
+                before: dict[str, float] = {}
+                agents_before: dict[str, float] = {}
+
+                def start() -> None:  # the meters start with the clock, after the bodies are encoded
+                    before.update(meter.read())
+                    agents_before.update(agents.cpu())
+                    api.start_profile()
+
+                rate, failed, elapsed = await through_api(api.url, sizes, ticks, start)
                 spent = meter.spent(before, meter.read())
                 spent |= {f"agent_{k}": v - agents_before[k] for k, v in agents.cpu().items()}
                 return rate, failed, {name: seconds / elapsed for name, seconds in spent.items()}
@@ -171,6 +181,9 @@ async def run(
     )  # fmt: skip
     result.figures["ticks_per_s"] = report.Figure(rate, "ticks/s")
     result.figures["failed_requests"] = report.Figure(failed, "requests")
+    result.figures["cpu_api_per_tick"] = report.Figure(
+        cores["api"] / rate * 1e6 if rate else 0.0, "us", "the API's CPU per tick accepted"
+    )
     for name, used in cores.items():
         result.figures[f"cpu_{name}_cores"] = report.Figure(used, "cores", "CPU s / s of the measured run")
     result.floor["redis_pipelined_ticks_per_s"] = report.Figure(floor, "ticks/s", "MSET + PUBLISH per tick")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import decimal
+import operator
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -67,6 +68,9 @@ EQUITY_POINT_SECONDS = 1
 """The equity history holds one point per second in which the books moved: the books as the
 last batch of that second left them, stamped with the second's start. Its size is bounded
 however busy the account is (the journal thins older points)."""
+
+
+_SYMBOL_OF = operator.attrgetter("symbol")
 
 
 class Instrument(Protocol):
@@ -259,8 +263,8 @@ class Engine:
 
     def missing_bars(self, command: ApplyTicks) -> set[BarKey]:
         """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
-        # Per second, not per tick.
-        seconds = set(zip((q.symbol for q in command.quotes), command.epochs, strict=True))
+        # Per second, not per tick (map and attrgetter: the symbols read in C, not in a loop of ours).
+        seconds = set(zip(map(_SYMBOL_OF, command.quotes), command.epochs, strict=True))
         keys = {
             (symbol, interval, datetime.fromtimestamp(epoch - epoch % interval.seconds, UTC))
             for symbol, epoch in seconds

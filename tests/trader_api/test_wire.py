@@ -429,3 +429,41 @@ def test_valid_bodies_never_reach_pydantic() -> None:
     ]
     assert type(batch.ticks[0].bid) is Decimal
     assert batch.ticks[0].bid == Decimal("100.00")
+
+
+_DIGITS = st.sampled_from([*"0123456789", "\u0663", "\u00b2", "\uff15"])  # ASCII, and digits that are not
+_ZONES = st.sampled_from(
+    [
+        "Z",
+        "+00:00",
+        "-05:30",
+        "+23:59",
+        "-23:59",
+        "z",
+        "+24:00",
+        "+05:60",
+        "+0530",
+        "+05",
+        "",
+        "Z\n",
+        "+05:30 ",
+    ]
+)
+
+
+@PROPERTY
+@given(
+    second=st.sampled_from(["2026-03-02T14:30:00", "2028-02-29T23:59:59", "1970-01-02T00:00:00"]),
+    fraction=st.none()
+    | st.integers(min_value=0, max_value=11).map(lambda digits: "7" * digits)  # every length, 9 the most
+    | st.lists(_DIGITS, max_size=11).map("".join),
+    zone=_ZONES,
+)
+def test_a_timestamp_of_a_second_already_seen_is_decided_as_the_pattern_decides(
+    second: str, fraction: str | None, zone: str
+) -> None:
+    """The shortcut for a second seen before (the first tick of the batch is of that second)
+    accepts and reads exactly what the TIMESTAMP pattern does."""
+    text = second + ("" if fraction is None else f".{fraction}") + zone
+    body = encode({"ticks": [{**TICK, "ts": f"{second}Z"}, {**TICK, "ts": text}]})
+    assert_agree(TickBatch, wire.TickBatchWire, wire.decode_ticks, body, "application/json")

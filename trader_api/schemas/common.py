@@ -67,6 +67,10 @@ class WireText(Generic[_T]):
             return self._read(self._write(value))
         raise ValueError(f"must be {self.meaning} as a string, e.g. {self.example!r}")
 
+    def read(self, text: str) -> _T:
+        """The value of ``text``, a string already known to match the pattern (no check)."""
+        return self._read(text)
+
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_plain_validator_function(self.parse)
 

@@ -105,7 +105,12 @@ def test_every_interval_at_once_is_each_interval_on_its_own(
     the bars of one ``aggregate`` per interval, with a bar already held for some buckets."""
     quotes = [
         domain.Quote(
-            symbol=symbol, bid=last - 1, ask=last + 1, last=last, size=size, ts=START + timedelta(milliseconds=ms)
+            symbol=symbol,
+            bid=last - 1,
+            ask=last + 1,
+            last=last,
+            size=size,
+            ts=START + timedelta(milliseconds=ms),
         )
         for ms, last, size, symbol in raw
     ]
@@ -114,13 +119,14 @@ def test_every_interval_at_once_is_each_interval_on_its_own(
         for interval in bars.Interval
         for (symbol, start), bar in bars.aggregate(_quotes(earlier), interval).items()
     }
-    expected = {
-        (symbol, interval, start): bar
-        for interval in bars.Interval
-        for (symbol, start), bar in bars.aggregate(
-            quotes, interval, held=lambda s, t, interval=interval: held.get((s, interval, t))
-        ).items()
-    }
+    expected = {}
+    for interval in bars.Interval:
+
+        def held_of(symbol: str, start: datetime, interval: bars.Interval = interval) -> bars.Bar | None:
+            return held.get((symbol, interval, start))
+
+        for (symbol, start), bar in bars.aggregate(quotes, interval, held=held_of).items():
+            expected[symbol, interval, start] = bar
     epochs = [int(quote.ts.timestamp()) for quote in quotes]
     every = bars.aggregate_every_interval(
         quotes, epochs=epochs, held=lambda s, interval, t: held.get((s, interval, t))

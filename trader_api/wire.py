@@ -120,20 +120,16 @@ def _optional(kind: common.WireText[Decimal], value: object) -> Decimal | None:
     return None if value is None else _parsed(kind, value)
 
 
-def _tick_decimal(kind: common.WireText[Decimal], value: object) -> Decimal:
-    """``kind`` (``POSITIVE`` or ``NON_NEGATIVE``), with the positive values remembered:
-    a string that made a positive decimal is valid for both."""
-    if type(value) is str:
-        known = _TICK_DECIMALS.get(value)
-        if known is not None:
-            return known
-        number = kind.parse(value)
-        if number:
-            if len(_TICK_DECIMALS) >= _TICK_DECIMALS_MAX:
-                _TICK_DECIMALS.clear()
-            _TICK_DECIMALS[value] = number
-        return number
-    return _parsed(kind, value)
+def _new_tick_decimal(kind: common.WireText[Decimal], value: object) -> Decimal:
+    """``kind`` (``POSITIVE`` or ``NON_NEGATIVE``) of a value not in ``_TICK_DECIMALS`` (the
+    batch looks there first), remembered when positive: a string that made a positive decimal
+    is valid for both."""
+    number = _parsed(kind, value)
+    if number and type(value) is str:
+        if len(_TICK_DECIMALS) >= _TICK_DECIMALS_MAX:
+            _TICK_DECIMALS.clear()
+        _TICK_DECIMALS[value] = number
+    return number
 
 
 _OFFSETS = frozenset(
@@ -244,10 +240,10 @@ class TickBatchWire(msgspec.Struct, forbid_unknown_fields=True):
         for tick in self.ticks:
             if tick.symbol not in _KNOWN_SYMBOLS:
                 _symbol(tick.symbol)
-            bid = known(tick.bid) or _tick_decimal(common.POSITIVE, tick.bid)
-            ask = known(tick.ask) or _tick_decimal(common.POSITIVE, tick.ask)
-            last = known(tick.last) or _tick_decimal(common.POSITIVE, tick.last)
-            size = known(tick.size) or _tick_decimal(common.NON_NEGATIVE, tick.size)
+            bid = known(tick.bid) or _new_tick_decimal(common.POSITIVE, tick.bid)
+            ask = known(tick.ask) or _new_tick_decimal(common.POSITIVE, tick.ask)
+            last = known(tick.last) or _new_tick_decimal(common.POSITIVE, tick.last)
+            size = known(tick.size) or _new_tick_decimal(common.NON_NEGATIVE, tick.size)
             tick.ts = _tick_timestamp(tick.ts)
             if bid > ask:
                 raise ValueError(f"ask: must be >= bid ({bid}), got {ask}")

@@ -284,7 +284,7 @@ class BacktestRunSpec(common.SpecModel):
         pydantic.Field(
             min_length=1,
             max_length=MAX_AGENTS,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            json_schema_extra=common.keyed_list("name"),
         ),
     ]
     """The agents replayed together, as ``sapphire backtest -f`` would read them: analysts and
@@ -327,10 +327,7 @@ class BacktestRunSpec(common.SpecModel):
             pydantic.Field(
                 min_length=1,
                 max_length=MAX_GRID_AXES,
-                json_schema_extra={
-                    "x-kubernetes-list-type": "map",
-                    "x-kubernetes-list-map-keys": ["agent", "parameter"],
-                },
+                json_schema_extra=common.keyed_list("agent", "parameter"),
             ),
         ]
         | None
@@ -565,7 +562,7 @@ class BacktestRunStatus(common.RunStatus, BacktestFigures):
         list[BacktestSliceStatus],
         pydantic.Field(
             max_length=MAX_PARALLELISM,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["slice"]},
+            json_schema_extra=common.keyed_list("slice"),
         ),
     ] = pydantic.Field(default_factory=list)
     """With parallelism above 1: each slice's period, pod, phase and headline."""
@@ -574,7 +571,7 @@ class BacktestRunStatus(common.RunStatus, BacktestFigures):
         list[BacktestTrialStatus],
         pydantic.Field(
             max_length=MAX_TRIALS,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["trial"]},
+            json_schema_extra=common.keyed_list("trial"),
         ),
     ] = pydantic.Field(default_factory=list)
     """With a grid: each trial's settings, pod, phase and headline."""

@@ -243,12 +243,15 @@ DeadlineSeconds = Annotated[pydantic.StrictInt, pydantic.Field(ge=30, le=86400)]
 TtlSeconds = Annotated[pydantic.StrictInt, pydantic.Field(ge=0, le=604800)]
 """How long a finished run's pods are kept: up to a week."""
 
-Conditions = Annotated[
-    list[Condition],
-    pydantic.Field(
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-    ),
-]
+
+def keyed_list(*keys: str) -> dict[str, Any]:
+    """The schema extras of a list the API server merges as a map keyed by ``keys`` (a
+    strategic merge, server-side apply): each item is told apart by those fields, which must
+    be unique in the list."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+Conditions = Annotated[list[Condition], pydantic.Field(json_schema_extra=keyed_list("type"))]
 """A status's conditions, keyed by type as ``kubectl wait --for=condition=`` expects."""
 
 

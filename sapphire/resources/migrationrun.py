@@ -140,7 +140,7 @@ class MigrationRunSpec(common.SpecModel):
         list[Sidecar],
         pydantic.Field(
             max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            json_schema_extra=common.keyed_list("name"),
         ),
     ] = pydantic.Field(default_factory=list)
     """Native sidecars started before the migration, such as the Cloud SQL Auth Proxy. The result

@@ -432,7 +432,7 @@ class TradingAgentSpec(common.SpecModel):
         list[EnvVar],
         pydantic.Field(
             max_length=64,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            json_schema_extra=common.keyed_list("name"),
         ),
     ] = pydantic.Field(default_factory=list)
     """Extra environment variables for the agent container."""

@@ -191,16 +191,13 @@ def aggregate(
     quotes: Sequence[domain.Quote],
     interval: Interval,
     *,
-    epochs: Sequence[int] | None = None,
     held: Callable[[str, datetime], Bar | None] | None = None,
 ) -> dict[tuple[str, datetime], Bar]:
-    """The partial bars a batch of ticks makes, by (symbol, bucket start). One pass of plain
-    comparisons per tick: a batch holds thousands of ticks and a handful of bars. ``epochs``:
-    each quote's whole seconds since the epoch, when the caller has them already. ``held``:
-    the bar already held for a bucket, if any; each bar returned is then ``merge(held,
-    partial)``, made in one step (one bar per bucket, not two)."""
-    if epochs is None:
-        epochs = [int(quote.ts.timestamp()) for quote in quotes]
+    """The partial bars a batch of ticks makes for one interval, by (symbol, bucket start).
+    ``held``: the bar already held for a bucket, if any; each bar returned is then
+    ``merge(held, partial)``. The engine folds every interval at once
+    (:func:`aggregate_every_interval`); this is the one-interval rule it must agree with."""
+    epochs = [int(quote.ts.timestamp()) for quote in quotes]
     return _bars_of(_runs(quotes, epochs, interval.seconds), interval, held)
 
 

@@ -1,4 +1,4 @@
-"""The fast dumps of orders, fills and portfolios (``schemas/dump.py``) are the JSON the
+"""The fast dumps of orders, fills, portfolios and signals (``schemas/dump.py``) are the JSON the
 pydantic models give for the same records: any decimal, any timestamp, any text."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from sapphire.trader_api.schemas import dump
 from sapphire.trader_api.schemas.common import Amount, PublicModel
 from sapphire.trader_api.schemas.orders import FillPublic, OrderPublic
 from sapphire.trader_api.schemas.portfolio import PortfolioPublic, PositionPublic
+from sapphire.trader_api.schemas.signals import Direction, SignalPublic
 from sapphire.trader_api.services import events
+from sapphire.trader_api.storage import signal_store
 
 decimals = st.decimals(allow_nan=False, allow_infinity=False) | st.sampled_from(
     [Decimal("1E+5"), Decimal("-0.000001"), Decimal("0E-12"), Decimal("123.4500")]
@@ -125,3 +127,25 @@ def test_a_decimal_field_without_its_serializer_is_refused() -> None:
 
     with pytest.raises(TypeError, match="loose"):
         dump.Dump(Loose)
+
+
+signal_rows = st.builds(
+    signal_store.SignalRow,
+    id=st.uuids(),
+    agent=texts,
+    role=texts,
+    symbol=texts,
+    direction=st.sampled_from(Direction),
+    strength=decimals,
+    confidence=decimals,
+    horizon_seconds=st.integers(min_value=1, max_value=31_536_000),
+    rationale=st.text(max_size=40),
+    model=st.none() | texts,
+    ts=stamps,
+    created_at=stamps,
+)
+
+
+@given(signal_rows)
+def test_a_stored_signal_dumps_as_its_model(row: signal_store.SignalRow) -> None:
+    assert fast(SignalPublic, row) == SignalPublic.model_validate(row).model_dump(mode="json")

@@ -76,3 +76,38 @@ async def test_concurrent_duplicates_make_exactly_one_order_on_sqlite(
         )
         assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
         assert len((await client.get("/v1/orders", headers=READ)).json()) == 1
+
+
+async def test_signals_are_stored_published_and_checked_against_the_role_on_sqlite(
+    embedded_settings: TraderApiSettings, clock: ManualClock
+) -> None:
+    bus = MemoryBus()
+    app = create_app(embedded_settings, message_bus=bus, clock=clock)
+    body = {
+        "agent": "mom-1",
+        "role": "momentum",
+        "symbol": "BTC-USD",
+        "direction": "long",
+        "strength": "0.6",
+        "confidence": "0.8",
+        "horizon_seconds": 300,
+    }
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded") as client,
+        bus.subscribe(["sapphire:signals"]) as subscription,
+    ):
+        beat = {"role": "momentum", "symbols": ["BTC-USD"]}
+        assert (await client.post("/v1/agents/mom-1/heartbeat", json=beat, headers=AGENT)).status_code == 200
+        responses = await asyncio.gather(
+            client.post("/v1/signals", json=body, headers=AGENT),
+            client.post("/v1/signals", json={**body, "role": "volatility"}, headers=AGENT),
+        )
+        assert [r.status_code for r in responses] == [201, 422], [r.text for r in responses]
+        stored = responses[0].json()
+        assert (stored["strength"], stored["direction"]) == ("0.6", "long")
+        message = await subscription.get(wait_seconds=5)
+        assert message is not None
+        assert json.loads(message.data) == stored
+        assert await subscription.get(wait_seconds=0.1) is None, "the refused signal is not published"
+        assert (await client.get("/v1/signals", headers=READ)).json() == [stored]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import httpx
+import psycopg
 import redis.asyncio
+from psycopg import sql
 
+from sapphire.trader_api.storage import batches
 from tests.trader_api.support import (
     AGENT,
     READ,
@@ -20,6 +25,8 @@ from tests.trader_api.support import (
     send_ticks,
     tick,
 )
+
+T = TypeVar("T")
 
 
 def signal(agent: str = "mom-1", symbol: str = "BTC-USD", **fields: object) -> dict[str, object]:
@@ -35,6 +42,27 @@ def signal(agent: str = "mom-1", symbol: str = "BTC-USD", **fields: object) -> d
     }
     body.update(fields)
     return body
+
+
+async def published_signals(
+    redis_url: str, channel: str, count: int, during: Awaitable[T]
+) -> tuple[T, list[Any]]:
+    """What ``during`` gives, and the first ``count`` messages on ``channel`` meanwhile (decoded)."""
+    listener = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        result = await during
+        published: list[Any] = []
+        async with asyncio.timeout(5):
+            while len(published) < count:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    published.append(json.loads(message["data"]))
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
+    return result, published
 
 
 async def test_a_signal_is_stored_and_published(
@@ -202,3 +230,63 @@ async def test_headlines_are_stored_and_queried_by_symbol_and_time(
     assert [h["ts"][:13] for h in btc] == ["2026-03-02T15", "2026-03-02T14"]
     recent = (await client.get("/v1/headlines", params={"since": late}, headers=READ)).json()
     assert len(recent) == 2
+
+
+async def test_one_batch_stores_the_signals_whose_role_matches_and_refuses_the_others(
+    client: httpx.AsyncClient, redis_url: str, redis_prefix: str
+) -> None:
+    for name, role in (("mom-1", "momentum"), ("vol-1", "volatility")):
+        beat = await client.post(f"/v1/agents/{name}/heartbeat", json={"role": role}, headers=AGENT)
+        assert beat.status_code == 200
+    bodies = [
+        signal("mom-1"),  # registered as momentum: stored
+        signal("vol-1"),  # registered as volatility, signalling as momentum: refused
+        signal("new-1"),  # not registered: stored
+        signal("vol-1", role="volatility"),
+    ]
+    posts = asyncio.gather(*(client.post("/v1/signals", json=b, headers=AGENT) for b in bodies))
+    responses, published = await published_signals(redis_url, f"{redis_prefix}signals", 3, posts)
+    assert [r.status_code for r in responses] == [201, 422, 201, 201], [r.text for r in responses]
+    assert responses[1].json()["detail"][0]["loc"] == ["body", "role"]
+    stored = sorted((r.json() for r in responses if r.status_code == 201), key=lambda row: str(row["agent"]))
+    assert sorted(published, key=lambda row: str(row["agent"])) == stored
+    listed = (await client.get("/v1/signals", headers=READ)).json()
+    assert sorted(listed, key=lambda row: str(row["agent"])) == stored
+
+
+async def test_a_lost_connection_is_replaced_and_a_batch_that_cannot_commit_is_refused_whole(
+    client: httpx.AsyncClient, trader_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    cut_all = (
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %(name)s) AS terminated"
+    )
+    url = batches.psycopg_url(trader_database_url)
+    name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+    doors = "ALTER DATABASE {} ALLOW_CONNECTIONS {}"
+
+    async def posts() -> list[httpx.Response]:
+        answers = [await client.post("/v1/signals", json=signal("before"), headers=AGENT)]
+        # From the server's maintenance database: a database cannot shut its own doors.
+        with psycopg.connect(url, autocommit=True, dbname="postgres") as admin:
+            # Every connection to the test's database is cut, the signal journal's among them.
+            cut = admin.execute(cut_all, {"name": name}).fetchone()
+            assert cut is not None
+            assert cut[0] >= 1
+            answers.append(await client.post("/v1/signals", json=signal("replaced"), headers=AGENT))
+            # Cut again, and no new connection let in: the batch cannot commit anywhere.
+            admin.execute(sql.SQL(doors).format(sql.Identifier(name), sql.SQL("false")))
+            try:
+                admin.execute(cut_all, {"name": name})
+                answers.append(await client.post("/v1/signals", json=signal("lost"), headers=AGENT))
+            finally:
+                admin.execute(sql.SQL(doors).format(sql.Identifier(name), sql.SQL("true")))
+        answers.append(await client.post("/v1/signals", json=signal("after"), headers=AGENT))
+        return answers
+
+    answers, published = await published_signals(redis_url, f"{redis_prefix}signals", 3, posts())
+    assert [a.status_code for a in answers] == [201, 201, 503, 201], [a.text for a in answers]
+    assert "could not be stored" in answers[2].json()["detail"]
+    assert [row["agent"] for row in published] == ["before", "replaced", "after"]
+    listed = (await client.get("/v1/signals", headers=READ)).json()
+    assert sorted(row["agent"] for row in listed) == ["after", "before", "replaced"]

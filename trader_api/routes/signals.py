@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from sapphire.trader_api import contract
 from sapphire.trader_api.deps import AgentScope, ReadScope, RuntimeDep, SignalJournalDep
@@ -14,9 +14,12 @@ router = APIRouter(tags=["signals"], route_class=contract.Route)
 
 
 @router.post("/signals", response_model=SignalPublic, status_code=status.HTTP_201_CREATED)
-async def post_signal(request: SignalCreate, _: AgentScope, journal: SignalJournalDep) -> SignalPublic:
+async def post_signal(request: SignalCreate, _: AgentScope, journal: SignalJournalDep) -> Response:
     """Store a signal (batched with others in one commit), then publish it on ``{prefix}signals``."""
-    return SignalPublic.model_validate(await journal.submit(request))
+    # The journal answers with the stored signal's JSON, the very text it publishes.
+    return Response(
+        await journal.submit(request), status_code=status.HTTP_201_CREATED, media_type="application/json"
+    )
 
 
 @router.get("/signals", response_model=list[SignalPublic])

@@ -7,12 +7,12 @@ import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import accounting, domain
+from sapphire.trader_api.schemas import dump
 from sapphire.trader_api.schemas.signals import (
     AgentPublic,
     HeadlineCreate,
@@ -21,8 +21,8 @@ from sapphire.trader_api.schemas.signals import (
     SignalPublic,
 )
 from sapphire.trader_api.services.publisher import Publication, Publisher
-from sapphire.trader_api.services.runtime import Runtime, dumps
-from sapphire.trader_api.storage import tables
+from sapphire.trader_api.services.runtime import Runtime
+from sapphire.trader_api.storage import signal_store, tables
 
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the API's clock a signal's own timestamp may be."""
@@ -34,18 +34,22 @@ GATHER_YIELDS = 4
 class _Pending:
     request: SignalCreate
     received_at: datetime
-    future: asyncio.Future[dict[str, Any]]
+    future: asyncio.Future[bytes]
+
+
+_PUBLIC = dump.Dump.of(SignalPublic)
 
 
 class SignalJournal:
     """Signals stored in batches (group commit), acknowledged and published only after.
 
     A signal is checked as it arrives (the wire model, its timestamp), then queued; the
-    journal takes every queued signal at once (up to ``max_batch``), checks each against its
-    agent's registered role with one read, inserts the batch in one transaction (one fsync
-    for the lot), and only after the commit answers the callers (201) and hands the batch to
-    the publisher, in one publication: durable before visible. A batch that cannot commit
-    answers every caller 503 and nothing of it is published.
+    journal takes every queued signal at once (up to ``max_batch``) and stores the batch in
+    one transaction (one fsync for the lot; :mod:`~sapphire.trader_api.storage.signal_store`),
+    which also checks each signal against its agent's registered role. Only after the commit
+    does it answer the callers (201) and hand the batch to the publisher, in one publication:
+    durable before visible. A batch that cannot commit answers every caller 503 and nothing
+    of it is published.
 
     A registered agent signals under the role it registered with (its heartbeat, sent from
     its TradingAgent's ``spec.role``), or the signal is refused (422 naming ``role``): a
@@ -54,9 +58,11 @@ class SignalJournal:
     def __init__(self, runtime: Runtime, publisher: Publisher, *, max_batch: int = 1000) -> None:
         self.runtime, self.publisher, self.max_batch = runtime, publisher, max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._store: signal_store.SignalStore | None = None
 
-    async def submit(self, request: SignalCreate) -> dict[str, Any]:
-        """The stored signal as the wire shows it, once its batch has committed."""
+    async def submit(self, request: SignalCreate) -> bytes:
+        """The stored signal as the wire shows it (``SignalPublic``'s JSON), once its batch
+        has committed."""
         self.publisher.check()  # the bus is down: refused (503) before anything is written
         now = self.runtime.clock()
         if request.ts is not None and request.ts > now + MAX_CLOCK_SKEW:
@@ -65,61 +71,34 @@ class SignalJournal:
                 f"is {(request.ts - now).total_seconds():.0f}s in the future "
                 f"(at most {MAX_CLOCK_SKEW.seconds}s allowed)",
             )
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(request, now, future))
         return await future
 
     async def run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            for _ in range(GATHER_YIELDS):
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                for _ in range(GATHER_YIELDS):
+                    while len(batch) < self.max_batch and not self._queue.empty():
+                        batch.append(self._queue.get_nowait())
+                    waiting = self._queue.qsize()
+                    await asyncio.sleep(0)  # let signals already read from their sockets join
+                    if len(batch) >= self.max_batch or self._queue.qsize() == waiting:
+                        break
                 while len(batch) < self.max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                waiting = self._queue.qsize()
-                await asyncio.sleep(0)  # let signals already read from their sockets join
-                if len(batch) >= self.max_batch or self._queue.qsize() == waiting:
-                    break
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+                await self._commit(batch)
+        finally:
+            if self._store is not None:
+                await self._store.close()
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        outcomes: list[dict[str, Any] | errors.TraderApiError] = []
+        rows = [_row(pending) for pending in batch]
         try:
-            async with self.runtime.database.write() as session:
-                names = {pending.request.agent for pending in batch}
-                registered = dict(
-                    (
-                        await session.execute(
-                            sa.select(tables.Agent.name, tables.Agent.role).where(
-                                tables.Agent.name.in_(names)
-                            )
-                        )
-                    ).all()
-                )
-                rows = []
-                for pending in batch:
-                    request = pending.request
-                    role = registered.get(request.agent)
-                    if role is not None and role != request.role:
-                        outcomes.append(
-                            errors.FieldError(
-                                ["body", "role"],
-                                f"agent {request.agent!r} is registered with role {role!r}, "
-                                f"not '{request.role}'",
-                            )
-                        )
-                        continue
-                    row = {
-                        **request.model_dump(exclude={"ts"}),
-                        "id": uuid.uuid4(),
-                        "ts": request.ts or pending.received_at,
-                        "created_at": pending.received_at,
-                    }
-                    rows.append(row)
-                    outcomes.append(row)
-                if rows:
-                    await session.execute(sa.insert(tables.Signal), rows)
+            if self._store is None:
+                self._store = signal_store.open_store(self.runtime.database)
+            refused = await self._store.store(rows)
         except Exception as error:  # any failure: nothing of the batch was stored
             refusal = errors.UnavailableError(
                 f"the signal could not be stored ({type(error).__name__}); nothing was written: retry"
@@ -129,18 +108,44 @@ class SignalJournal:
                     pending.future.set_exception(refusal)
             return
         publication = Publication()
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, errors.TraderApiError):
+        names = self.runtime.names
+        for pending, row in zip(batch, rows, strict=True):
+            registered = refused.get(row.id)
+            if registered is not None:
                 if not pending.future.done():
-                    pending.future.set_exception(outcome)
+                    pending.future.set_exception(
+                        errors.FieldError(
+                            ["body", "role"],
+                            f"agent {row.agent!r} is registered with role {registered!r}, not '{row.role}'",
+                        )
+                    )
                 continue
-            data = SignalPublic.model_validate(outcome).model_dump(mode="json")
-            publication.messages.append((self.runtime.names.signals, dumps(data)))
-            publication.messages.append((self.runtime.names.events, dumps({"type": "signal", "data": data})))
-            self.runtime.metrics.signals.labels(pending.request.role).inc()
+            data = _PUBLIC.json(row)
+            text = data.decode()
+            publication.messages.append((names.signals, text))
+            publication.messages.append((names.events, f'{{"type":"signal","data":{text}}}'))
+            self.runtime.metrics.signals.labels(row.role).inc()
             if not pending.future.done():  # the caller went away; its signal committed regardless
                 pending.future.set_result(data)
         self.publisher.enqueue(publication)
+
+
+def _row(pending: _Pending) -> signal_store.SignalRow:
+    request = pending.request
+    return signal_store.SignalRow(
+        id=uuid.uuid4(),
+        agent=request.agent,
+        role=request.role,
+        symbol=request.symbol,
+        direction=request.direction,
+        strength=request.strength,
+        confidence=request.confidence,
+        horizon_seconds=request.horizon_seconds,
+        rationale=request.rationale,
+        model=request.model,
+        ts=request.ts or pending.received_at,
+        created_at=pending.received_at,
+    )
 
 
 async def list_signals(

@@ -111,7 +111,7 @@ once into its text: composing costs more than running it."""
 _ENCODER = msgspec.json.Encoder(decimal_format="string")
 
 
-def _json(rows: object) -> str:
+def json_text(rows: object) -> str:
     """Rows as JSON text: decimals as exact strings, UUIDs and timestamps in their text
     forms, which Postgres parses into the columns' own types."""
     return _ENCODER.encode(rows).decode()
@@ -122,18 +122,24 @@ def psycopg_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+async def connect_autocommit(url: str) -> psycopg.AsyncConnection[Any]:
+    """A connection of one's own for one-statement batches: autocommit (each statement its
+    own transaction), the server's ``$n`` placeholders (a raw cursor), and UTC, so that a
+    timestamp without an offset could only ever mean UTC, as on SQLite."""
+    connection = await psycopg.AsyncConnection.connect(
+        psycopg_url(url), autocommit=True, options="-c TimeZone=UTC"
+    )
+    connection.cursor_factory = psycopg.AsyncRawCursor
+    return connection
+
+
 class PostgresBatches:
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self.connection = connection
 
     @classmethod
     async def connect(cls, url: str) -> PostgresBatches:
-        # UTC, so that a timestamp without an offset could only ever mean UTC, as on SQLite.
-        connection = await psycopg.AsyncConnection.connect(
-            psycopg_url(url), autocommit=True, options="-c TimeZone=UTC"
-        )
-        connection.cursor_factory = psycopg.AsyncRawCursor
-        return cls(connection)
+        return cls(await connect_autocommit(url))
 
     async def try_lock(self) -> bool:
         cursor = await self.connection.execute("SELECT pg_try_advisory_lock($1)", (journal.WRITER_LOCK_KEY,))
@@ -154,12 +160,12 @@ class PostgresBatches:
         values = {
             "account_id": journal.ACCOUNT_ID,
             "epoch": epoch,
-            "account": _json(journal.account_row(changes)),
-            "orders": _json(rows.orders),
-            "fills": _json(rows.fills),
-            "positions": _json(rows.positions),
-            "bars": _json(rows.bars),
-            "equity_points": _json(rows.equity_points),
+            "account": json_text(journal.account_row(changes)),
+            "orders": json_text(rows.orders),
+            "fills": json_text(rows.fills),
+            "positions": json_text(rows.positions),
+            "bars": json_text(rows.bars),
+            "equity_points": json_text(rows.equity_points),
         }
         cursor = await self.connection.execute(BATCH_STATEMENT, [values[name] for name in PARAMETERS])
         row = await cursor.fetchone()

@@ -196,6 +196,7 @@ class Backtest:
             instruments=self.catalog.get,
             clock=self.clock,
             new_id=_ids(),
+            keep_bars=False,  # the history is bars already; the live API's bars are for its readers
         )
         self.scheduled: list[_Scheduled] = []
         self.strategists: list[analysts.Analyst] = []

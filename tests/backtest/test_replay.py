@@ -17,7 +17,7 @@ from sapphire import cli
 from sapphire.agents import market
 from sapphire.agents.analysts import base
 from sapphire.backtest import command, data, replay, report, sample
-from sapphire.trader_api.core import accounting
+from sapphire.trader_api.core import accounting, engine, records
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
@@ -213,3 +213,22 @@ def test_a_malformed_bar_names_its_line_and_column(tmp_path: Path) -> None:
     )
     with pytest.raises(data.DataError, match=r"line 3, high: not a decimal"):
         data.load(path, sizes=lambda _: (Decimal("0.01"), Decimal("0.0001")), model=data.BarModel())
+
+
+def test_a_replay_makes_no_bars_of_its_bars(bars: Path) -> None:
+    backtest = command.load(options(bars, Path("unused")), Path("unused"))
+    first = records.ApplyTicks(tuple(backtest.history.quotes[:3]))
+    live = engine.Engine(
+        records.EngineState(
+            account=backtest.engine.account, open_orders=(), idempotency={}, sequence=0, intakes=0
+        ),
+        venue=backtest.engine.venue,
+        instruments=backtest.catalog.get,
+        clock=lambda: first.quotes[-1].ts,
+    )
+    live.apply(first)
+    assert live.take_changes().bars, "the live API's engine makes bars of the same ticks"
+    recording = asyncio.run(backtest.run())
+    assert recording.fills
+    assert set(backtest.engine.quotes) == {q.symbol for q in backtest.history.quotes}
+    assert backtest.engine.bars == {}

@@ -216,7 +216,9 @@ class Engine:
         instruments: Callable[[str], Instrument | None],
         clock: Callable[[], datetime],
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        keep_bars: bool = True,
     ) -> None:
+        """``keep_bars=False``: ticks make no bars (a replay of history, whose bars are its input)."""
         self.account = state.account
         self.venue, self.instruments, self.clock, self.new_id = venue, instruments, clock, new_id
         self.open: dict[str, dict[uuid.UUID, Order]] = collections.defaultdict(dict)
@@ -234,6 +236,7 @@ class Engine:
         )
         self.quotes = dict(state.quotes)
         self.bars: dict[BarKey, bars.Bar] = {}
+        self.keep_bars = keep_bars
         self.sequence = state.sequence
         self.intakes = state.intakes
         self.changes = Changes()
@@ -263,6 +266,8 @@ class Engine:
 
     def missing_bars(self, command: ApplyTicks) -> set[BarKey]:
         """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
+        if not self.keep_bars:
+            return set()
         # Per second, not per tick (map and attrgetter: the symbols read in C, not in a loop of ours).
         seconds = set(zip(map(_SYMBOL_OF, command.quotes), command.epochs, strict=True))
         keys = {
@@ -666,7 +671,8 @@ class Engine:
             if newest is None or quote.ts >= newest.ts:
                 ticks[symbol] = quote
             counts[symbol] = counts.get(symbol, 0) + 1
-        self._add_to_bars(command)
+        if self.keep_bars:
+            self._add_to_bars(command)
         for order in self.open_orders:
             # Only a day order can expire: the time-in-force test first spares building the
             # working order of every resting order (bracket legs pile up) on every batch.

@@ -248,8 +248,10 @@ class Session:
 
 
 def _links(options: setup.Options, port: int, tokens: setup.Tokens) -> dict[str, str]:
+    """The URLs printed for the user; ``api`` is also what this process's agents, feed and
+    summary call (a wildcard host is reached on loopback, an IPv6 literal in brackets)."""
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
-    base = f"http://{host}:{port}"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     dashboard = f"{base}/dashboard#token={tokens.read}" if tokens.generated else f"{base}/dashboard"
     return {"api": base, "dashboard": dashboard, "mcp": f"{base}/mcp", "docs": f"{base}/docs"}
 

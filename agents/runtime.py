@@ -16,8 +16,8 @@ The executor role runs :class:`sapphire.agents.trading.ExecutorAgent` instead. S
 SIGINT set the stop event; every loop finishes its current step and the process exits 0.
 
 For ``sapphire up`` (one process), pass ``bus`` (the trader API's in-process bus, or any
-object with ``subscribe(channels)``/``publish``), an ``api`` client built on
-``httpx.ASGITransport``, and a ``stop`` event.
+object with ``subscribe(channels)``/``publish``), an ``api`` client (to the API's own socket,
+as everywhere: there is no in-process transport), and a ``stop`` event.
 """
 
 from __future__ import annotations

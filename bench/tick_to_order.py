@@ -56,8 +56,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
-import httpx
+import aiohttp
 import psycopg
 import redis.asyncio
 
@@ -144,31 +145,44 @@ class Timeline:
         return waiter
 
 
-class Stopwatch(httpx.AsyncBaseTransport):
-    """An httpx transport (the client's injection point) that timestamps each call."""
+def stopwatch(timeline: Timeline) -> aiohttp.TraceConfig:
+    """aiohttp's request tracing (the client's ``trace_configs``), timestamping each call: sent
+    as the session takes the request up, answered once the client has read the whole response
+    (``on_response_chunk_received`` fires once ``read()`` has the body)."""
+    trace = aiohttp.TraceConfig()
 
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
-        self.inner = httpx.AsyncHTTPTransport()
+    async def sent(
+        _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        timeline.marks[f"{params.method} {params.url.path} sent"] = time.perf_counter_ns()
+        timeline.in_flight += 1
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = f"{request.method} {request.url.path}"
-        self.timeline.marks[f"{call} sent"] = time.perf_counter_ns()
-        self.timeline.in_flight += 1
-        try:
-            response = await self.inner.handle_async_request(request)
-            await response.aread()
-        finally:
-            self.timeline.in_flight -= 1
-        answered = time.perf_counter_ns()
-        self.timeline.marks[f"{call} answered"] = answered
-        waiter = self.timeline.waiters.pop(call, None)
+    async def headed(
+        _: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        call.status = params.response.status
+
+    async def answered(
+        _: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceResponseChunkReceivedParams
+    ) -> None:
+        at = time.perf_counter_ns()
+        timeline.in_flight -= 1
+        name = f"{params.method} {params.url.path}"
+        timeline.marks[f"{name} answered"] = at
+        waiter = timeline.waiters.pop(name, None)
         if waiter is not None and not waiter.done():
-            waiter.set_result((response.status_code, answered))
-        return response
+            waiter.set_result((call.status, at))
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    async def failed(
+        _: aiohttp.ClientSession, __: SimpleNamespace, ___: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        timeline.in_flight -= 1
+
+    trace.on_request_start.append(sent)
+    trace.on_request_end.append(headed)
+    trace.on_response_chunk_received.append(answered)
+    trace.on_request_exception.append(failed)
+    return trace
 
 
 async def analyst_on_every_tick(
@@ -245,7 +259,9 @@ async def drive(
     subscribed = asyncio.Event()
     for name, role in (("bench-momentum", "momentum"), ("bench-executor", "executor")):
         settings = agent_settings(api_url, redis_url, prefix, name, role)
-        api = client.TraderApiClient(api_url, token=environment.AGENT_TOKEN, transport=Stopwatch(timeline))
+        api = client.TraderApiClient(
+            api_url, token=environment.AGENT_TOKEN, trace_configs=[stopwatch(timeline)]
+        )
         bus = message_bus.open_bus(redis_url, timeout=runtime.AGENT_BUS_TIMEOUT)
         clients.append(api)
         buses.append(bus)

@@ -6,9 +6,9 @@ Order of events, and why:
    bad file or a busy port is one line on stderr and nothing is left to clean up;
 2. migrate the database with the same alembic revisions a cluster's MigrationRun applies;
 3. serve the API on the bound socket, wait until ``/readyz`` answers, then start the market
-   feed (what ``sapphire feed --source simulated`` runs) and the agents. They call the API in
-   process (``httpx.ASGITransport``) and share its in-process bus (or, with ``REDIS_URL``
-   set, Redis);
+   feed (what ``sapphire feed --source simulated`` runs) and the agents. They call the API on
+   that socket, as they would in a cluster (one code path for the clients), and share its
+   in-process bus (or, with ``REDIS_URL`` set, Redis);
 4. draw the summary until Ctrl-C, SIGTERM or ``--duration``; then stop the feed and the agents
    first (they still need the API to finish their step), then the server.
 
@@ -45,8 +45,6 @@ from sapphire.up import setup, summary
 
 log = logging.getLogger(__name__)
 
-API_BASE = "http://trader-api"
-"""Base URL of the in-process clients (the ASGI transport never resolves it)."""
 READY_TIMEOUT_SECONDS = 30.0
 AGENT_STOP_TIMEOUT_SECONDS = 15.0
 PLAIN_STATUS_SECONDS = 10.0
@@ -124,25 +122,23 @@ class Session:
         tokens: setup.Tokens,
         settings: TraderApiSettings,
         console: Console,
+        api_url: str,
     ) -> None:
+        """``api_url`` is where the served socket answers this process's own clients."""
         self.plan, self.options, self.stores, self.tokens = plan, options, stores, tokens
         self.settings = settings
         self.console = console
+        self.api_url = api_url
         self.stop = asyncio.Event()
         self.bus: api_bus.Bus | None = MemoryBus() if stores.in_process_bus else None
         self.app = create_app(settings, message_bus=self.bus)
-        self.transport = httpx.ASGITransport(app=self.app)
-        self.admin = httpx.AsyncClient(
-            transport=self.transport, base_url=API_BASE, headers={"Authorization": f"Bearer {tokens.admin}"}
-        )
+        self.admin = httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {tokens.admin}"})
         self.last: summary.Snapshot | None = None
 
     def _start_feed(self) -> asyncio.Task[feed_runner.FeedTotals]:
-        settings = setup.feed_settings(self.plan, self.options, self.tokens, API_BASE)
+        settings = setup.feed_settings(self.plan, self.options, self.tokens, self.api_url)
         return asyncio.create_task(
-            feed_runner.run_market_feed(
-                settings, "simulated", stop=self.stop, transport=self.transport, handle_signals=False
-            ),
+            feed_runner.run_market_feed(settings, "simulated", stop=self.stop, handle_signals=False),
             name="market-feed",
         )
 
@@ -152,7 +148,7 @@ class Session:
             settings = setup.agent_settings(
                 agent, self.options, self.stores, self.tokens, self.settings.redis_key_prefix
             )
-            api = client.TraderApiClient(API_BASE, token=self.tokens.agent, transport=self.transport)
+            api = client.TraderApiClient(self.api_url, token=self.tokens.agent)
             task = asyncio.create_task(
                 runtime.run_agent(settings, bus=self.bus, api=api, stop=self.stop), name=f"agent-{agent.name}"
             )
@@ -252,8 +248,10 @@ class Session:
 
 
 def _links(options: setup.Options, port: int, tokens: setup.Tokens) -> dict[str, str]:
+    """The URLs printed for the user; ``api`` is also what this process's agents, feed and
+    summary call (a wildcard host is reached on loopback, an IPv6 literal in brackets)."""
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
-    base = f"http://{host}:{port}"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     dashboard = f"{base}/dashboard#token={tokens.read}" if tokens.generated else f"{base}/dashboard"
     return {"api": base, "dashboard": dashboard, "mcp": f"{base}/mcp", "docs": f"{base}/docs"}
 
@@ -303,7 +301,8 @@ def run(options: setup.Options, *, environ: dict[str, str] | None = None) -> sum
         settings = setup.api_settings(plan, options, stores, tokens, port=port)
         _print_start(console, plan, stores, links, tokens)
         header = f"dashboard {links['dashboard'].split('#')[0]}   speed x{options.speed:g}   Ctrl-C stops"
-        last = asyncio.run(_main(plan, options, stores, tokens, settings, console, sock, header))
+        main = _main(plan, options, stores, tokens, settings, console, sock, header, links["api"])
+        last = asyncio.run(main)
     finally:
         sock.close()
     if last is not None:
@@ -322,6 +321,7 @@ async def _main(
     console: Console,
     sock: socket.socket,
     header: str,
+    api_url: str,
 ) -> summary.Snapshot | None:
-    session = Session(plan, options, stores, tokens, settings, console)
+    session = Session(plan, options, stores, tokens, settings, console, api_url)
     return await session.run(sock, header)

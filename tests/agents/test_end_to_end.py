@@ -16,7 +16,6 @@ import msgspec
 import psycopg
 import pytest
 import redis
-from fastapi import FastAPI
 
 from sapphire.agents import client, runtime
 from sapphire.agents.settings import AgentSettings
@@ -25,6 +24,7 @@ from sapphire.trader_api.app import create_app
 from tests.agents import series
 from tests.support import pubsub
 from tests.support.processes import observe
+from tests.support.trader_api import ServedApp, serving
 from tests.trader_api import support
 
 logger = logging.getLogger(__name__)
@@ -39,13 +39,13 @@ LIMITS = {
 
 
 @pytest.fixture
-async def trader_app(trader_database_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[FastAPI]:
+async def trader_api(trader_database_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[ServedApp]:
+    """The real app on uvicorn, on a local socket: the agents' one way in."""
     settings = support.make_settings(
         trader_database_url, redis_url, redis_prefix, slippage_bps="2", fee_bps="1"
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
+    async with serving(create_app(settings)) as served:
+        yield served
 
 
 def agent_settings(redis_url: str, prefix: str, name: str, role: str, **extra: Any) -> AgentSettings:
@@ -66,10 +66,9 @@ def agent_settings(redis_url: str, prefix: str, name: str, role: str, **extra: A
 
 
 async def test_ticks_signals_orders_and_fills_in_postgres(
-    trader_app: FastAPI, trader_database_url: str, redis_url: str, redis_prefix: str
+    trader_api: ServedApp, trader_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    transport = httpx.ASGITransport(app=trader_app)
-    feed = httpx.AsyncClient(transport=transport, base_url="http://trader", headers=support.AGENT)
+    feed = httpx.AsyncClient(base_url=trader_api.url, headers=support.AGENT)
     stop = asyncio.Event()
     clients: list[client.TraderApiClient] = []
     tasks = []
@@ -77,7 +76,7 @@ async def test_ticks_signals_orders_and_fills_in_postgres(
         *((f"{role}-1", role, {}) for role in ROLES),
         ("grok", "executor", LIMITS),
     ]:
-        api = client.TraderApiClient("http://trader", token=support.AGENT_TOKEN, transport=transport)
+        api = client.TraderApiClient(trader_api.url, token=support.AGENT_TOKEN)
         clients.append(api)
         tasks.append(
             asyncio.create_task(

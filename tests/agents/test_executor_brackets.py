@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from sapphire.agents import client, market, runtime
 from sapphire.trader_api.app import create_app
 from tests.agents.test_end_to_end import LIMITS, agent_settings
 from tests.support.processes import observe
+from tests.support.trader_api import ServedApp, serving
 from tests.trader_api import support
 
 logger = logging.getLogger(__name__)
@@ -28,11 +28,10 @@ TICK = Decimal("0.01")
 
 
 @pytest.fixture
-async def trader_app(trader_database_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[FastAPI]:
+async def trader_api(trader_database_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[ServedApp]:
     settings = support.make_settings(trader_database_url, redis_url, redis_prefix)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
+    async with serving(create_app(settings)) as served:
+        yield served
 
 
 def long_signal() -> market.Signal:
@@ -60,11 +59,10 @@ async def orders_by_id(feed: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 
 
 async def test_an_entry_gets_a_stop_and_take_profit_and_the_stop_cancels_the_take_profit(
-    trader_app: FastAPI, redis_url: str, redis_prefix: str
+    trader_api: ServedApp, redis_url: str, redis_prefix: str
 ) -> None:
-    transport = httpx.ASGITransport(app=trader_app)
-    feed = httpx.AsyncClient(transport=transport, base_url="http://trader", headers=support.AGENT)
-    api = client.TraderApiClient("http://trader", token=support.AGENT_TOKEN, transport=transport)
+    feed = httpx.AsyncClient(base_url=trader_api.url, headers=support.AGENT)
+    api = client.TraderApiClient(trader_api.url, token=support.AGENT_TOKEN)
     settings = agent_settings(
         redis_url,
         redis_prefix,

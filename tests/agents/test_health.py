@@ -51,6 +51,7 @@ def test_ready_once_every_loop_progressed_and_dead_once_one_fails_too_long() -> 
 
 def test_an_agent_whose_loops_keep_failing_says_why_and_exits(tmp_path: Path) -> None:
     port = processes.free_port()
+    api_port = processes.free_port()
     termination = tmp_path / "termination-log"
     env = {
         **os.environ,
@@ -62,7 +63,7 @@ def test_an_agent_whose_loops_keep_failing_says_why_and_exits(tmp_path: Path) ->
         "SAPPHIRE_HEALTH_FAILING_SECONDS": "3",
         "SAPPHIRE_TERMINATION_LOG": str(termination),
         # Nothing listens on either: every loop fails.
-        "SAPPHIRE_TRADER_API_URL": f"http://127.0.0.1:{processes.free_port()}",
+        "SAPPHIRE_TRADER_API_URL": f"http://127.0.0.1:{api_port}",
         "SAPPHIRE_REDIS_URL": f"redis://127.0.0.1:{processes.free_port()}/0",
     }
     command = [str(Path(sys.executable).parent / "sapphire"), "agent", "run"]
@@ -80,7 +81,7 @@ def test_an_agent_whose_loops_keep_failing_says_why_and_exits(tmp_path: Path) ->
     words = termination.read_text()
     assert words.startswith("agent unhealthy: ")
     assert re.search(r"loop (heartbeat|universe) failing for \d+s \(\d+ attempts\)", words), words
-    assert "All connection attempts failed" in words
+    assert f"Cannot connect to host 127.0.0.1:{api_port}" in words
     assert "agent-token-for-health" not in words
 
 

@@ -1,5 +1,6 @@
-"""The agent runtime against the real trader API (in process, on SQLite as ``sapphire up`` runs
-it) and real Redis: ticks in, signals out, orders placed, outages of the API and of Redis survived.
+"""The agent runtime against the real trader API (on uvicorn in the test's event loop, on SQLite
+as ``sapphire up`` runs it) and real Redis: ticks in, signals out, orders placed, outages of
+the API and of Redis survived.
 
 Each test waits on facts: a subscription is in place once the bus counts it (``PUBSUB
 NUMSUB``, or the in-process bus's own count), an agent has noticed an outage once its health
@@ -37,7 +38,7 @@ from sapphire.trader_api.app import create_app
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.agents import series
 from tests.support import processes, pubsub, services
-from tests.support.trader_api import ServedApp
+from tests.support.trader_api import ServedApp, serving
 from tests.trader_api import support
 
 TREND = MomentumParams().slow_span + 16
@@ -87,12 +88,12 @@ async def eventually(condition: Callable[[], Awaitable[bool]], what: str, *, wit
 class Trader:
     """The trader API as the tests see it: the agents' way in, and reads of what it holds."""
 
-    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url, self.transport = base_url, transport
-        self.http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=10)
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
 
     def agent_client(self) -> client.TraderApiClient:
-        return client.TraderApiClient(self.base_url, token=support.AGENT_TOKEN, transport=self.transport)
+        return client.TraderApiClient(self.base_url, token=support.AGENT_TOKEN)
 
     async def get(self, path: str, **params: Any) -> Any:
         response = await self.http.get(path, params=params, headers=support.READ)
@@ -174,9 +175,9 @@ def api_settings(database_url: str, redis_url: str, redis_prefix: str) -> Trader
 
 @pytest.fixture
 async def trader(api_settings: TraderApiSettings) -> AsyncIterator[Trader]:
-    """The real app in process, on httpx's ASGI transport."""
-    async with support.running_app(api_settings) as (app, _):
-        trader = Trader("http://trader", httpx.ASGITransport(app=app))
+    """The real app on uvicorn in this event loop, on a local socket."""
+    async with serving(create_app(api_settings)) as served:
+        trader = Trader(served.url)
         yield trader
         await trader.http.aclose()
 
@@ -365,8 +366,8 @@ async def test_a_redis_outage_is_survived_and_ticks_flow_again(
     api_settings = support.make_settings(database_url, url, redis_prefix)
     with redis.Redis.from_url(url) as connection:
         counts = pubsub.redis_count(connection)
-        async with support.running_app(api_settings) as (app, _):
-            trader = Trader("http://trader", httpx.ASGITransport(app=app))
+        async with serving(create_app(api_settings)) as served:
+            trader = Trader(served.url)
             agent = Running(settings(url, redis_prefix, metrics_port=health_port), trader)
             try:
                 await pubsub.subscribed(counts, {ticks: 1})
@@ -446,9 +447,8 @@ async def test_the_same_analysts_run_on_the_in_process_bus(database_url: str, re
     """As ``sapphire up`` runs them: the API and the agent share one in-process bus."""
     bus = message_bus.MemoryBus()
     api_settings = support.make_settings(database_url, "memory://", redis_prefix)
-    app = create_app(api_settings, message_bus=bus)
-    async with app.router.lifespan_context(app):
-        trader = Trader("http://trader", httpx.ASGITransport(app=app))
+    async with serving(create_app(api_settings, message_bus=bus)) as served:
+        trader = Trader(served.url)
         agent = Running(settings("memory://", redis_prefix), trader, bus=bus)
         try:
             await pubsub.subscribed(pubsub.memory_count(bus), {Names(redis_prefix).ticks("BTC-USD"): 1})

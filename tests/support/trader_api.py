@@ -4,7 +4,8 @@
 :class:`TraderApiProcess` is for crash and failover tests, which SIGKILL the process and
 start it again on the same port and the same database. :class:`ServedApp` is the same app on
 uvicorn inside the test's own event loop, for outage tests that stop and start the server
-often (no process to spawn).
+often (no process to spawn); :func:`serving` serves any app so for one block (an app built on
+the in-process bus its agents share, or a test's own small app).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.settings import TraderApiSettings
@@ -167,11 +169,13 @@ class ServedApp:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, settings: TraderApiSettings) -> None:
+        await self.serve(create_app(settings))
+
+    async def serve(self, app: ASGIApp) -> None:
+        """Serve ``app`` (its lifespan run by uvicorn) until :meth:`stop`."""
         if self._server is not None:
             raise RuntimeError(f"the trader API on port {self.port} is already served")
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
-        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
 
@@ -189,6 +193,17 @@ class ServedApp:
         self._server.should_exit = True
         await asyncio.wait_for(self._serving, timeout=15)
         self._server = self._serving = None
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[ServedApp]:
+    """``app`` on uvicorn in this event loop, on a free port, for the block."""
+    served = ServedApp()
+    await served.serve(app)
+    try:
+        yield served
+    finally:
+        await served.stop()
 
 
 @contextmanager

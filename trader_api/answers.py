@@ -1,5 +1,5 @@
 """How the services' errors become HTTP answers: one home for the FastAPI exception
-handlers (``app.py``) and the lean order route (``order_route.py``), so both word an
+handlers (``app.py``) and the lean routes (``lean_routes.py``), so both word an
 error the same way."""
 
 from __future__ import annotations

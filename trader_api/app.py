@@ -18,7 +18,7 @@ import sapphire
 from sapphire import bus
 from sapphire.trader_api import answers, contract, dashboard, errors, mcp_endpoint, metrics
 from sapphire.trader_api.forwarding import ForwardingMiddleware
-from sapphire.trader_api.order_route import OrderRoute
+from sapphire.trader_api.lean_routes import LeanRoutes
 from sapphire.trader_api.routes import (
     agents,
     backtests,
@@ -196,8 +196,8 @@ def create_app(
     app.state.backtests = Shelf(settings.backtest_reports_dir)
     app.add_middleware(ForwardingMiddleware, state=app.state, timeout=settings.forward_timeout_seconds)
     app.add_middleware(_MetricsMiddleware, registry=app.state.metrics)
-    # Outermost: the hottest route skips the middleware and routing above (order_route.py).
-    app.add_middleware(OrderRoute, state=app.state, registry=app.state.metrics)
+    # Outermost: the hottest routes skip the middleware and routing above (lean_routes.py).
+    app.add_middleware(LeanRoutes, state=app.state, registry=app.state.metrics)
     _install_error_handlers(app)
     contract.install(app)
     app.include_router(health.router)

@@ -256,7 +256,7 @@ _M = TypeVar("_M", bound=BaseModel)
 _MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     """FastAPI's test (``strict_content_type``, its default): ``application/json`` or
     ``application/*+json``; without a Content-Type the body is not parsed as JSON."""
     if content_type == "application/json":
@@ -280,13 +280,13 @@ class _Codec(Generic[_W, _M]):
         self._from_model = from_model
 
     def decode(self, body: bytes, content_type: str | None) -> _W:
-        is_json = _is_json(content_type)
-        if body and is_json:
+        json_body = is_json(content_type)
+        if body and json_body:
             try:
                 return self._decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 pass  # the reference decides, and words the 422
-        return self._from_model(self._validate(body, is_json))
+        return self._from_model(self._validate(body, json_body))
 
     def _validate(self, body: bytes, is_json: bool) -> _M:
         """fastapi.routing.get_request_handler + fastapi._compat.v2.ModelField.validate."""

@@ -119,3 +119,19 @@ async def running_client(
     """An app with its lifespan running, behind an httpx client on the ASGI transport."""
     async with running_app(settings, clock) as (_, client):
         yield client
+
+
+def signal(agent: str = "mom-1", symbol: str = "BTC-USD", **fields: object) -> dict[str, object]:
+    """A valid ``POST /v1/signals`` body; ``fields`` replace or add to it."""
+    body: dict[str, object] = {
+        "agent": agent,
+        "role": "momentum",
+        "symbol": symbol,
+        "direction": "long",
+        "strength": "0.6",
+        "confidence": "0.8",
+        "horizon_seconds": 300,
+        "rationale": "20-tick breakout",
+    }
+    body.update(fields)
+    return body

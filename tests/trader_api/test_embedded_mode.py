@@ -13,7 +13,17 @@ from sapphire.bus.memory import MemoryBus
 from sapphire.migrations import config as migrations
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.settings import TraderApiSettings
-from tests.trader_api.support import AGENT, READ, ManualClock, dec, make_settings, order, send_ticks, tick
+from tests.trader_api.support import (
+    AGENT,
+    READ,
+    ManualClock,
+    dec,
+    make_settings,
+    order,
+    send_ticks,
+    signal,
+    tick,
+)
 
 
 @pytest.fixture
@@ -83,15 +93,7 @@ async def test_signals_are_stored_published_and_checked_against_the_role_on_sqli
 ) -> None:
     bus = MemoryBus()
     app = create_app(embedded_settings, message_bus=bus, clock=clock)
-    body = {
-        "agent": "mom-1",
-        "role": "momentum",
-        "symbol": "BTC-USD",
-        "direction": "long",
-        "strength": "0.6",
-        "confidence": "0.8",
-        "horizon_seconds": 300,
-    }
+    body = signal()
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded") as client,

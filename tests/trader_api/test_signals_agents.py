@@ -23,25 +23,11 @@ from tests.trader_api.support import (
     order,
     running_client,
     send_ticks,
+    signal,
     tick,
 )
 
 T = TypeVar("T")
-
-
-def signal(agent: str = "mom-1", symbol: str = "BTC-USD", **fields: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "agent": agent,
-        "role": "momentum",
-        "symbol": symbol,
-        "direction": "long",
-        "strength": "0.6",
-        "confidence": "0.8",
-        "horizon_seconds": 300,
-        "rationale": "20-tick breakout",
-    }
-    body.update(fields)
-    return body
 
 
 async def published_signals(

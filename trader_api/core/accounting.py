@@ -33,7 +33,7 @@ ZERO = Decimal(0)
 _T = TypeVar("_T")
 
 
-class _computed_once(Generic[_T]):  # noqa: N801 (named like the decorator it stands for)
+class computed_once(Generic[_T]):  # noqa: N801 (named like the decorator it stands for)
     """``functools.cached_property`` without its lock: Python 3.11's takes an RLock on every
     first read, which cost more than the sums below (a new portfolio for every tick). The
     values are immutable and the engine runs on one thread: two threads computing the same
@@ -48,10 +48,10 @@ class _computed_once(Generic[_T]):  # noqa: N801 (named like the decorator it st
         self.name = name
 
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> _computed_once[_T]: ...
+    def __get__(self, instance: None, owner: type | None = None) -> computed_once[_T]: ...
     @overload
     def __get__(self, instance: object, owner: type | None = None) -> _T: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> _T | _computed_once[_T]:
+    def __get__(self, instance: object | None, owner: type | None = None) -> _T | computed_once[_T]:
         if instance is None:
             return self
         value = self.function(instance)
@@ -87,18 +87,18 @@ class Position:
     # the same figures several times for every order. The figures every tick recomputes call
     # CONTEXT's own methods: the same operations in the same context as ``localcontext``,
     # without copying the context each time.
-    @_computed_once
+    @computed_once
     def average_price(self) -> Decimal:
         if self.quantity == 0:
             return ZERO
         with decimal.localcontext(CONTEXT):
             return (self.cost_basis / self.quantity).quantize(COST_QUANTUM).normalize()
 
-    @_computed_once
+    @computed_once
     def market_value(self) -> Decimal:
         return CONTEXT.multiply(self.quantity, self.mark)
 
-    @_computed_once
+    @computed_once
     def unrealized_pnl(self) -> Decimal:
         return CONTEXT.subtract(CONTEXT.multiply(self.quantity, self.mark), self.cost_basis)
 
@@ -113,21 +113,21 @@ class Portfolio:
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol)
 
-    @_computed_once
+    @computed_once
     def equity(self) -> Decimal:
         held = ZERO
         for position in self.positions.values():
             held = CONTEXT.add(held, position.market_value)
         return CONTEXT.add(self.cash, held)
 
-    @_computed_once
+    @computed_once
     def unrealized_pnl(self) -> Decimal:
         total = ZERO
         for position in self.positions.values():
             total = CONTEXT.add(total, position.unrealized_pnl)
         return total
 
-    @_computed_once
+    @computed_once
     def gross_exposure(self) -> Decimal:
         total = ZERO
         for position in self.positions.values():

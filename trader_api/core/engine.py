@@ -58,6 +58,7 @@ from sapphire.trader_api.core.records import (
     VenueDeclined,
     VenueFill,
     VenueTriggered,
+    evolve,
 )
 
 RECENT_ORDERS = 50_000
@@ -389,7 +390,7 @@ class Engine:
         )
         quote = self._admit(order, refusal, quote)
         arrival = self.venue.on_arrival(working, quote, tick_size=instrument.tick_size)
-        order = dataclasses.replace(
+        order = evolve(
             order,
             status=arrival.status,
             reason="ioc: not marketable on arrival" if arrival.status is domain.OrderStatus.CANCELED else "",
@@ -463,7 +464,7 @@ class Engine:
                 f"order {order.id} is at a live venue, which cannot amend it in place: cancel it and "
                 "submit a new order"
             )
-        amended = dataclasses.replace(
+        amended = evolve(
             order,
             quantity=order.quantity if command.quantity is None else command.quantity,
             limit_price=order.limit_price if command.limit_price is None else command.limit_price,
@@ -489,7 +490,7 @@ class Engine:
                 now=now,
             )
         else:
-            working = dataclasses.replace(amended, filled_quantity=Decimal(0), quantity=remaining).working
+            working = evolve(amended, filled_quantity=Decimal(0), quantity=remaining).working
             refusal = risk.check_order(
                 intent=risk.OrderIntent(
                     symbol=order.symbol,
@@ -510,7 +511,7 @@ class Engine:
             )
         quote = _allowed(refusal, quote)
         self.idempotency[command.client_order_id] = (command.request_hash, order.id)
-        amended = dataclasses.replace(
+        amended = evolve(
             amended,
             amendments=(*order.amendments, (command.client_order_id, command.request_hash)),
             reason=f"amended by {command.client_order_id}",
@@ -565,9 +566,7 @@ class Engine:
         status = (
             domain.OrderStatus.ACCEPTED if order.status is domain.OrderStatus.PENDING_NEW else order.status
         )
-        order = dataclasses.replace(
-            order, status=status, exchange_order_id=command.exchange_order_id, updated_at=now
-        )
+        order = evolve(order, status=status, exchange_order_id=command.exchange_order_id, updated_at=now)
         self._store(order)
         self._emit("order", order)
         self._touch_account(now)
@@ -593,7 +592,7 @@ class Engine:
                 status = domain.OrderStatus.PARTIALLY_FILLED
             else:
                 status = order.status  # partially filled, pending cancel, or already closed
-        booked = dataclasses.replace(
+        booked = evolve(
             booked,
             status=status,
             exchange_order_id=order.exchange_order_id or command.exchange_order_id,
@@ -629,7 +628,7 @@ class Engine:
         if not order.native:  # fired already, or closed
             return OrderAccepted(order, created=False)
         now = self.clock()
-        fired = dataclasses.replace(order, triggered_at=now, reason=command.reason, updated_at=now)
+        fired = evolve(order, triggered_at=now, reason=command.reason, updated_at=now)
         self._store(fired)
         self._emit("order", fired)
         self._touch_account(now)
@@ -642,7 +641,7 @@ class Engine:
         if not (order.native and order.status is domain.OrderStatus.PENDING_NEW):
             return OrderAccepted(order, created=False)
         now = self.clock()
-        emulated = dataclasses.replace(
+        emulated = evolve(
             order,
             status=domain.OrderStatus.NEW,
             reason=f"{command.reason}; emulated in the engine",
@@ -724,7 +723,7 @@ class Engine:
         ):
             # Re-base the loss monitors, so the loss that halted trading does not halt it again.
             equity = self.account.portfolio.equity
-            self.account = dataclasses.replace(
+            self.account = evolve(
                 self.account,
                 watermarks=risk.Watermarks(
                     trading_day=now.date(), day_start_equity=equity, peak_equity=equity
@@ -738,7 +737,7 @@ class Engine:
         if unknown:
             raise errors.FieldError(["body", unknown[0]], "is not a risk limit")
         now = self.clock()
-        self.account = dataclasses.replace(
+        self.account = evolve(
             self.account, limits=dataclasses.replace(self.account.limits, **command.changes), updated_at=now
         )
         self._touch_account(now)
@@ -788,7 +787,7 @@ class Engine:
                 domain.OrderStatus.REJECTED if order.filled_quantity == 0 else domain.OrderStatus.CANCELED
             )
             reason = f"fill refused by risk rule {refusal.rule}: {refusal.message}"
-            return dataclasses.replace(order, status=status, reason=reason, updated_at=now)
+            return evolve(order, status=status, reason=reason, updated_at=now)
         return self._book(order, execution, now)
 
     def _book(
@@ -811,7 +810,7 @@ class Engine:
         self.changes.positions.add(order.symbol)
         with decimal.localcontext(accounting.CONTEXT):
             filled = order.filled_quantity + execution.quantity
-            order = dataclasses.replace(
+            order = evolve(
                 order,
                 filled_quantity=filled,
                 filled_notional=order.filled_notional + execution.quantity * execution.price,
@@ -847,7 +846,7 @@ class Engine:
         engine watches it (``_watch``), now and on every quote."""
         stop = order.stop_price
         if native and stop is not None and not triggers.fires(order.type, order.side, stop, quote):
-            order = dataclasses.replace(order, status=domain.OrderStatus.PENDING_NEW, updated_at=now)
+            order = evolve(order, status=domain.OrderStatus.PENDING_NEW, updated_at=now)
             self._store(order)
             self._emit("order", order)
             self._send(order)
@@ -872,12 +871,12 @@ class Engine:
             raise ValueError(f"order {order.id}: a {order.type.value} order without a stop_price")
         if not triggers.fires(order.type, order.side, stop, quote):
             if stop != order.stop_price:
-                moved = dataclasses.replace(order, stop_price=stop, updated_at=now)
+                moved = evolve(order, stop_price=stop, updated_at=now)
                 self._store(moved)
                 self._emit("order", moved)
             return
         reason = triggers.why(order.type, order.side, stop, quote)
-        fired = dataclasses.replace(order, stop_price=stop, triggered_at=now, reason=reason, updated_at=now)
+        fired = evolve(order, stop_price=stop, triggered_at=now, reason=reason, updated_at=now)
         # Reduce only: never more than the position left on the other side.
         held = self.account.portfolio.position(order.symbol).quantity
         available = max(Decimal(0), -order.side.sign * held)
@@ -886,13 +885,13 @@ class Engine:
             self._close(fired, domain.OrderStatus.CANCELED, f"{reason}; no position left to reduce", now)
             return
         if available < remaining:
-            fired = dataclasses.replace(
+            fired = evolve(
                 fired, quantity=fired.filled_quantity + available, reason=f"{reason}; reduced to the position"
             )
         arrival = self.venue.on_arrival(fired.working, quote, tick_size=instrument.tick_size)
-        fired = dataclasses.replace(fired, status=arrival.status)
+        fired = evolve(fired, status=arrival.status)
         if arrival.execution is not None:
-            fired = self._execute(dataclasses.replace(fired, status=order.status), arrival.execution, now)
+            fired = self._execute(evolve(fired, status=order.status), arrival.execution, now)
         self._store(fired)
         self._emit("order", fired)
         self._send(fired)
@@ -951,7 +950,7 @@ class Engine:
                 )
                 if (existing.quantity, existing.stop_price) == (quantity, stop):
                     continue
-                order = dataclasses.replace(existing, quantity=quantity, stop_price=stop, updated_at=now)
+                order = evolve(existing, quantity=quantity, stop_price=stop, updated_at=now)
             # Emulated, as every OCO group (see _submit): the engine fires one leg, and its
             # fill cancels the other before the exchange hears of it.
             self._arm(order, quote, instrument, now, native=False)
@@ -1006,7 +1005,7 @@ class Engine:
             return self._close(order, domain.OrderStatus.CANCELED, reason, now)
         if order.status is domain.OrderStatus.PENDING_CANCEL:
             return order
-        pending = dataclasses.replace(
+        pending = evolve(
             order,
             status=domain.OrderStatus.PENDING_CANCEL,
             reason=f"{CANCEL_REQUESTED}{reason}",
@@ -1018,16 +1017,16 @@ class Engine:
         return pending
 
     def _close(self, order: Order, status: domain.OrderStatus, reason: str, now: datetime) -> Order:
-        closed = dataclasses.replace(order, status=status, reason=reason, updated_at=now)
+        closed = evolve(order, status=status, reason=reason, updated_at=now)
         self._store(closed)
         self._emit("order", closed)
         return closed
 
     def _set_portfolio(self, portfolio: accounting.Portfolio) -> None:
-        self.account = dataclasses.replace(self.account, portfolio=portfolio)
+        self.account = evolve(self.account, portfolio=portfolio)
 
     def _touch_account(self, now: datetime) -> None:
-        self.account = dataclasses.replace(self.account, updated_at=now)
+        self.account = evolve(self.account, updated_at=now)
         self.changes.account = self.account
 
     def _emit(self, kind: str, subject: Order | Fill | accounting.Portfolio | Account) -> None:
@@ -1044,16 +1043,16 @@ class Engine:
         if account.risk_state is not domain.RiskState.HALTED:
             reason = risk.breach(marks, equity=equity, limits=account.limits)
             if reason is not None:
-                self.account = dataclasses.replace(account, watermarks=marks)
+                self.account = evolve(account, watermarks=marks)
                 self._change_state(domain.RiskState.HALTED, f"auto: {reason}", now)
                 self._touch_account(now)
                 return
         # One copy of the account for both changes: this runs after every command and tick batch.
-        self.account = dataclasses.replace(account, watermarks=marks, updated_at=now)
+        self.account = evolve(account, watermarks=marks, updated_at=now)
         self.changes.account = self.account
 
     def _change_state(self, state: domain.RiskState, reason: str, now: datetime) -> None:
-        self.account = dataclasses.replace(self.account, risk_state=state, risk_reason=reason, updated_at=now)
+        self.account = evolve(self.account, risk_state=state, risk_reason=reason, updated_at=now)
         if state is domain.RiskState.HALTED:
             for order in self.open_orders:
                 if order.type.is_protective:  # they only reduce positions: they keep protecting

@@ -72,6 +72,7 @@ however busy the account is (the journal thins older points)."""
 
 
 _SYMBOL_OF = operator.attrgetter("symbol")
+_TS_OF = operator.attrgetter("ts")
 
 
 class Instrument(Protocol):
@@ -678,7 +679,14 @@ class Engine:
             if order.time_in_force is domain.TimeInForce.DAY and venue.day_expired(order.working, now):
                 self._withdraw(order, "day order expired", now)
         portfolio_before = marked = self.account.portfolio
-        for quote in sorted(command.quotes, key=lambda q: q.ts):
+        # Only a symbol with resting orders or a position has anything to work or mark; a
+        # fill of this batch is in one that had resting orders. A batch of thousands of
+        # ticks of other symbols skips the sort and the loop.
+        worked_or_held = {symbol for symbol, book in self.open.items() if book}.union(marked.positions)
+        relevant = (
+            [quote for quote in command.quotes if quote.symbol in worked_or_held] if worked_or_held else []
+        )
+        for quote in sorted(relevant, key=_TS_OF):
             instrument = self.instruments(quote.symbol)
             if instrument is None:
                 continue

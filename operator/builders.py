@@ -408,7 +408,7 @@ def backtest_report_directory(run: str, spec: backtestrun.BacktestRunSpec, numbe
     ``<run>/<slice>`` when the period is split, ``<run>/trial-<trial>`` for a grid's trial (a
     name apart, so nothing reads a trial as a slice of one period)."""
     if spec.grid is not None:
-        return f"{run}/trial-{number}"
+        return f"{run}/{backtestrun.trial_folder(number)}"
     return f"{run}/{number}" if spec.parallelism > 1 else run
 
 

@@ -42,10 +42,26 @@ MAX_TRIALS = MAX_PARALLELISM
 """At most this many trials (pods) in a grid: the product of its axes' numbers of values."""
 MAX_GRID_AXES = 4
 """At most this many axes in a grid (a CEL rule multiplies their sizes one by one)."""
+TRIAL_FOLDER_PREFIX = "trial-"
+"""A grid's trial ``k`` writes its report under ``<run>/trial-<k>/`` on the report claim (a
+name apart from a slice's ``<run>/<n>/``: nothing reads a trial as a slice of one period)."""
 WHOLE_SECONDS_PATTERN = r"^[0-9]{1,5}$"
 """A grid value for intervalSeconds: whole seconds, as a string (the field bounds it to 86400)."""
 DATA_URL_PATTERN = r"^https?://\S+$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def trial_folder(trial: int) -> str:
+    return f"{TRIAL_FOLDER_PREFIX}{trial}"
+
+
+def trial_of_folder(name: str) -> int | None:
+    """The trial whose report folder ``name`` is, or None."""
+    digits = name.removeprefix(TRIAL_FOLDER_PREFIX)
+    if digits == name or not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
+        return None
+    trial = int(digits)
+    return trial if 1 <= trial <= MAX_TRIALS else None
 
 
 class BacktestAgent(common.SpecModel):

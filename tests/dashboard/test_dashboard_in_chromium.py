@@ -79,7 +79,8 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def backtests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished backtest of the examples, where SAPPHIRE_BACKTEST_REPORTS_DIR points."""
+    """A finished backtest of the examples, where SAPPHIRE_BACKTEST_REPORTS_DIR points, and
+    trial 2 of a grid (a copy of its report, where a BacktestRun's trial writes one)."""
     root = tmp_path_factory.mktemp("backtests")
     bars = root.parent / "bars.csv"
     bars.write_text(sample.synthetic_bars(days=0.03), encoding="utf-8")
@@ -88,6 +89,9 @@ def backtests(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["backtest", "-f", str(EXAMPLES), "--data", str(bars), "-o", str(root / "examples"), "--no-progress"],
     )
     assert result.exit_code == 0, result.output
+    (root / "grid" / "trial-2").mkdir(parents=True)
+    for file in ("report.json", "report.html"):
+        (root / "grid" / "trial-2" / file).write_bytes((root / "examples" / file).read_bytes())
     return root
 
 
@@ -306,7 +310,15 @@ def test_the_dashboard_updates_live_and_halt_stops_new_orders(
     browser.execute_script("window.scrollTo(0, 0)")
 
     # Backtests: the finished report is listed with its headline, and opens in a tab of its own.
-    (listed,) = platform.api("/v1/backtests")
+    listed = next(b for b in platform.api("/v1/backtests") if b["name"] == "examples")
+    trial = wait_for(
+        browser,
+        '(() => { const tr = document.querySelector(\'#backtests tr[data-name="grid"][data-trial="2"]\');'
+        " return tr && tr.cells[0].textContent; })()",
+        timeout=40,
+        what="the grid's trial in the backtests table",
+    )
+    assert trial == "grid · trial 2"
     row = wait_for(
         browser,
         "(() => { const tr = document.querySelector('#backtests tr[data-name=\"examples\"]');"

@@ -39,6 +39,14 @@ def shelf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for file in ("report.json", "report.html"):
         (root / "split-run" / "1" / file).write_bytes((root / "first-run" / file).read_bytes())
     os.utime(root / "split-run" / "1" / "report.json", (1_600_000_000, 1_600_000_000))  # the oldest
+    # A grid of parameters writes NAME/trial-1, NAME/trial-2... (operator.builders); trial 2 is
+    # still running. "trial-0" and "trial-x" are no trial's folder.
+    for folder in ("trial-1", "trial-2", "trial-0", "trial-x"):
+        (root / "grid-run" / folder).mkdir(parents=True)
+    for file in ("report.json", "report.html"):
+        (root / "grid-run" / "trial-1" / file).write_bytes((root / "second-run" / file).read_bytes())
+        (root / "grid-run" / "trial-0" / file).write_bytes((root / "second-run" / file).read_bytes())
+    os.utime(root / "grid-run" / "trial-1" / "report.json", (1_500_000_000, 1_500_000_000))
     (root / "damaged").mkdir()
     (root / "damaged" / "report.json").write_text('{"metrics": {}}', encoding="utf-8")
     (root / "notes.txt").write_text("not a backtest", encoding="utf-8")
@@ -58,8 +66,14 @@ async def test_backtests_are_listed_newest_first_with_their_headline(client: htt
     response = await client.get("/v1/backtests", headers=READ)
     assert response.status_code == 200, response.text
     listed = response.json()
-    names = [(b["name"], b["slice"]) for b in listed]  # notes.txt is no backtest
-    assert names == [("damaged", None), ("second-run", None), ("first-run", None), ("split-run", 1)]
+    names = [(b["name"], b["slice"], b["trial"]) for b in listed]  # notes.txt is no backtest
+    assert names == [
+        ("damaged", None, None),
+        ("second-run", None, None),
+        ("first-run", None, None),
+        ("split-run", 1, None),
+        ("grid-run", None, 1),
+    ]
     by_name = {b["name"]: b for b in listed}
     run = by_name["second-run"]
     assert run["error"] is None
@@ -77,6 +91,7 @@ async def test_a_slice_of_a_split_run_is_listed_and_served_as_its_own_backtest(
 ) -> None:
     listed = {(b["name"], b["slice"]): b for b in (await client.get("/v1/backtests", headers=READ)).json()}
     first = listed[("split-run", 1)]
+    assert first["trial"] is None
     assert first["report"] == "/v1/backtests/split-run/slices/1/report.html"
     assert first["total_return"] == listed[("first-run", None)]["total_return"]
     assert ("split-run", 2) not in listed  # still running: no report yet
@@ -89,6 +104,25 @@ async def test_a_slice_of_a_split_run_is_listed_and_served_as_its_own_backtest(
     beyond = await client.get("/v1/backtests/split-run/slices/33/report.html", headers=READ)
     assert beyond.status_code == 422
     assert "slice" in beyond.text
+
+
+async def test_a_trial_of_a_grid_is_listed_and_served_as_its_own_backtest(
+    client: httpx.AsyncClient,
+) -> None:
+    listed = [b for b in (await client.get("/v1/backtests", headers=READ)).json() if b["name"] == "grid-run"]
+    assert [(b["slice"], b["trial"]) for b in listed] == [(None, 1)]  # trial 2 still runs
+    (trial,) = listed
+    assert trial["report"] == "/v1/backtests/grid-run/trials/1/report.html"
+    page = await client.get(trial["report"], headers=READ)
+    assert page.status_code == 200
+    assert "Plotly.newPlot" in page.text
+    running = await client.get("/v1/backtests/grid-run/trials/2/report.html", headers=READ)
+    assert running.status_code == 404
+    assert "trial 2 of backtest 'grid-run' has no HTML report" in running.json()["detail"]
+    for beyond in (0, 33):
+        refused = await client.get(f"/v1/backtests/grid-run/trials/{beyond}/report.html", headers=READ)
+        assert refused.status_code == 422
+        assert "trial" in refused.text
 
 
 async def test_a_report_is_served_behind_the_read_token(client: httpx.AsyncClient) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse
 
-from sapphire.resources.backtestrun import MAX_PARALLELISM
+from sapphire.resources.backtestrun import MAX_PARALLELISM, MAX_TRIALS
 from sapphire.trader_api import contract
 from sapphire.trader_api.deps import BacktestsDep, ReadScope
 from sapphire.trader_api.schemas.backtests import BacktestPublic
@@ -36,13 +36,16 @@ def _public(backtest: backtests.Backtest) -> BacktestPublic:
         agents=list(backtest.agents),
         report=_report_path(backtest) if backtest.has_html else None,
         slice=backtest.slice,
+        trial=backtest.trial,
     )
 
 
 def _report_path(backtest: backtests.Backtest) -> str:
-    if backtest.slice is None:
-        return f"/v1/backtests/{backtest.name}/report.html"
-    return f"/v1/backtests/{backtest.name}/slices/{backtest.slice}/report.html"
+    if backtest.trial is not None:
+        return f"/v1/backtests/{backtest.name}/trials/{backtest.trial}/report.html"
+    if backtest.slice is not None:
+        return f"/v1/backtests/{backtest.name}/slices/{backtest.slice}/report.html"
+    return f"/v1/backtests/{backtest.name}/report.html"
 
 
 @router.get("/backtests", response_model=list[BacktestPublic])
@@ -81,4 +84,24 @@ def backtest_slice_report(
     shelf: BacktestsDep,
 ) -> FileResponse:
     """The HTML report of one slice of a BacktestRun split by ``spec.parallelism``."""
-    return FileResponse(shelf.html(name, slice), media_type="text/html; charset=utf-8")
+    return FileResponse(shelf.html(name, backtests.Part(slice=slice)), media_type="text/html; charset=utf-8")
+
+
+@router.get(
+    "/backtests/{name}/trials/{trial}/report.html",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The self-contained HTML report of the trial."},
+        **contract.responses(
+            contract.NOT_FOUND.saying("No such backtest or trial, or it has no HTML report")
+        ),
+    },
+)
+def backtest_trial_report(
+    name: BacktestName,
+    trial: Annotated[int, Path(ge=1, le=MAX_TRIALS, description="The trial's number (1-based).")],
+    _: ReadScope,
+    shelf: BacktestsDep,
+) -> FileResponse:
+    """The HTML report of one trial of a BacktestRun's ``spec.grid``."""
+    return FileResponse(shelf.html(name, backtests.Part(trial=trial)), media_type="text/html; charset=utf-8")

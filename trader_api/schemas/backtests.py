@@ -32,3 +32,8 @@ class BacktestPublic(PublicModel):
         description="For a BacktestRun split by spec.parallelism: the slice (1-based) this report is of."
         " Each slice is an independent backtest of its part of the period.",
     )
+    trial: int | None = Field(
+        default=None,
+        description="For a BacktestRun with a spec.grid: the trial (1-based) this report is of, one"
+        " combination of the grid's parameter values over the whole period.",
+    )

@@ -458,8 +458,11 @@ function renderBacktests(backtests) {
     const tr = document.createElement("tr");
     tr.dataset.name = b.name;
     if (b.slice != null) tr.dataset.slice = String(b.slice);
-    // A BacktestRun split by spec.parallelism: one row per slice, each its own backtest.
-    const title = b.slice == null ? b.name : `${b.name} · slice ${b.slice}`;
+    if (b.trial != null) tr.dataset.trial = String(b.trial);
+    // A BacktestRun split by spec.parallelism, or with a spec.grid: one row per slice or
+    // trial, each its own backtest.
+    const part = b.trial != null ? ` · trial ${b.trial}` : b.slice != null ? ` · slice ${b.slice}` : "";
+    const title = `${b.name}${part}`;
     const cells = b.error
       ? [[title], [day(b.finished_at)], [b.error, "neg"], [""], [""], [""], [""], [""], [""]]
       : [

@@ -1,8 +1,8 @@
 """The analyst's own timestamp of a signal (``signals.ts``): when it was formed, kept beside
 ``created_at`` (when the API stored it). Existing rows get their ``created_at``.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from sapphire.trader_api import errors
 from sapphire.trader_api.app import create_app
+from sapphire.trader_api.core import domain, records
 from sapphire.trader_api.settings import TraderApiSettings
 from tests.trader_api.support import (
     ADMIN,
@@ -185,3 +188,29 @@ async def test_day_orders_expire_when_their_utc_day_ends(
     expired = (await market.get(f"/v1/orders/{day['id']}", headers=READ)).json()
     assert (expired["status"], expired["reason"]) == ("canceled", "day order expired")
     assert (await market.get(f"/v1/orders/{gtc['id']}", headers=READ)).json()["status"] == "new"
+
+
+async def test_a_batch_the_engine_fails_on_is_answered_503_and_the_writer_reloads(
+    app: FastAPI, market: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    writer = app.state.writer
+    # A quote no route would let by (a naive timestamp): the engine fails on it, a bug's stand-in.
+    naive = domain.Quote(
+        symbol="BTC-USD",
+        bid=Decimal("100.00"),
+        ask=Decimal("100.10"),
+        last=Decimal("100.00"),
+        size=Decimal(1),
+        ts=clock.now.replace(tzinfo=None),
+    )
+    with pytest.raises(errors.UnavailableError, match="could not persist this batch"):
+        await asyncio.wait_for(writer.submit(records.ApplyTicks((naive,))), timeout=10)
+    # The writer stepped down; elected again, it reloads from the tables and takes orders.
+    async with asyncio.timeout(30):
+        while (
+            answer := await market.post("/v1/orders", json=order("after"), headers=AGENT)
+        ).status_code != 201:
+            assert answer.status_code == 503, answer.text
+            await asyncio.sleep(0.05)
+    listed = (await market.get("/v1/orders", headers=READ)).json()
+    assert [row["client_order_id"] for row in listed] == ["after"]

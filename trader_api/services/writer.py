@@ -258,24 +258,26 @@ class Writer:
         engine_, connection = self.engine, self._batches
         if engine_ is None or connection is None:
             raise RuntimeError("the writer serves without an engine")
-        wanted: set[records.BarKey] = set()
-        for pending in batch:
-            if isinstance(pending.command, records.ApplyTicks):
-                wanted |= engine_.missing_bars(pending.command)
-        if wanted:
-            async with self.runtime.database.engine.connect() as reader:
-                engine_.prime_bars(await journal.load_bars(reader, wanted))
-        outcomes: list[records.Result | errors.TraderApiError] = []
-        for pending in batch:
-            try:
-                outcomes.append(engine_.apply(pending.command))
-            except errors.TraderApiError as error:
-                outcomes.append(error)
-        changes = engine_.take_changes()
-        started = time.perf_counter()
         try:
+            wanted: set[records.BarKey] = set()
+            for pending in batch:
+                if isinstance(pending.command, records.ApplyTicks):
+                    wanted |= engine_.missing_bars(pending.command)
+            if wanted:
+                async with self.runtime.database.engine.connect() as reader:
+                    engine_.prime_bars(await journal.load_bars(reader, wanted))
+            outcomes: list[records.Result | errors.TraderApiError] = []
+            for pending in batch:
+                try:
+                    outcomes.append(engine_.apply(pending.command))
+                except errors.TraderApiError as error:
+                    outcomes.append(error)
+            changes = engine_.take_changes()
+            started = time.perf_counter()
             await connection.write(changes, epoch=self.epoch)
-        except Exception as error:
+        except BaseException as error:
+            # Whatever failed (the bars' read, a bug in the engine, the commit), the batch's
+            # callers, already off the queue, are answered before the writer steps down.
             refusal = errors.UnavailableError(
                 f"the order engine could not persist this batch ({type(error).__name__}); nothing was "
                 "written and the writer is reloading: retry"

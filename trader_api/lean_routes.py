@@ -38,7 +38,6 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sapphire.trader_api import answers, auth, metrics, wire
-from sapphire.trader_api.core import domain
 from sapphire.trader_api.schemas.dump import Dump
 from sapphire.trader_api.schemas.market import TicksAccepted
 from sapphire.trader_api.schemas.orders import OrderPublic
@@ -81,11 +80,7 @@ async def _ticks(runtime: Runtime, state: State, body: bytes, content_type: str 
         batch = wire.decode_ticks(body, content_type=content_type)
     except (RequestValidationError, HTTPException):
         raise HandOverError from None
-    quotes = [
-        domain.Quote(symbol=t.symbol, bid=t.bid, ask=t.ask, last=t.last, size=t.size, ts=t.ts)
-        for t in batch.ticks
-    ]
-    accepted = await ingest.ingest(runtime, state.writer, quotes)
+    accepted = await ingest.ingest(runtime, state.writer, batch.quotes())
     return 200, _ACCEPTED.json(None, accepted=accepted)
 
 

@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sapphire.domain.symbols import SYMBOL_PATTERN
+from sapphire.trader_api.core import domain
 from sapphire.trader_api.core.domain import OrderType, Side, TimeInForce
 from sapphire.trader_api.schemas import common
 from sapphire.trader_api.schemas.market import TickBatch
@@ -248,6 +249,13 @@ class TickBatchWire(msgspec.Struct, forbid_unknown_fields=True):
             if bid > ask:
                 raise ValueError(f"ask: must be >= bid ({bid}), got {ask}")
             tick.bid, tick.ask, tick.last, tick.size = bid, ask, last, size
+
+    def quotes(self) -> list[domain.Quote]:
+        """The ticks as the engine takes them, in arrival order."""
+        return [
+            domain.Quote(symbol=t.symbol, bid=t.bid, ask=t.ask, last=t.last, size=t.size, ts=t.ts)
+            for t in self.ticks
+        ]
 
 
 _W = TypeVar("_W", bound=msgspec.Struct)

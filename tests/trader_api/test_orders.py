@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from sapphire.trader_api import errors
 from sapphire.trader_api.app import create_app
 from sapphire.trader_api.core import domain, records
+from sapphire.trader_api.services.writer import Role
 from sapphire.trader_api.settings import TraderApiSettings
+from tests.support import processes
 from tests.trader_api.support import (
     ADMIN,
     AGENT,
@@ -205,12 +207,13 @@ async def test_a_batch_the_engine_fails_on_is_answered_503_and_the_writer_reload
     )
     with pytest.raises(errors.UnavailableError, match="could not persist this batch"):
         await asyncio.wait_for(writer.submit(records.ApplyTicks((naive,))), timeout=10)
-    # The writer stepped down; elected again, it reloads from the tables and takes orders.
-    async with asyncio.timeout(30):
-        while (
-            answer := await market.post("/v1/orders", json=order("after"), headers=AGENT)
-        ).status_code != 201:
-            assert answer.status_code == 503, answer.text
-            await asyncio.sleep(0.05)
+    # The writer stepped down (the precondition of the reload below) ...
+    assert writer.role is not Role.WRITER
+    # ... and, elected again, reloads from the tables and takes orders.
+    await processes.observe(
+        lambda: True if writer.role is Role.WRITER else None, within=30, what="the writer elected again"
+    )
+    after = await market.post("/v1/orders", json=order("after"), headers=AGENT)
+    assert after.status_code == 201, after.text
     listed = (await market.get("/v1/orders", headers=READ)).json()
     assert [row["client_order_id"] for row in listed] == ["after"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sapphire.trader_api import contract, wire
-from sapphire.trader_api.core import domain
 from sapphire.trader_api.deps import AgentScope, RuntimeDep, WriterDep
 from sapphire.trader_api.schemas.market import TicksAccepted
 from sapphire.trader_api.services import ingest
@@ -17,8 +16,4 @@ async def post_ticks(
 ) -> TicksAccepted:
     """Ingest ticks: bars, marks and resting-order fills committed, then the latest quote,
     the tick stream and the events published."""
-    quotes = [
-        domain.Quote(symbol=t.symbol, bid=t.bid, ask=t.ask, last=t.last, size=t.size, ts=t.ts)
-        for t in batch.ticks
-    ]
-    return TicksAccepted(accepted=await ingest.ingest(runtime, writer, quotes))
+    return TicksAccepted(accepted=await ingest.ingest(runtime, writer, batch.quotes()))

@@ -20,14 +20,13 @@ from sapphire.trader_api.schemas.signals import (
     SignalCreate,
     SignalPublic,
 )
+from sapphire.trader_api.services import batching
 from sapphire.trader_api.services.publisher import Publication, Publisher
 from sapphire.trader_api.services.runtime import Runtime
 from sapphire.trader_api.storage import signal_store, tables
 
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the API's clock a signal's own timestamp may be."""
-GATHER_YIELDS = 4
-"""Event-loop turns a batch waits for more signals, as long as each turn brings some."""
 
 
 @dataclasses.dataclass
@@ -78,17 +77,8 @@ class SignalJournal:
     async def run(self) -> None:
         try:
             while True:
-                batch = [await self._queue.get()]
-                for _ in range(GATHER_YIELDS):
-                    while len(batch) < self.max_batch and not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
-                    waiting = self._queue.qsize()
-                    await asyncio.sleep(0)  # let signals already read from their sockets join
-                    if len(batch) >= self.max_batch or self._queue.qsize() == waiting:
-                        break
-                while len(batch) < self.max_batch and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                await self._commit(batch)
+                first = await self._queue.get()
+                await self._commit(await batching.gather(self._queue, [first], max_batch=self.max_batch))
         finally:
             if self._store is not None:
                 await self._store.close()

@@ -33,7 +33,7 @@ from typing import Protocol
 from sapphire import bus
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, engine, records, venue
-from sapphire.trader_api.services import events
+from sapphire.trader_api.services import batching, events
 from sapphire.trader_api.services.market import quote_from_payload
 from sapphire.trader_api.services.publisher import Publisher
 from sapphire.trader_api.services.runtime import Runtime
@@ -54,8 +54,6 @@ class VenueLink(Protocol):
 
 HISTORY_THINNING_SECONDS = 300.0
 """How often the writer thins the equity history (``journal.thin_equity_history``)."""
-GATHER_YIELDS = 4
-"""Event-loop turns a batch waits for more commands, as long as each turn brings some."""
 
 
 class Role(enum.StrEnum):
@@ -226,21 +224,7 @@ class Writer:
             if first is None:
                 await self._check_epoch()  # idle: notice a lost lock before the next order does
                 continue
-            batch = [first]
-            for _ in range(GATHER_YIELDS):
-                # Let requests already read from their sockets reach the queue: a batch
-                # costs about the same to commit with one command or with many.
-                while len(batch) < self.max_batch and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                if len(batch) >= self.max_batch:
-                    break
-                waiting = self._queue.qsize()
-                await asyncio.sleep(0)
-                if self._queue.qsize() == waiting:
-                    break
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            await self._commit(await batching.gather(self._queue, [first], max_batch=self.max_batch))
 
     async def _next_command(self) -> _Pending | None:
         """The next queued command, or None after ``election_seconds`` without one.

@@ -97,12 +97,16 @@ def test_folding_into_a_held_bar_is_merging_with_the_batch_bar(
         max_size=40,
     ),
     earlier=ticks,
+    in_order=st.booleans(),
 )
 def test_every_interval_at_once_is_each_interval_on_its_own(
-    raw: list[tuple[int, Decimal, Decimal, str]], earlier: list[tuple[int, Decimal, Decimal]]
+    raw: list[tuple[int, Decimal, Decimal, str]], earlier: list[tuple[int, Decimal, Decimal]], in_order: bool
 ) -> None:
-    """What the engine runs (the ticks read once, the minute folded from the seconds) gives
-    the bars of one ``aggregate`` per interval, with a bar already held for some buckets."""
+    """What the engine runs (the ticks read once, the minute folded from the seconds, each
+    symbol's seconds as slices when its ticks arrive in time order) gives the bars of one
+    ``aggregate`` per interval, with a bar already held for some buckets."""
+    if in_order:  # stable: ties keep their arrival order
+        raw = sorted(raw, key=lambda tick: tick[0])
     quotes = [
         domain.Quote(
             symbol=symbol,
@@ -127,9 +131,50 @@ def test_every_interval_at_once_is_each_interval_on_its_own(
 
         for (symbol, start), bar in bars.aggregate(quotes, interval, held=held_of).items():
             expected[symbol, interval, start] = bar
-    epochs = [int(quote.ts.timestamp()) for quote in quotes]
     every = bars.aggregate_every_interval(
-        quotes, epochs=epochs, held=lambda s, interval, t: held.get((s, interval, t))
+        bars.TickSeries(quotes), held=lambda s, interval, t: held.get((s, interval, t))
     )
     assert every == expected
     assert {interval for _, interval, _ in every} == set(bars.Interval)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    raw=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3_999),  # four seconds: ties and disorder
+            st.sampled_from(["BTC-USD", "ETH-USD", "AAPL"]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    in_order=st.booleans(),
+)
+def test_a_series_newest_and_seconds_are_those_of_its_ticks_one_at_a_time(
+    raw: list[tuple[int, str]], in_order: bool
+) -> None:
+    """Each symbol's newest quote is the one that a quote replaced by every tick no earlier
+    than it ends with (the last of the latest), and the seconds are every tick's."""
+    if in_order:
+        raw = sorted(raw, key=lambda tick: tick[0])
+    quotes = [
+        domain.Quote(
+            symbol=symbol,
+            bid=Decimal(index + 1),
+            ask=Decimal(index + 2),
+            last=Decimal(index + 1),
+            size=Decimal(1),
+            ts=START + timedelta(milliseconds=ms),
+        )
+        for index, (ms, symbol) in enumerate(raw)
+    ]
+    kept: dict[str, domain.Quote] = {}
+    for quote in quotes:
+        if quote.symbol not in kept or quote.ts >= kept[quote.symbol].ts:
+            kept[quote.symbol] = quote
+    series = bars.TickSeries(quotes)
+    assert {symbol: series.newest(symbol) for symbol in series.by_symbol} == kept
+    assert {symbol: len(ticks) for symbol, ticks in series.by_symbol.items()} == {
+        symbol: sum(quote.symbol == symbol for quote in quotes) for symbol in kept
+    }
+    assert series.seconds() == {(quote.symbol, int(quote.ts.timestamp())) for quote in quotes}

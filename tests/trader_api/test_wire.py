@@ -467,3 +467,25 @@ def test_a_timestamp_of_a_second_already_seen_is_decided_as_the_pattern_decides(
     text = second + ("" if fraction is None else f".{fraction}") + zone
     body = encode({"ticks": [{**TICK, "ts": f"{second}Z"}, {**TICK, "ts": text}]})
     assert_agree(TickBatch, wire.TickBatchWire, wire.decode_ticks, body, "application/json")
+
+
+_JUNK = st.sampled_from([*"059.,:+-Zz T_e\n", "\u0663", "\uff15", "+05:30", "00:00"])
+
+
+@PROPERTY
+@given(
+    second=st.sampled_from(["2026-03-02T14:30:00", "2028-02-29T23:59:59", "1970-01-02T00:00:00"]),
+    point=st.sampled_from([".", ",", ""]),
+    digits=st.text(alphabet="0123456789", max_size=10),
+    junk=st.lists(_JUNK, max_size=4).map("".join),
+    zone=_ZONES,
+)
+def test_whatever_follows_a_second_already_seen_is_decided_as_the_pattern_decides(
+    second: str, point: str, digits: str, junk: str, zone: str
+) -> None:
+    """The shortcut leaves the characters after the second to ``datetime.fromisoformat``,
+    which is laxer than the pattern (a comma, a 10th digit, ``+05``, anything after a 6th
+    fraction digit): whatever they are, the shortcut accepts and reads what the pattern does."""
+    text = second + point + digits + junk + zone
+    body = encode({"ticks": [{**TICK, "ts": f"{second}Z"}, {**TICK, "ts": text}]})
+    assert_agree(TickBatch, wire.TickBatchWire, wire.decode_ticks, body, "application/json")

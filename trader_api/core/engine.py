@@ -71,7 +71,6 @@ last batch of that second left them, stamped with the second's start. Its size i
 however busy the account is (the journal thins older points)."""
 
 
-_SYMBOL_OF = operator.attrgetter("symbol")
 _TS_OF = operator.attrgetter("ts")
 
 
@@ -270,11 +269,9 @@ class Engine:
         """Bars the ticks fall in that the engine does not hold; the shell loads them first."""
         if not self.keep_bars:
             return set()
-        # Per second, not per tick (map and attrgetter: the symbols read in C, not in a loop of ours).
-        seconds = set(zip(map(_SYMBOL_OF, command.quotes), command.epochs, strict=True))
         keys = {
             (symbol, interval, datetime.fromtimestamp(epoch - epoch % interval.seconds, UTC))
-            for symbol, epoch in seconds
+            for symbol, epoch in command.series.seconds()  # per second, not per tick
             for interval in bars.Interval
         }
         return {key for key in keys if key not in self.bars}
@@ -661,16 +658,19 @@ class Engine:
     def _ticks(self, command: ApplyTicks) -> TicksApplied:
         now = self.clock()
         ticks, counts, quotes = self.changes.ticks, self.changes.tick_counts, self.quotes
-        for quote in command.quotes:
-            symbol = quote.symbol
+        series = command.series
+        for symbol, arrived in series.by_symbol.items():
+            # What a tick at a time does (a tick replaces a quote no later than itself) comes
+            # to the last of the batch's latest ticks, if it is no earlier than the quote.
+            newest = series.newest(symbol)
             latest = quotes.get(symbol)
-            if latest is None or quote.ts >= latest.ts:
-                quotes[symbol] = quote
-                self.changes.quotes[symbol] = quote
-            newest = ticks.get(symbol)
-            if newest is None or quote.ts >= newest.ts:
-                ticks[symbol] = quote
-            counts[symbol] = counts.get(symbol, 0) + 1
+            if latest is None or newest.ts >= latest.ts:
+                quotes[symbol] = newest
+                self.changes.quotes[symbol] = newest
+            published = ticks.get(symbol)
+            if published is None or newest.ts >= published.ts:
+                ticks[symbol] = newest
+            counts[symbol] = counts.get(symbol, 0) + len(arrived)
         if self.keep_bars:
             self._add_to_bars(command)
         for order in self.open_orders:
@@ -1078,7 +1078,7 @@ class Engine:
         def held_bar(symbol: str, interval: bars.Interval, start: datetime) -> bars.Bar | None:
             return held.get((symbol, interval, start))
 
-        folded = bars.aggregate_every_interval(command.quotes, epochs=command.epochs, held=held_bar)
+        folded = bars.aggregate_every_interval(command.series, held=held_bar)
         for key, merged in folded.items():
             if key not in held:
                 self._new_bars = True

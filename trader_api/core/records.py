@@ -291,10 +291,10 @@ class ApplyTicks:
     """In arrival order."""
 
     @functools.cached_property
-    def epochs(self) -> list[int]:
-        """Each quote's whole seconds since the epoch, in the same order: computed once per
-        batch, for both the bars the shell loads first and the bars the engine folds."""
-        return [int(quote.ts.timestamp()) for quote in self.quotes]
+    def series(self) -> bars.TickSeries:
+        """The quotes by symbol: built once per batch, for the bars the shell loads first
+        and for everything the engine takes from the ticks."""
+        return bars.TickSeries(self.quotes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import itertools
 import operator
 from collections.abc import Callable, Sequence
@@ -154,9 +155,9 @@ class TickSeries:
     microsecond a tick. A symbol's ticks nearly always arrive in time order, and then each
     second's are one slice of its list, found by bisection: their open is the slice's first
     tick, their close its last, and high, low and volume are ``max``, ``min`` and ``sum``
-    over the slice, each a loop in C. Ticks that go back in time (``ordered`` false) take the
-    plain loop, :func:`_runs`, which is also the rule the slices must agree with (the
-    property tests check both)."""
+    over the slice, each a loop in C. A symbol whose ticks go back in time takes the plain
+    loop, :func:`_runs`, which is also the rule the slices must agree with (the property
+    tests check both)."""
 
     def __init__(self, quotes: Sequence[domain.Quote]) -> None:
         self.quotes = quotes
@@ -168,13 +169,16 @@ class TickSeries:
             else:
                 same.append(quote)
         self.by_symbol = by_symbol
-        self._seconds = {symbol: _seconds_in_order(ticks) for symbol, ticks in by_symbol.items()}
-        """Each in-order symbol's (epoch second, start, end) slices; None for one out of order."""
 
     def newest(self, symbol: str) -> domain.Quote:
         """The symbol's tick with the latest timestamp; of several, the last to arrive."""
-        ticks = self.by_symbol[symbol]
-        return ticks[-1] if self._seconds[symbol] is not None else max(reversed(ticks), key=_TS_OF)
+        return max(reversed(self.by_symbol[symbol]), key=_TS_OF)
+
+    @functools.cached_property
+    def _seconds(self) -> dict[str, list[tuple[int, int, int]] | None]:
+        """Each in-order symbol's (epoch second, start, end) slices; None for one out of
+        order. Only for bars (a backtest's engine keeps none, and needs only ``newest``)."""
+        return {symbol: _seconds_in_order(ticks) for symbol, ticks in self.by_symbol.items()}
 
     def seconds(self) -> set[tuple[str, int]]:
         """(symbol, epoch second) of every tick."""

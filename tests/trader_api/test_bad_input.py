@@ -3,7 +3,7 @@ nothing at all is persisted."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -144,3 +144,23 @@ async def test_a_tick_stream_without_its_symbol_is_refused_naming_query_symbol(
     assert response.status_code == 422
     [problem] = response.json()["detail"]
     assert problem["loc"] == ["query", "symbol"]
+
+
+async def test_a_tick_batch_with_several_problems_is_refused_naming_the_first(
+    market: httpx.AsyncClient, clock: ManualClock, trader_database_url: str
+) -> None:
+    """The batch is checked in C loops and walked tick by tick only once it fails: the 422
+    names the first offender in the batch's order, whichever check it fails."""
+    before = table_counts(trader_database_url)
+    good = tick("BTC-USD", "1", "2", ts=clock.now)
+    future = tick("BTC-USD", "1", "2", ts=clock.now + timedelta(hours=1))
+    unknown = tick("NOPE-USD", "1", "2", ts=clock.now)
+    for ticks, loc in [
+        ([good, future, unknown], ["body", "ticks", 1, "ts"]),
+        ([good, unknown, future], ["body", "ticks", 1, "symbol"]),
+        ([good, good, future], ["body", "ticks", 2, "ts"]),
+    ]:
+        response = await market.post("/v1/ticks", json={"ticks": ticks}, headers=AGENT)
+        assert response.status_code == 422, response.text
+        assert [problem["loc"] for problem in response.json()["detail"]] == [loc]
+    assert table_counts(trader_database_url) == before

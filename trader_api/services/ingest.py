@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sapphire.trader_api import errors
 from sapphire.trader_api.core import domain, records
@@ -19,8 +20,25 @@ MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the API's clock a tick's timestamp may be."""
 
 
+_SYMBOL_OF = operator.attrgetter("symbol")
+_TS_OF = operator.attrgetter("ts")
+
+
 def check(runtime: Runtime, quotes: Sequence[domain.Quote]) -> None:
+    """FieldError naming the first tick (in order) of an unknown symbol or from the future."""
+    # A batch is thousands of ticks of a few symbols: a valid one is told in C loops (its
+    # distinct symbols, its latest timestamp); only an invalid one is walked tick by tick,
+    # to name the first offender.
     now = runtime.clock()
+    latest = now + MAX_CLOCK_SKEW
+    if max(map(_TS_OF, quotes), default=latest) <= latest and all(
+        runtime.catalog.get(symbol) is not None for symbol in set(map(_SYMBOL_OF, quotes))
+    ):
+        return
+    _name_first_problem(runtime, quotes, now)
+
+
+def _name_first_problem(runtime: Runtime, quotes: Sequence[domain.Quote], now: datetime) -> None:
     latest = now + MAX_CLOCK_SKEW
     known: set[str] = set()  # a batch repeats a few symbols: each is looked up once
     for index, quote in enumerate(quotes):

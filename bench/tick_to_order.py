@@ -239,6 +239,13 @@ class PassResult:
     background_ticks_per_s: float = 0.0
 
 
+async def _post_tick(feed: http.Connection, payload: str) -> tuple[int, bytes, int]:
+    """POST one tick: its status, body, and when its answer was read (the clock's own
+    reading, not when the benchmark next looked: it waits for the order first)."""
+    status, body = await feed.request("POST", "/v1/ticks", {"ticks": [json.loads(payload)]})
+    return status, body, time.perf_counter_ns()
+
+
 async def drive(
     api_url: str,
     redis_url: str,
@@ -331,9 +338,7 @@ async def drive(
                 order = timeline.expect("POST /v1/orders")
                 payload = tick_payload(index)
                 t0 = time.perf_counter_ns()
-                ingest = asyncio.create_task(
-                    feed.request("POST", "/v1/ticks", {"ticks": [json.loads(payload)]})
-                )
+                ingest = asyncio.create_task(_post_tick(feed, payload))
                 try:
                     status, t1 = await asyncio.wait_for(order, timeout=2.0 if measured else 0.5)
                 except TimeoutError:
@@ -341,8 +346,7 @@ async def drive(
                     result.misses += measured
                     continue
                 finally:
-                    ingested, body = await ingest
-                    acked = time.perf_counter_ns()
+                    ingested, body, acked = await ingest
                     if ingested != 200:
                         raise RuntimeError(f"{NAME}: the tick was refused: {ingested} {body[:300]!r}")
                 timeline.waiters.clear()

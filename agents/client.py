@@ -115,9 +115,16 @@ class TraderApiClient:
             self._session = None
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> Any:
-        body = None if json is None else _encode(json)
+        """``json`` is encoded here; ``content`` is a JSON body the caller encoded."""
+        body = content if json is None else _encode(json)
         try:
             async with self._http().request(
                 method,
@@ -154,6 +161,12 @@ class TraderApiClient:
                 return None
             raise
         return market.tick_from(payload)
+
+    async def post_ticks(self, body: bytes) -> int:
+        """``POST /v1/ticks`` with ``body`` (``{"ticks": [...]}``, encoded by the feed, which
+        writes its decimals in plain notation); how many ticks the API accepted."""
+        answer = await self._request("POST", "/v1/ticks", content=body)
+        return int(answer["accepted"])
 
     async def post_signal(self, signal: market.Signal) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("POST", "/v1/signals", json=signal.to_request())

@@ -31,15 +31,14 @@ import itertools
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
 import msgspec
 
-from sapphire.agents import supervision
+from sapphire.agents import client, supervision
 from sapphire.feed.settings import MarketFeedSettings
 from sapphire.trader_api.core import domain
 from sapphire.trader_api.feeds import replay, simulated
@@ -78,6 +77,7 @@ class FeedTotals:
 
 
 _ENCODER = msgspec.json.Encoder()
+_T = TypeVar("_T")
 
 
 def _tick(quote: domain.Quote) -> dict[str, Any]:
@@ -99,52 +99,36 @@ def encode_batch(quotes: Iterable[domain.Quote]) -> bytes:
 
 
 class TickPoster:
-    """The trader API's ingest route on one persistent keep-alive connection."""
+    """The trader API's ingest route, through the agents' API client (``agents.client``: one
+    persistent keep-alive connection, aiohttp and msgspec), its errors in the feed's terms."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str,
-        timeout_seconds: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=timeout_seconds,
-            transport=transport,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=None),
-        )
+    def __init__(self, base_url: str, *, token: str, timeout_seconds: float = 10.0) -> None:
+        self.api = client.TraderApiClient(base_url, token=token, timeout_seconds=timeout_seconds)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.api.aclose()
 
-    async def _send(self, method: str, path: str, content: bytes | None = None) -> Any:
+    async def _answer(self, call: Awaitable[_T]) -> _T:
         try:
-            response = await self.http.request(method, path, content=content)
-        except httpx.HTTPError as error:
-            raise UnavailableError(f"{method} {path}: {type(error).__name__}: {error}") from error
-        if response.status_code in (401, 403):
-            raise FeedError(
-                f"the trader API refused the feed's token ({response.status_code}): set SAPPHIRE_AGENT_TOKEN "
-                "to a token with scope agent"
-            )
-        if response.status_code >= 500:
-            raise UnavailableError(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise RejectedError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
-        return response.json()
+            return await call
+        except client.ApiRejectedError as error:
+            if error.status in (401, 403):
+                raise FeedError(
+                    f"the trader API refused the feed's token ({error.status}): set SAPPHIRE_AGENT_TOKEN "
+                    "to a token with scope agent"
+                ) from None
+            raise RejectedError(str(error)) from error
+        except client.ApiUnavailableError as error:
+            raise UnavailableError(str(error)) from error
 
     async def instruments(self) -> dict[str, tuple[Decimal, Decimal]]:
         """The API's listed symbols with their (tick size, lot size)."""
-        rows = await self._send("GET", "/v1/instruments")
-        return {row["symbol"]: (Decimal(row["tick_size"]), Decimal(row["lot_size"])) for row in rows}
+        listed = await self._answer(self.api.instruments())
+        return {instrument.symbol: (instrument.tick_size, instrument.lot_size) for instrument in listed}
 
     async def post(self, quotes: list[domain.Quote]) -> int:
         """Post one batch; how many ticks the API accepted."""
-        answer = await self._send("POST", "/v1/ticks", encode_batch(quotes))
-        return int(answer["accepted"])
+        return await self._answer(self.api.post_ticks(encode_batch(quotes)))
 
 
 def feed_symbols(listed: Iterable[str], settings: MarketFeedSettings) -> list[str]:
@@ -343,7 +327,6 @@ async def run_market_feed(
     source: str,
     *,
     stop: asyncio.Event | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
     handle_signals: bool = True,
 ) -> FeedTotals:
     """The ``sapphire feed`` process: ``source`` is ``simulated``, ``replay`` or
@@ -355,7 +338,6 @@ async def run_market_feed(
         str(settings.trader_api_url),
         token=settings.agent_token.get_secret_value(),
         timeout_seconds=settings.feed_timeout_seconds,
-        transport=transport,
     )
     loop = asyncio.get_running_loop()
     installed = []

@@ -41,24 +41,17 @@ def write_csv(path: Path) -> Path:
 async def test_the_simulated_feed_posts_ticks_stamped_by_its_own_walk(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'feed.db'}"
     migrations.upgrade(url)
-    app = create_app(make_settings(url, "memory://", "sapphire:"))
-    transport = httpx.ASGITransport(app=app)
-    settings = MarketFeedSettings(
-        trader_api_url="http://trader",
-        agent_token=AGENT_TOKEN,
-        feed_interval_seconds=0.02,
-    )
     stop = asyncio.Event()
     started = datetime.now(UTC)
     async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://trader", headers=READ) as client,
+        api_process.serving(create_app(make_settings(url, "memory://", "sapphire:"))) as served,
+        httpx.AsyncClient(base_url=served.url, headers=READ) as client,
     ):
-        feed = asyncio.create_task(
-            runner.run_market_feed(
-                settings, "simulated", stop=stop, transport=transport, handle_signals=False
-            )
+        settings = MarketFeedSettings(
+            trader_api_url=served.url, agent_token=AGENT_TOKEN, feed_interval_seconds=0.02
         )
+        running = runner.run_market_feed(settings, "simulated", stop=stop, handle_signals=False)
+        feed = asyncio.create_task(running)
 
         async def two_bars() -> bool | None:
             bars = (await client.get("/v1/bars/AAPL", params={"interval": "1s"})).json()

@@ -74,7 +74,9 @@ def _notional_refusal(
                 f"position in {symbol} would be {position_notional} notional, above the limit "
                 f"max_position_notional={limits.max_position_notional}",
             )
-        others = sum((abs(p.market_value) for s, p in portfolio.positions.items() if s != symbol), Decimal(0))
+        # The portfolio's gross exposure is worked out once per portfolio (an order's check
+        # and its fill's see the same one); taking this symbol's part out is exact in CONTEXT.
+        others = portfolio.gross_exposure - abs(portfolio.position(symbol).market_value)
         gross = others + position_notional
         if gross > limits.max_gross_exposure:
             return Refusal(

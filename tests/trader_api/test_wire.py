@@ -206,6 +206,16 @@ def test_the_errors_name_the_field_in_pydantic_order_not_input_order() -> None:
     assert [error["loc"] for error in caught.value.errors()] == [("body", "ticks", 1, "bid")]
 
 
+def test_a_bid_above_its_ask_is_refused_though_both_prices_are_known() -> None:
+    """Known prices take the shortcut of a dict lookup (no parsing): the bid-ask rule still holds."""
+    fine = {**TICK, "bid": "100.00", "ask": "100.01", "last": "100.00", "size": "1"}
+    assert len(wire.decode_ticks(encode({"ticks": [fine]})).quotes()) == 1  # every value known now
+    crossed = {**fine, "bid": "100.01", "ask": "100.00"}
+    with pytest.raises(RequestValidationError) as caught:
+        wire.decode_ticks(encode({"ticks": [fine, crossed]}))
+    assert [error["loc"] for error in caught.value.errors()] == [("body", "ticks", 1)]
+
+
 def test_a_batch_holds_at_most_5000_ticks() -> None:
     assert len(wire.decode_ticks(encode({"ticks": [TICK] * 5000})).ticks) == 5000
     with pytest.raises(RequestValidationError) as caught:

@@ -172,7 +172,8 @@ class TickSeries:
 
     def newest(self, symbol: str) -> domain.Quote:
         """The symbol's tick with the latest timestamp; of several, the last to arrive."""
-        return max(reversed(self.by_symbol[symbol]), key=_TS_OF)
+        ticks = self.by_symbol[symbol]
+        return ticks[0] if len(ticks) == 1 else max(reversed(ticks), key=_TS_OF)
 
     @functools.cached_property
     def _seconds(self) -> dict[str, list[tuple[int, int, int]] | None]:

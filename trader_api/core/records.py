@@ -290,11 +290,14 @@ class ApplyTicks:
     quotes: tuple[domain.Quote, ...]
     """In arrival order."""
 
-    @functools.cached_property
-    def series(self) -> bars.TickSeries:
-        """The quotes by symbol: built once per batch, for the bars the shell loads first
-        and for everything the engine takes from the ticks."""
-        return bars.TickSeries(self.quotes)
+    series: bars.TickSeries = dataclasses.field(init=False, repr=False, compare=False)
+    """The quotes by symbol: built once per batch, for the bars the shell loads first and
+    for everything the engine takes from the ticks. Built with the command, not as a
+    ``functools.cached_property``, whose lock costs as much as the series of a backtest's
+    few quotes."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "series", bars.TickSeries(self.quotes))
 
 
 @dataclasses.dataclass(frozen=True)

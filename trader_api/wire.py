@@ -32,7 +32,7 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Generic, NoReturn, TypeVar
 
@@ -148,17 +148,13 @@ digits (or none) and a zone. A batch spans a few seconds: checking that is a set
 few string tests where the pattern costs most of a tick's decoding. Bounded, cleared when full."""
 
 
-def _ascii_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
 def _tick_timestamp(value: object) -> datetime:
     """``_parsed(common.TIMESTAMP, value)``, with the pattern's work skipped for a second
     already seen (see ``_SECONDS``).
 
     The shortcut checks only the rest's shape: a zone (``Z`` or one of ``_OFFSETS``, the
     last 6 characters) and between it and the second either nothing or ``.`` and 1 to 9
-    more characters. ``datetime.fromisoformat`` then decides the first 6 of those, and it
+    more characters. The pattern's reader (``datetime.fromisoformat``) then decides the first 6, and it
     takes there only ASCII digits (a comma, letters, signs, colons and other scripts'
     digits are its refusal); it ignores whatever follows a 6th digit, so a 7th to 9th are
     checked here. Its other leniencies (``,5``, ``.`` alone, 10 digits and more, ``+05``
@@ -171,14 +167,17 @@ def _tick_timestamp(value: object) -> datetime:
         if zone and (
             fraction == 0
             or (2 <= fraction <= 7 and value[19] == ".")
-            or (8 <= fraction <= 10 and value[19] == "." and _ascii_digits(value[26 : 19 + fraction]))
+            or (
+                8 <= fraction <= 10
+                and value[19] == "."
+                and value.isascii()
+                and value[26 : 19 + fraction].isdigit()
+            )
         ):
-            try:
-                moment = datetime.fromisoformat(value)
+            try:  # not contextlib.suppress: its object per call costs more than the whole check
+                return common.TIMESTAMP.read(value)
             except ValueError:
-                pass  # the pattern's refusal, in its words
-            else:
-                return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+                pass  # a refusal: the pattern decides, in its words
     moment = _parsed(common.TIMESTAMP, value)
     if type(value) is str:  # it matched: its first 19 characters are a valid second
         if len(_SECONDS) >= 4096:

@@ -173,7 +173,7 @@ def test_a_series_newest_and_seconds_are_those_of_its_ticks_one_at_a_time(
         if quote.symbol not in kept or quote.ts >= kept[quote.symbol].ts:
             kept[quote.symbol] = quote
     series = bars.TickSeries(quotes)
-    assert {symbol: series.newest(symbol) for symbol in series.by_symbol} == kept
+    assert series.newest == kept
     assert {symbol: len(ticks) for symbol, ticks in series.by_symbol.items()} == {
         symbol: sum(quote.symbol == symbol for quote in quotes) for symbol in kept
     }

@@ -160,7 +160,6 @@ class TickSeries:
     tests check both)."""
 
     def __init__(self, quotes: Sequence[domain.Quote]) -> None:
-        self.quotes = quotes
         by_symbol: dict[str, list[domain.Quote]] = {}
         for quote in quotes:
             same = by_symbol.get(quote.symbol)
@@ -169,11 +168,11 @@ class TickSeries:
             else:
                 same.append(quote)
         self.by_symbol = by_symbol
-
-    def newest(self, symbol: str) -> domain.Quote:
-        """The symbol's tick with the latest timestamp; of several, the last to arrive."""
-        ticks = self.by_symbol[symbol]
-        return ticks[0] if len(ticks) == 1 else max(reversed(ticks), key=_TS_OF)
+        self.newest = {
+            symbol: ticks[0] if len(ticks) == 1 else max(reversed(ticks), key=_TS_OF)
+            for symbol, ticks in by_symbol.items()
+        }
+        """Each symbol's tick with the latest timestamp; of several, the last to arrive."""
 
     @functools.cached_property
     def _seconds(self) -> dict[str, list[tuple[int, int, int]] | None]:

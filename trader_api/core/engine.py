@@ -659,10 +659,9 @@ class Engine:
         now = self.clock()
         ticks, counts, quotes = self.changes.ticks, self.changes.tick_counts, self.quotes
         series = command.series
-        for symbol, arrived in series.by_symbol.items():
+        for symbol, newest in series.newest.items():
             # What a tick at a time does (a tick replaces a quote no later than itself) comes
             # to the last of the batch's latest ticks, if it is no earlier than the quote.
-            newest = series.newest(symbol)
             latest = quotes.get(symbol)
             if latest is None or newest.ts >= latest.ts:
                 quotes[symbol] = newest
@@ -670,7 +669,7 @@ class Engine:
             published = ticks.get(symbol)
             if published is None or newest.ts >= published.ts:
                 ticks[symbol] = newest
-            counts[symbol] = counts.get(symbol, 0) + len(arrived)
+            counts[symbol] = counts.get(symbol, 0) + len(series.by_symbol[symbol])
         if self.keep_bars:
             self._add_to_bars(command)
         for order in self.open_orders:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import operator
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -20,22 +19,17 @@ MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the API's clock a tick's timestamp may be."""
 
 
-_SYMBOL_OF = operator.attrgetter("symbol")
-_TS_OF = operator.attrgetter("ts")
-
-
-def check(runtime: Runtime, quotes: Sequence[domain.Quote]) -> None:
+def check(runtime: Runtime, command: records.ApplyTicks) -> None:
     """FieldError naming the first tick (in order) of an unknown symbol or from the future."""
-    # A batch is thousands of ticks of a few symbols: a valid one is told in C loops (its
-    # distinct symbols, its latest timestamp); only an invalid one is walked tick by tick,
-    # to name the first offender.
+    # A batch is thousands of ticks of a few symbols: a valid one is told from its series
+    # (each symbol's newest tick, grouped once for the engine too); only an invalid one is
+    # walked tick by tick, to name the first offender.
     now = runtime.clock()
     latest = now + MAX_CLOCK_SKEW
-    if max(map(_TS_OF, quotes), default=latest) <= latest and all(
-        runtime.catalog.get(symbol) is not None for symbol in set(map(_SYMBOL_OF, quotes))
-    ):
+    newest = command.series.newest
+    if all(runtime.catalog.get(s) is not None and quote.ts <= latest for s, quote in newest.items()):
         return
-    _name_first_problem(runtime, quotes, now)
+    _name_first_problem(runtime, command.quotes, now)
 
 
 def _name_first_problem(runtime: Runtime, quotes: Sequence[domain.Quote], now: datetime) -> None:
@@ -56,8 +50,9 @@ def _name_first_problem(runtime: Runtime, quotes: Sequence[domain.Quote], now: d
 
 async def ingest(runtime: Runtime, writer: Writer, quotes: Sequence[domain.Quote]) -> int:
     """Ingest a batch of ticks (in order); returns how many were accepted."""
-    check(runtime, quotes)
-    result = await writer.submit(records.ApplyTicks(tuple(quotes)))
+    command = records.ApplyTicks(tuple(quotes))
+    check(runtime, command)
+    result = await writer.submit(command)
     if not isinstance(result, records.TicksApplied):
         raise TypeError(f"unexpected engine result {result!r}")
     # A feed that reads back what it sent (GET /v1/quotes) sees it: the answer waits until
